@@ -1,0 +1,52 @@
+// Package probes counts what the kernel does for chosen threads: syscalls,
+// copies by fd class, context switches, faults and CPU time. Two backends
+// share one interface: eBPF tracepoints (exact; needs CAP_BPF and
+// CAP_PERFMON, never kprobes or fentry) and a /proc sampler (no privileges,
+// estimates, fewer fields).
+package probes
+
+import (
+	"time"
+
+	"github.com/copyscope/copyscope/metrics"
+)
+
+// Thread is one watched thread's cumulative counters.
+type Thread struct {
+	TID      int
+	PID      int    // thread group id
+	Comm     string // thread name at last sight
+	Exited   bool   // the thread is gone; its counts are final
+	Counters metrics.Counters
+}
+
+// Reading is every watched thread's counters at one instant.
+type Reading struct {
+	Time    time.Time
+	Mode    metrics.Mode
+	Threads map[int]Thread // by tid
+}
+
+// Probe is a running backend. Methods are safe for concurrent use.
+type Probe interface {
+	// Mode says whether counts are exact (ebpf) or estimates (proc).
+	Mode() metrics.Mode
+	// Measured is the set of metrics this probe actually measures.
+	Measured() metrics.Field
+	// Notes explains every metric that is degraded or missing, and why.
+	Notes() []string
+	// AddThreads starts counting the given threads.
+	AddThreads(tids ...int) error
+	// RemoveThreads stops counting the given threads and forgets them.
+	RemoveThreads(tids ...int) error
+	// AddProcesses counts every thread of the given processes, including
+	// threads they create later. A pid that does not exist is an error.
+	AddProcesses(pids ...int) error
+	// AddCgroup counts every thread in the cgroup (v2 path).
+	AddCgroup(path string) error
+	// Read returns the cumulative counters of every watched thread seen so far.
+	Read() (Reading, error)
+	// Close detaches every program and frees every map; nothing stays
+	// attached after it returns.
+	Close() error
+}
