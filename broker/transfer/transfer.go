@@ -29,6 +29,11 @@ type Ledger struct {
 	ZCNotes      uint64            // zerocopy: completion notifications reaped
 	ZCBytes      uint64            // zerocopy: bytes sent with MSG_ZEROCOPY
 	ZCCopiedByte uint64            // zerocopy: of those, bytes the kernel reported as copied
+
+	Chunk    int      // span bytes per syscall this path was built with
+	PipeSize int      // splice: the pipe's capacity after F_SETPIPE_SZ
+	ZCCopied uint64   // zerocopy: notifications flagged SO_EE_CODE_ZEROCOPY_COPIED
+	Notes    []string // fallbacks taken (a denied pipe size, ...), for every output
 }
 
 // Path moves response parts to a connected, blocking TCP socket. A Path

@@ -1,0 +1,262 @@
+package transfer
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"strings"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// DefaultChunk is the number of bytes a path moves per syscall unless
+// Options.Chunk says otherwise.
+const DefaultChunk = 64 << 10
+
+// MaxChunk bounds Options.Chunk so a typo cannot allocate gigabytes per
+// connection.
+const MaxChunk = 64 << 20
+
+// Options configure a path.
+type Options struct {
+	// Chunk is the number of span bytes moved per syscall (per pread,
+	// write, sendfile, splice or sendmsg). 0 means DefaultChunk.
+	Chunk int
+}
+
+func (o Options) chunk() int {
+	if o.Chunk <= 0 {
+		return DefaultChunk
+	}
+	return o.Chunk
+}
+
+// Names returns the transfer paths in the order of design.md.
+func Names() []string {
+	return []string{"read", "mmap", "sendfile", "splice", "zerocopy"}
+}
+
+// New returns a fresh path by name; each connection needs its own.
+func New(name string, opts Options) (Path, error) {
+	if opts.Chunk < 0 || opts.Chunk > MaxChunk {
+		return nil, fmt.Errorf("transfer path %q: chunk %d bytes out of range (use 1..%d, or 0 for the default %d)", name, opts.Chunk, MaxChunk, DefaultChunk)
+	}
+	switch name {
+	case "read":
+		return newReadPath(opts), nil
+	case "mmap":
+		return newMmapPath(opts), nil
+	case "sendfile":
+		return newSendfilePath(opts), nil
+	case "splice":
+		return newSplicePath(opts), nil
+	case "zerocopy":
+		return newZerocopyPath(opts), nil
+	}
+	return nil, fmt.Errorf("unknown transfer path %q (valid: %s)", name, strings.Join(Names(), ", "))
+}
+
+// errShortSpan reports a span that ends before its file does; the caller
+// asked for bytes that are not there (a truncated or replaced segment).
+var errShortSpan = errors.New("file ended before the span did")
+
+// ledger is the shared, lock-protected account behind every path's Ledger.
+// The data thread writes it; Ledger() may be called from any goroutine.
+type ledger struct {
+	mu sync.Mutex
+	l  Ledger
+}
+
+func (lg *ledger) init(chunk int) {
+	lg.l.Calls = map[string]uint64{}
+	lg.l.Chunk = chunk
+}
+
+// call counts one syscall attempt by name, successful or not.
+func (lg *ledger) call(name string) {
+	lg.mu.Lock()
+	lg.l.Calls[name]++
+	lg.mu.Unlock()
+}
+
+// sent counts bytes put onto the socket; span says they came from a file.
+func (lg *ledger) sent(n int64, span bool) {
+	lg.mu.Lock()
+	lg.l.BytesSent += uint64(n)
+	if span {
+		lg.l.SpanBytes += uint64(n)
+	}
+	lg.mu.Unlock()
+}
+
+func (lg *ledger) note(s string) {
+	lg.mu.Lock()
+	lg.l.Notes = append(lg.l.Notes, s)
+	lg.mu.Unlock()
+}
+
+func (lg *ledger) update(f func(l *Ledger)) {
+	lg.mu.Lock()
+	f(&lg.l)
+	lg.mu.Unlock()
+}
+
+func (lg *ledger) snapshot() Ledger {
+	lg.mu.Lock()
+	defer lg.mu.Unlock()
+	c := lg.l
+	c.Calls = maps.Clone(lg.l.Calls)
+	c.Notes = append([]string(nil), lg.l.Notes...)
+	return c
+}
+
+// waitWritable blocks until sock accepts data. A blocking socket never needs
+// it; it keeps the paths correct if a caller hands them a non-blocking one.
+func waitWritable(sock int, lg *ledger) error {
+	fds := []unix.PollFd{{Fd: int32(sock), Events: unix.POLLOUT}}
+	for {
+		lg.call("poll")
+		_, err := unix.Poll(fds, -1)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("poll socket %d for writing: %w", sock, err)
+		}
+		return nil
+	}
+}
+
+// writeAll writes b to sock with write(2), retrying short writes.
+func writeAll(sock int, b []byte, span bool, lg *ledger) (int64, error) {
+	var total int64
+	for len(b) > 0 {
+		lg.call("write")
+		n, err := unix.Write(sock, b)
+		if n > 0 {
+			total += int64(n)
+			lg.sent(int64(n), span)
+			b = b[n:]
+		}
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN:
+			if werr := waitWritable(sock, lg); werr != nil {
+				return total, werr
+			}
+			continue
+		case err != nil:
+			return total, fmt.Errorf("write %d bytes to socket %d: %w", len(b), sock, err)
+		case n == 0:
+			return total, fmt.Errorf("write to socket %d: wrote 0 bytes", sock)
+		}
+	}
+	return total, nil
+}
+
+// maxIov bounds the number of framing buffers gathered into one writev.
+const maxIov = 64
+
+// writeBytesParts writes consecutive in-memory parts: one write(2) for a
+// single buffer, one writev(2) for several, retrying short writes.
+func writeBytesParts(sock int, bufs [][]byte, lg *ledger) (int64, error) {
+	if len(bufs) == 1 {
+		return writeAll(sock, bufs[0], false, lg)
+	}
+	var total int64
+	iov := make([][]byte, 0, min(len(bufs), maxIov))
+	for len(bufs) > 0 {
+		iov = iov[:0]
+		for _, b := range bufs {
+			if len(iov) == maxIov {
+				break
+			}
+			iov = append(iov, b)
+		}
+		lg.call("writev")
+		n, err := unix.Writev(sock, iov)
+		if n > 0 {
+			total += int64(n)
+			lg.sent(int64(n), false)
+			// Drop fully written buffers, trim a partly written one.
+			for n > 0 {
+				if n >= len(bufs[0]) {
+					n -= len(bufs[0])
+					bufs = bufs[1:]
+				} else {
+					bufs[0] = bufs[0][n:]
+					n = 0
+				}
+			}
+			for len(bufs) > 0 && len(bufs[0]) == 0 {
+				bufs = bufs[1:]
+			}
+		}
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN:
+			if werr := waitWritable(sock, lg); werr != nil {
+				return total, werr
+			}
+			continue
+		case err != nil:
+			return total, fmt.Errorf("writev %d buffers to socket %d: %w", len(iov), sock, err)
+		case n == 0 && len(bufs) > 0:
+			return total, fmt.Errorf("writev to socket %d: wrote 0 bytes", sock)
+		}
+	}
+	return total, nil
+}
+
+// sendParts walks parts in order: runs of in-memory parts go out with
+// write/writev, each file span through span (the path's own loop).
+func sendParts(sock int, parts []Part, lg *ledger, span func(sock int, s Span, last bool) (int64, error)) (int64, error) {
+	var total int64
+	var pending [][]byte
+	flush := func() error {
+		if len(pending) == 0 {
+			return nil
+		}
+		n, err := writeBytesParts(sock, pending, lg)
+		total += n
+		pending = pending[:0]
+		return err
+	}
+	for i, p := range parts {
+		if len(p.Bytes) > 0 {
+			if p.Span.Len != 0 {
+				return total, fmt.Errorf("part %d has both bytes and a span; give one or the other", i)
+			}
+			pending = append(pending, p.Bytes)
+			continue
+		}
+		if p.Span.Len == 0 {
+			continue
+		}
+		if p.Span.Len < 0 || p.Span.Off < 0 {
+			return total, fmt.Errorf("part %d: span off %d len %d is negative", i, p.Span.Off, p.Span.Len)
+		}
+		if err := flush(); err != nil {
+			return total, err
+		}
+		last := true
+		for _, q := range parts[i+1:] {
+			if len(q.Bytes) > 0 || q.Span.Len > 0 {
+				last = false
+				break
+			}
+		}
+		n, err := span(sock, p.Span, last)
+		total += n
+		if err != nil {
+			return total, fmt.Errorf("span %d (fd %d, off %d, len %d): %w", i, p.Span.Fd, p.Span.Off, p.Span.Len, err)
+		}
+	}
+	if err := flush(); err != nil {
+		return total, err
+	}
+	return total, nil
+}

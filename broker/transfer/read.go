@@ -1,0 +1,59 @@
+package transfer
+
+import (
+	"fmt"
+
+	"golang.org/x/sys/unix"
+)
+
+// readPath is the classic copy loop: pread(2) a chunk of the segment into a
+// reusable buffer, then write(2) it to the socket. Two CPU copies per byte,
+// two syscalls per chunk. It never uses io.Copy or ReadFrom: Go would
+// silently turn those into sendfile or splice.
+type readPath struct {
+	lg  ledger
+	buf []byte
+}
+
+func newReadPath(opts Options) *readPath {
+	p := &readPath{buf: make([]byte, opts.chunk())}
+	p.lg.init(opts.chunk())
+	return p
+}
+
+func (p *readPath) Name() string   { return "read" }
+func (p *readPath) Ledger() Ledger { return p.lg.snapshot() }
+func (p *readPath) Close() error   { p.buf = nil; return nil }
+
+func (p *readPath) Send(sock int, parts []Part) (int64, error) {
+	if p.buf == nil {
+		return 0, fmt.Errorf("read path: Send after Close")
+	}
+	return sendParts(sock, parts, &p.lg, p.span)
+}
+
+func (p *readPath) span(sock int, s Span, _ bool) (int64, error) {
+	var total int64
+	off, end := s.Off, s.Off+s.Len
+	for off < end {
+		want := min(int64(len(p.buf)), end-off)
+		p.lg.call("pread64")
+		n, err := unix.Pread(s.Fd, p.buf[:want], off)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return total, fmt.Errorf("pread %d bytes at %d: %w", want, off, err)
+		}
+		if n == 0 {
+			return total, fmt.Errorf("pread at %d: %w", off, errShortSpan)
+		}
+		w, err := writeAll(sock, p.buf[:n], true, &p.lg)
+		total += w
+		if err != nil {
+			return total, err
+		}
+		off += int64(n)
+	}
+	return total, nil
+}

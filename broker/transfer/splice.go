@@ -1,0 +1,139 @@
+package transfer
+
+import (
+	"fmt"
+
+	"golang.org/x/sys/unix"
+)
+
+// splicePath moves spans segment -> pipe -> socket with splice(2): pages go
+// by reference through a pipe sized to the chunk, two syscalls per chunk.
+type splicePath struct {
+	lg     ledger
+	chunk  int
+	pr, pw int // pipe ends, -1 until first use
+	step   int // bytes per splice: the chunk, or less if the pipe is smaller
+	closed bool
+}
+
+func newSplicePath(opts Options) *splicePath {
+	p := &splicePath{chunk: opts.chunk(), pr: -1, pw: -1}
+	p.lg.init(p.chunk)
+	return p
+}
+
+func (p *splicePath) Name() string   { return "splice" }
+func (p *splicePath) Ledger() Ledger { return p.lg.snapshot() }
+
+func (p *splicePath) Close() error {
+	p.closed = true
+	return p.closePipe()
+}
+
+func (p *splicePath) closePipe() error {
+	var first error
+	for _, fd := range []int{p.pr, p.pw} {
+		if fd < 0 {
+			continue
+		}
+		p.lg.call("close")
+		if err := unix.Close(fd); err != nil && first == nil {
+			first = fmt.Errorf("close splice pipe fd %d: %w", fd, err)
+		}
+	}
+	p.pr, p.pw = -1, -1
+	return first
+}
+
+// openPipe creates the pipe and sizes it to the chunk. If the kernel
+// refuses (pipe-max-size for unprivileged users), it keeps the default size,
+// splices in pipe-sized steps and records the fallback in the ledger.
+func (p *splicePath) openPipe() error {
+	var fds [2]int
+	p.lg.call("pipe2")
+	if err := unix.Pipe2(fds[:], unix.O_CLOEXEC); err != nil {
+		return fmt.Errorf("create splice pipe: %w (check the open-file limit)", err)
+	}
+	p.pr, p.pw = fds[0], fds[1]
+	p.lg.call("fcntl")
+	size, err := unix.FcntlInt(uintptr(p.pw), unix.F_SETPIPE_SZ, p.chunk)
+	if err != nil {
+		p.lg.call("fcntl")
+		size, err = unix.FcntlInt(uintptr(p.pw), unix.F_GETPIPE_SZ, 0)
+		if err != nil {
+			p.closePipe()
+			return fmt.Errorf("read splice pipe size: %w", err)
+		}
+		p.lg.note(fmt.Sprintf("splice: pipe size %d denied (raise /proc/sys/fs/pipe-max-size or run as root); using %d-byte steps", p.chunk, size))
+	}
+	p.step = min(p.chunk, size)
+	p.lg.update(func(l *Ledger) { l.PipeSize = size })
+	return nil
+}
+
+func (p *splicePath) Send(sock int, parts []Part) (int64, error) {
+	if p.closed {
+		return 0, fmt.Errorf("splice path: Send after Close")
+	}
+	if p.pr < 0 {
+		if err := p.openPipe(); err != nil {
+			return 0, err
+		}
+	}
+	n, err := sendParts(sock, parts, &p.lg, p.span)
+	if err != nil {
+		// The pipe may hold bytes that never reached the socket: start
+		// the next Send with an empty one.
+		p.closePipe()
+	}
+	return n, err
+}
+
+func (p *splicePath) span(sock int, s Span, last bool) (int64, error) {
+	var total int64
+	off, end := s.Off, s.Off+s.Len
+	for off < end {
+		want := int(min(int64(p.step), end-off))
+		p.lg.call("splice")
+		in, err := unix.Splice(s.Fd, &off, p.pw, nil, want, unix.SPLICE_F_MOVE|unix.SPLICE_F_MORE)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return total, fmt.Errorf("splice %d bytes at %d from segment into pipe: %w", want, off, err)
+		}
+		if in == 0 {
+			return total, fmt.Errorf("splice at %d: %w", off, errShortSpan)
+		}
+		// Drain the pipe into the socket. SPLICE_F_MORE (MSG_MORE) on all
+		// but the response's final bytes, so TCP does not push partial
+		// segments; the final splice pushes.
+		for left := in; left > 0; {
+			flags := unix.SPLICE_F_MOVE
+			if !last || off < end {
+				flags |= unix.SPLICE_F_MORE
+			}
+			p.lg.call("splice")
+			out, err := unix.Splice(p.pr, nil, sock, nil, int(left), flags)
+			if out > 0 {
+				left -= out
+				total += out
+				p.lg.sent(out, true)
+			}
+			switch {
+			case err == unix.EINTR:
+				continue
+			case err == unix.EAGAIN:
+				if werr := waitWritable(sock, &p.lg); werr != nil {
+					return total, werr
+				}
+				continue
+			case err != nil:
+				return total, fmt.Errorf("splice %d bytes from pipe to socket %d: %w", left, sock, err)
+			case out == 0:
+				return total, fmt.Errorf("splice from pipe to socket %d moved 0 bytes", sock)
+			}
+		}
+	}
+	return total, nil
+}

@@ -1,0 +1,276 @@
+package transfer
+
+import (
+	"encoding/binary"
+	"fmt"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// zcReapAt is how many completions may be outstanding before the path reaps
+// the error queue in the middle of a Send.
+const zcReapAt = 64
+
+// zcCloseWait bounds how long Close waits for outstanding completions.
+const zcCloseWait = 5 * time.Second
+
+// zcSend is one MSG_ZEROCOPY sendmsg awaiting its completion.
+type zcSend struct {
+	bytes uint64
+	done  bool
+}
+
+// zerocopyPath sends spans with sendmsg(MSG_ZEROCOPY) from a read-only
+// mapping of the segment (SO_ZEROCOPY set on the socket) and reaps the
+// completions from the socket's error queue. It counts notifications and
+// the bytes the kernel flagged SO_EE_CODE_ZEROCOPY_COPIED (on loopback all
+// of them: the kernel copies). No mapping is unmapped before every send
+// from it has completed.
+type zerocopyPath struct {
+	lg      ledger
+	chunk   int
+	cache   mapCache
+	sock    int      // socket SO_ZEROCOPY was set on, -1 before the first Send
+	base    uint64   // sequence number of pending[0]
+	pending []zcSend // sends base, base+1, ... not yet reaped in order
+	oob     []byte
+	one     []byte
+	closed  bool
+}
+
+func newZerocopyPath(opts Options) *zerocopyPath {
+	p := &zerocopyPath{chunk: opts.chunk(), sock: -1, oob: make([]byte, 128), one: make([]byte, 1)}
+	p.lg.init(p.chunk)
+	p.cache.lg = &p.lg
+	p.cache.busy = func(m *mapping) bool { return m.zc && m.lastSeq >= p.base }
+	return p
+}
+
+func (p *zerocopyPath) Name() string   { return "zerocopy" }
+func (p *zerocopyPath) Ledger() Ledger { return p.lg.snapshot() }
+
+// next is the sequence number the kernel gives the next zerocopy send.
+func (p *zerocopyPath) next() uint64 { return p.base + uint64(len(p.pending)) }
+
+func (p *zerocopyPath) Send(sock int, parts []Part) (int64, error) {
+	if p.closed {
+		return 0, fmt.Errorf("zerocopy path: Send after Close")
+	}
+	if sock != p.sock {
+		if p.sock >= 0 && len(p.pending) > 0 {
+			if err := p.wait(zcCloseWait); err != nil {
+				return 0, fmt.Errorf("zerocopy path moved to socket %d with sends pending on %d: %w", sock, p.sock, err)
+			}
+		}
+		p.lg.call("setsockopt")
+		if err := unix.SetsockoptInt(sock, unix.SOL_SOCKET, unix.SO_ZEROCOPY, 1); err != nil {
+			return 0, fmt.Errorf("set SO_ZEROCOPY on socket %d: %w (needs Linux 4.14+ and a TCP socket)", sock, err)
+		}
+		// The kernel numbers zerocopy sends per socket from 0.
+		p.sock, p.base, p.pending = sock, 0, p.pending[:0]
+	}
+	p.cache.begin()
+	n, err := sendParts(sock, parts, &p.lg, p.span)
+	if len(p.pending) > 0 {
+		if rerr := p.reap(); rerr != nil && err == nil {
+			err = rerr
+		}
+	}
+	p.cache.end()
+	return n, err
+}
+
+func (p *zerocopyPath) span(sock int, s Span, _ bool) (int64, error) {
+	m, err := p.cache.get(s.Fd, s.Off+s.Len)
+	if err != nil {
+		return 0, err
+	}
+	var total int64
+	off, end := s.Off, s.Off+s.Len
+	for off < end {
+		want := min(int64(p.chunk), end-off)
+		p.lg.call("sendmsg")
+		n, err := unix.SendmsgN(sock, m.data[off:off+want], nil, nil, unix.MSG_ZEROCOPY)
+		if n > 0 {
+			m.zc, m.lastSeq = true, p.next()
+			p.pending = append(p.pending, zcSend{bytes: uint64(n)})
+			total += int64(n)
+			off += int64(n)
+			p.lg.sent(int64(n), true)
+			p.lg.update(func(l *Ledger) { l.ZCSends++; l.ZCBytes += uint64(n) })
+		}
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err == unix.ENOBUFS:
+			// Too many completions outstanding (optmem_max): reap some.
+			if len(p.pending) == 0 {
+				return total, fmt.Errorf("sendmsg MSG_ZEROCOPY: %w with nothing outstanding (raise net.core.optmem_max)", err)
+			}
+			if werr := p.waitSome(time.Second); werr != nil {
+				return total, werr
+			}
+			continue
+		case err == unix.EAGAIN:
+			if werr := waitWritable(sock, &p.lg); werr != nil {
+				return total, werr
+			}
+			continue
+		case err != nil:
+			return total, fmt.Errorf("sendmsg MSG_ZEROCOPY %d bytes at %d to socket %d: %w", want, off, sock, err)
+		case n == 0:
+			return total, fmt.Errorf("sendmsg MSG_ZEROCOPY to socket %d sent 0 bytes", sock)
+		}
+		if len(p.pending) >= zcReapAt {
+			if err := p.reap(); err != nil {
+				return total, err
+			}
+		}
+	}
+	return total, nil
+}
+
+// reap reads every completion already queued, without blocking.
+func (p *zerocopyPath) reap() error {
+	for {
+		p.lg.call("recvmsg")
+		_, oobn, _, _, err := unix.Recvmsg(p.sock, p.one, p.oob, unix.MSG_ERRQUEUE|unix.MSG_DONTWAIT)
+		if err == unix.EAGAIN {
+			return nil
+		}
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("read error queue of socket %d for zerocopy completions: %w", p.sock, err)
+		}
+		if err := p.complete(p.oob[:oobn]); err != nil {
+			return err
+		}
+	}
+}
+
+// complete parses one error-queue message and marks its sends done.
+func (p *zerocopyPath) complete(oob []byte) error {
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return fmt.Errorf("parse zerocopy completion: %w", err)
+	}
+	for _, m := range msgs {
+		if !(m.Header.Level == unix.SOL_IP && m.Header.Type == unix.IP_RECVERR) &&
+			!(m.Header.Level == unix.SOL_IPV6 && m.Header.Type == unix.IPV6_RECVERR) {
+			continue
+		}
+		if len(m.Data) < 16 {
+			return fmt.Errorf("zerocopy completion: extended error of %d bytes, want 16", len(m.Data))
+		}
+		errno := binary.NativeEndian.Uint32(m.Data[0:])
+		origin, code := m.Data[4], m.Data[6]
+		lo, hi := binary.NativeEndian.Uint32(m.Data[8:]), binary.NativeEndian.Uint32(m.Data[12:])
+		if origin != unix.SO_EE_ORIGIN_ZEROCOPY {
+			return fmt.Errorf("socket %d error queue: errno %d origin %d (not a zerocopy completion): %w", p.sock, errno, origin, unix.Errno(errno))
+		}
+		if errno != 0 {
+			return fmt.Errorf("zerocopy completion reports %w", unix.Errno(errno))
+		}
+		copied := code&unix.SO_EE_CODE_ZEROCOPY_COPIED != 0
+		var copiedBytes uint64
+		// Sequence numbers are 32 bits in the kernel; index from base.
+		for s := lo; ; s++ {
+			idx := uint64(s - uint32(p.base))
+			if idx < uint64(len(p.pending)) && !p.pending[idx].done {
+				p.pending[idx].done = true
+				if copied {
+					copiedBytes += p.pending[idx].bytes
+				}
+			}
+			if s == hi {
+				break
+			}
+		}
+		p.lg.update(func(l *Ledger) {
+			l.ZCNotes++
+			if copied {
+				l.ZCCopied++
+				l.ZCCopiedByte += copiedBytes
+			}
+		})
+	}
+	// Advance past the completed prefix.
+	k := 0
+	for k < len(p.pending) && p.pending[k].done {
+		k++
+	}
+	if k > 0 {
+		p.base += uint64(k)
+		p.pending = append(p.pending[:0], p.pending[k:]...)
+	}
+	return nil
+}
+
+// waitSome blocks until at least one completion arrives (or timeout).
+func (p *zerocopyPath) waitSome(timeout time.Duration) error {
+	before := p.base
+	deadline := time.Now().Add(timeout)
+	for p.base == before && len(p.pending) > 0 {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return fmt.Errorf("zerocopy: no completion on socket %d within %v (%d sends outstanding)", p.sock, timeout, len(p.pending))
+		}
+		fds := []unix.PollFd{{Fd: int32(p.sock)}} // POLLERR is always reported
+		p.lg.call("poll")
+		_, err := unix.Poll(fds, int(left/time.Millisecond)+1)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("poll socket %d for zerocopy completions: %w", p.sock, err)
+		}
+		if fds[0].Revents&unix.POLLNVAL != 0 {
+			return errSockGone
+		}
+		if err := p.reap(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// errSockGone: the socket was closed with sends outstanding; the kernel
+// keeps its own page references, so the mappings may go.
+var errSockGone = fmt.Errorf("socket closed before its zerocopy completions were read")
+
+// wait blocks until every send has completed, or timeout.
+func (p *zerocopyPath) wait(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for len(p.pending) > 0 {
+		if err := p.waitSome(time.Until(deadline)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Close waits for every outstanding completion, then unmaps.
+func (p *zerocopyPath) Close() error {
+	if p.closed {
+		return nil
+	}
+	p.closed = true
+	var err error
+	if p.sock >= 0 && len(p.pending) > 0 {
+		err = p.wait(zcCloseWait)
+		if err == errSockGone {
+			// Nothing will complete; the kernel holds the pages itself.
+			p.lg.note(fmt.Sprintf("zerocopy: socket closed with %d sends unreaped; call Close before closing the socket to count them", len(p.pending)))
+			p.base += uint64(len(p.pending))
+			p.pending = p.pending[:0]
+			err = nil
+		}
+	}
+	if left := p.cache.closeAll(); left > 0 {
+		return fmt.Errorf("zerocopy close: %d mappings left mapped, their sends never completed: %w", left, err)
+	}
+	return err
+}
