@@ -1,0 +1,479 @@
+package tui
+
+import (
+	"fmt"
+	"math"
+	"strings"
+
+	"github.com/copyscope/copyscope/metrics"
+)
+
+// minColWidth is the narrowest a subject column gets before columns scroll.
+const minColWidth = 12
+
+// maxColWidth keeps columns compact on very wide terminals.
+const maxColWidth = 30
+
+// totals are one subject's byte counts since the last reset, for the copy
+// diagram's arrows.
+type totals struct {
+	diskRead, toUser, fromUser, moved, zc, zcCopied, fileFaults uint64
+	haveCopies, haveDisk, haveZC                                bool
+}
+
+func (t *totals) add(r metrics.Record) {
+	if r.DiskReadBytes != nil {
+		t.haveDisk = true
+		t.diskRead += *r.DiskReadBytes
+	}
+	if r.CopiedToUserBytes != nil && r.CopiedFromUserBytes != nil && r.MovedInKernelBytes != nil {
+		t.haveCopies = true
+		t.toUser += classOr(r.CopiedToUserByClass, "file", *r.CopiedToUserBytes)
+		t.fromUser += classOr(r.CopiedFromUserByCls, "socket", *r.CopiedFromUserBytes)
+		t.moved += classOr(r.MovedInKernelByClass, "socket", *r.MovedInKernelBytes)
+	}
+	if r.ZerocopyBytes != nil {
+		t.haveZC = true
+		t.zc += *r.ZerocopyBytes
+		t.zcCopied += val(r.ZerocopyCopiedBytes)
+	}
+	if r.FileFaults != nil {
+		t.fileFaults += *r.FileFaults
+	}
+}
+
+// classOr returns the byte count of one fd class when copies are broken
+// down by class, else the total.
+func classOr(m map[string]uint64, class string, total uint64) uint64 {
+	if m == nil {
+		return total
+	}
+	return m[class]
+}
+
+func val(p *uint64) uint64 {
+	if p == nil {
+		return 0
+	}
+	return *p
+}
+
+// subject is everything the columns view keeps about one subject.
+type subject struct {
+	hist     *ring
+	tot      totals
+	cur      metrics.Record
+	cons     *metrics.Record
+	held     *metrics.Record // last record with traffic (race mode shows it)
+	heldCons *metrics.Record
+	seen     bool
+}
+
+// columnsModel is the main view: one column per subject, one row per metric
+// and a copy diagram per subject.
+type columnsModel struct {
+	c        *common
+	subjects map[string]*subject
+	order    []string // subjects of the latest sample, in record order
+	offset   int      // first visible column when they do not all fit
+	sample   Sample
+	samples  int
+}
+
+func newColumnsModel(c *common) columnsModel {
+	return columnsModel{c: c, subjects: map[string]*subject{}}
+}
+
+// apply folds one sample into the view's state.
+func (m *columnsModel) apply(s Sample) {
+	m.sample = s
+	m.samples++
+	m.order = m.order[:0]
+	for _, r := range s.Records {
+		st := m.subjects[r.Subject]
+		if st == nil {
+			st = &subject{hist: newRing(m.c.cfg.History)}
+			m.subjects[r.Subject] = st
+		}
+		m.order = append(m.order, r.Subject)
+		st.seen = true
+		st.cur = r
+		st.cons = nil
+		if cr, ok := s.Consumers[r.Subject]; ok {
+			st.cons = &cr
+		}
+		st.hist.push(fval(r.DeliveredBytesPerS))
+		st.tot.add(r)
+		if val(r.DeliveredBytes) > 0 {
+			rc := r
+			st.held, st.heldCons = &rc, st.cons
+		}
+	}
+}
+
+// reset forgets histories, totals and held records.
+func (m *columnsModel) reset() {
+	for name := range m.subjects {
+		m.subjects[name] = &subject{hist: newRing(m.c.cfg.History)}
+	}
+	m.order = m.order[:0]
+	m.samples = 0
+}
+
+func fval(p *float64) float64 {
+	if p == nil {
+		return 0
+	}
+	return *p
+}
+
+// visible returns the subjects to show, in display order: the demo's paths
+// in key order, then any other subject in the latest sample's order.
+func (m columnsModel) visible() []string {
+	var out []string
+	listed := map[string]bool{}
+	for _, s := range m.c.cfg.Subjects {
+		listed[s] = true
+		if m.c.isEnabled(s) {
+			out = append(out, s)
+		}
+	}
+	for _, s := range m.order {
+		if !listed[s] {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// layout returns the label width, column width and the number of columns
+// that fit in the terminal width.
+func (m columnsModel) layout(n int) (labelW, colW, fits int) {
+	labelW = 12
+	if m.c.width >= 120 {
+		labelW = 13
+	}
+	avail := m.c.width - labelW
+	if n == 0 {
+		return labelW, 0, 0
+	}
+	colW = avail / n
+	fits = n
+	if colW < minColWidth {
+		fits = max(1, avail/minColWidth)
+		colW = avail / fits
+	}
+	return labelW, min(colW, maxColWidth), fits
+}
+
+// cell is what a row sees of one subject.
+type cell struct {
+	rec  metrics.Record
+	cons *metrics.Record
+	held bool // rec is the last active interval, not the current one
+	st   *subject
+}
+
+func (c cell) active() bool { return val(c.rec.DeliveredBytes) > 0 }
+
+func (c cell) perS(p *uint64) (float64, bool) {
+	if p == nil || c.rec.IntervalS <= 0 {
+		return 0, false
+	}
+	return float64(*p) / c.rec.IntervalS, true
+}
+
+// row is one metric across the subjects: cell text for a width, the value
+// compared to find the best subject, and which direction is better.
+type row struct {
+	label  string
+	better int // +1 higher is better, -1 lower is better, 0 not compared
+	cell   func(c cell, w int) (text string, key float64, ok bool)
+	style  func(c cell, st styles) (styled bool, s func(string) string)
+}
+
+const na = "n/a"
+
+func (m columnsModel) rows() []row {
+	rs := []row{
+		{label: "throughput", better: +1, cell: func(c cell, w int) (string, float64, bool) {
+			if c.rec.DeliveredBytesPerS == nil {
+				return na, 0, false
+			}
+			v := *c.rec.DeliveredBytesPerS
+			return rateStr(v), v, true
+		}},
+		{label: "avg | max", cell: func(c cell, w int) (string, float64, bool) {
+			avg, mx := c.st.hist.avgMax(w)
+			return si(avg) + " | " + si(mx), 0, false
+		}},
+		{label: "CPU %core", better: -1, cell: func(c cell, w int) (string, float64, bool) {
+			if c.rec.CPUNs == nil || c.rec.IntervalS <= 0 {
+				return na, 0, false
+			}
+			v := float64(*c.rec.CPUNs) / 1e9 / c.rec.IntervalS * 100
+			return fmt.Sprintf("%.1f%%", v), v, true
+		}},
+		{label: "CPU s/GB", better: -1, cell: func(c cell, w int) (string, float64, bool) {
+			if c.rec.CPUNsPerGB == nil {
+				return na, 0, false
+			}
+			v := *c.rec.CPUNsPerGB / 1e9
+			return fmt.Sprintf("%.3f s", v), v, true
+		}},
+		{label: "syscalls/MB", better: -1, cell: func(c cell, w int) (string, float64, bool) {
+			if c.rec.Syscalls == nil || !c.active() {
+				return na, 0, false
+			}
+			v := float64(*c.rec.Syscalls) / (float64(*c.rec.DeliveredBytes) / 1e6)
+			return si(v), v, true
+		}},
+		{label: "mode sw/s", better: -1, cell: func(c cell, w int) (string, float64, bool) {
+			v, ok := c.perS(c.rec.ModeSwitches)
+			if !ok {
+				return na, 0, false
+			}
+			return si(v), v, true
+		}},
+		{label: "ctx vol/inv", better: -1, cell: func(c cell, w int) (string, float64, bool) {
+			return ctxCell(c.rec)
+		}},
+	}
+	if len(m.sample.Consumers) > 0 {
+		rs = append(rs, row{label: "consumer cs", better: -1, cell: func(c cell, w int) (string, float64, bool) {
+			if c.cons == nil {
+				return na, 0, false
+			}
+			return ctxCell(*c.cons)
+		}})
+	}
+	rs = append(rs,
+		row{label: "copies/byte", better: -1, cell: func(c cell, w int) (string, float64, bool) {
+			if c.rec.CopyAmplification == nil {
+				if c.rec.CopiedToUserBytes != nil && !c.active() {
+					return "idle", 0, false
+				}
+				return na, 0, false
+			}
+			v := *c.rec.CopyAmplification
+			txt := fmt.Sprintf("%.2f", v)
+			return txt + " " + bar(v, 2, w-len(txt)-2), v, true
+		}},
+		row{label: "faults/s", better: -1, cell: func(c cell, w int) (string, float64, bool) {
+			pf, ok := c.perS(c.rec.PageFaults)
+			if !ok {
+				return na, 0, false
+			}
+			if ff, ok := c.perS(c.rec.FileFaults); ok && w >= 14 {
+				return si(pf) + " (" + si(ff) + " file)", pf, true
+			}
+			return si(pf), pf, true
+		}},
+		row{label: "zerocopy", cell: func(c cell, w int) (string, float64, bool) {
+			zc := val(c.rec.ZerocopyBytes)
+			if c.rec.ZerocopyBytes == nil {
+				return na, 0, false
+			}
+			if zc == 0 {
+				return "-", 0, false
+			}
+			p := 100 * float64(val(c.rec.ZerocopyCopiedBytes)) / float64(zc)
+			if val(c.rec.ZerocopyCopiedBytes) == 0 {
+				return "0% copied", 0, false
+			}
+			return firstFit(w, fmt.Sprintf("!! kernel copied %.0f%%", p), fmt.Sprintf("!! copied %.0f%%", p), fmt.Sprintf("COPIED %.0f%%", p)), 0, false
+		}, style: func(c cell, st styles) (bool, func(string) string) {
+			if val(c.rec.ZerocopyCopiedBytes) > 0 {
+				return true, func(s string) string { return st.warn.Render(s) }
+			}
+			return false, nil
+		}},
+	)
+	return rs
+}
+
+func ctxCell(r metrics.Record) (string, float64, bool) {
+	if r.CtxSwitchesVol == nil || r.CtxSwitchesInvol == nil || r.IntervalS <= 0 {
+		return na, 0, false
+	}
+	v := float64(*r.CtxSwitchesVol) / r.IntervalS
+	i := float64(*r.CtxSwitchesInvol) / r.IntervalS
+	return si(v) + "/" + si(i), v + i, true
+}
+
+// firstFit returns the first text no wider than w, or the last one.
+func firstFit(w int, texts ...string) string {
+	for _, t := range texts {
+		if len([]rune(t)) <= w {
+			return t
+		}
+	}
+	return texts[len(texts)-1]
+}
+
+// view renders the column table and, when height allows, the copy diagrams,
+// in at most height lines of the terminal width.
+func (m columnsModel) view(height int) string {
+	st := m.c.st
+	names := m.visible()
+	labelW, colW, fits := m.layout(len(names))
+	if len(names) == 0 {
+		if m.samples == 0 {
+			return st.dim.Render("waiting for the first sample…")
+		}
+		return st.dim.Render("no subject to show (press 1-6 to enable paths)")
+	}
+	off := min(max(0, m.offset), len(names)-fits)
+	shown := names[off : off+fits]
+	cells := make([]cell, len(shown))
+	for i, n := range shown {
+		s := m.subjects[n]
+		if s == nil {
+			s = &subject{hist: newRing(m.c.cfg.History)}
+		}
+		c := cell{rec: s.cur, cons: s.cons, st: s}
+		if m.c.cfg.Demo && m.c.mode == "race" && !c.active() && s.held != nil {
+			c = cell{rec: *s.held, cons: s.heldCons, held: true, st: s}
+		}
+		cells[i] = c
+	}
+	w := colW - 1 // one blank between columns
+	var lines []string
+
+	// Column headings.
+	var b strings.Builder
+	more := ""
+	if fits < len(names) {
+		more = fmt.Sprintf("%d-%d/%d", off+1, off+fits, len(names))
+	}
+	b.WriteString(fit(st.dim.Render(more), labelW))
+	for i, n := range shown {
+		title := n
+		if m.c.cfg.Demo {
+			for k, s := range m.c.cfg.Subjects {
+				if s == n && k < 6 {
+					title = fmt.Sprintf("%d %s", k+1, n)
+				}
+			}
+		}
+		if cells[i].held {
+			title += " (last)"
+		}
+		b.WriteString(fit(st.name.Render(fit(title, w)), colW))
+	}
+	lines = append(lines, b.String())
+
+	rows := m.rows()
+	// Sparklines grow taller when the terminal has room for them.
+	need := 1 + len(rows) + 1 + diagramLines
+	sparkH := min(4, max(1, 1+height-need))
+	for ri, r := range rows {
+		if ri == 2 {
+			spark := make([][]string, len(cells))
+			for i, c := range cells {
+				spark[i] = sparkRows(c.st.hist.last(w), w, sparkH, 0)
+			}
+			for l := 0; l < sparkH; l++ {
+				b.Reset()
+				b.WriteString(strings.Repeat(" ", labelW))
+				for i, c := range cells {
+					t := st.good.Render(spark[i][l])
+					if c.held || !c.active() {
+						t = st.dim.Render(spark[i][l])
+					}
+					b.WriteString(t + " ")
+				}
+				lines = append(lines, fit(b.String(), m.c.width))
+			}
+		}
+		texts := make([]string, len(cells))
+		keys := make([]float64, len(cells))
+		oks := make([]bool, len(cells))
+		for i, c := range cells {
+			texts[i], keys[i], oks[i] = r.cell(c, w)
+		}
+		best := bestOf(r.better, keys, oks, cells)
+		b.Reset()
+		b.WriteString(fit(st.label.Render(fit(r.label, labelW-1)), labelW))
+		for i, c := range cells {
+			t := texts[i]
+			if best[i] {
+				t = fit(t+"*", w)
+				t = st.best.Render(t)
+			} else {
+				t = fit(t, w)
+				if r.style != nil {
+					if ok, f := r.style(c, st); ok {
+						t = f(t)
+					}
+				}
+				if c.held || !c.active() {
+					t = st.dim.Render(t)
+				}
+			}
+			b.WriteString(t + " ")
+		}
+		lines = append(lines, fit(b.String(), m.c.width))
+	}
+
+	// Copy diagrams, when there is room for all of their lines.
+	if len(lines)+diagramLines <= height {
+		diag := make([][]string, len(cells))
+		for i, c := range cells {
+			diag[i] = diagram(c.st.tot, w, st)
+		}
+		labels := []string{"copy path", "(bytes", "since", "reset)"}
+		for l := 0; l < diagramLines; l++ {
+			b.Reset()
+			lab := ""
+			if l < len(labels) {
+				lab = labels[l]
+			}
+			b.WriteString(fit(st.label.Render(lab), labelW))
+			for i := range cells {
+				b.WriteString(fit(diag[i][l], w) + " ")
+			}
+			lines = append(lines, fit(b.String(), m.c.width))
+		}
+	}
+	if len(lines) > height {
+		lines = lines[:height]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// bestOf marks the subjects whose key is the best of the row among active
+// subjects, when at least two compare and they are not all equal.
+func bestOf(better int, keys []float64, oks []bool, cells []cell) []bool {
+	marks := make([]bool, len(keys))
+	if better == 0 {
+		return marks
+	}
+	bestV := math.Inf(-better)
+	n := 0
+	allEqual := true
+	first := math.NaN()
+	for i, k := range keys {
+		if !oks[i] || !cells[i].active() || cells[i].held {
+			continue
+		}
+		n++
+		if math.IsNaN(first) {
+			first = k
+		} else if k != first {
+			allEqual = false
+		}
+		if (better > 0 && k > bestV) || (better < 0 && k < bestV) {
+			bestV = k
+		}
+	}
+	if n < 2 || allEqual {
+		return marks
+	}
+	for i, k := range keys {
+		if oks[i] && cells[i].active() && !cells[i].held && k == bestV {
+			marks[i] = true
+		}
+	}
+	return marks
+}
