@@ -116,7 +116,7 @@ func (lg *ledger) snapshot() Ledger {
 func waitWritable(sock int, lg *ledger) error {
 	fds := []unix.PollFd{{Fd: int32(sock), Events: unix.POLLOUT}}
 	for {
-		lg.call("poll")
+		lg.call("ppoll")
 		_, err := unix.Poll(fds, -1)
 		if err == unix.EINTR {
 			continue

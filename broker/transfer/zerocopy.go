@@ -219,7 +219,7 @@ func (p *zerocopyPath) waitSome(timeout time.Duration) error {
 			return fmt.Errorf("zerocopy: no completion on socket %d within %v (%d sends outstanding)", p.sock, timeout, len(p.pending))
 		}
 		fds := []unix.PollFd{{Fd: int32(p.sock)}} // POLLERR is always reported
-		p.lg.call("poll")
+		p.lg.call("ppoll")
 		_, err := unix.Poll(fds, int(left/time.Millisecond)+1)
 		if err == unix.EINTR {
 			continue
