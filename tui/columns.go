@@ -204,6 +204,9 @@ func (m columnsModel) rows() []row {
 			return rateStr(v), v, true
 		}},
 		{label: "avg | max", cell: func(c cell, w int) (string, float64, bool) {
+			if c.rec.DeliveredBytesPerS == nil {
+				return na, 0, false
+			}
 			avg, mx := c.st.hist.avgMax(w)
 			return si(avg) + " | " + si(mx), 0, false
 		}},
@@ -363,61 +366,63 @@ func (m columnsModel) view(height int) string {
 	}
 	lines = append(lines, b.String())
 
-	rows := m.rows()
+	// Rows no shown subject has a value for (fields the probe mode cannot
+	// measure) are left out and named once at the bottom.
+	var rows []row
+	var missing []string
+	for _, r := range m.rows() {
+		measured := false
+		for _, c := range cells {
+			if t, _, _ := r.cell(c, w); t != na {
+				measured = true
+				break
+			}
+		}
+		if measured {
+			rows = append(rows, r)
+		} else {
+			missing = append(missing, r.label)
+		}
+	}
+	haveCopies := false
+	for _, c := range cells {
+		haveCopies = haveCopies || c.st.tot.haveCopies
+	}
+	diagH := 0
+	if haveCopies {
+		diagH = diagramLines
+	}
+	noteH := 0
+	if len(missing) > 0 {
+		noteH = 1
+	}
 	// Sparklines grow taller when the terminal has room for them.
-	need := 1 + len(rows) + 1 + diagramLines
-	sparkH := min(4, max(1, 1+height-need))
-	for ri, r := range rows {
-		if ri == 2 {
-			spark := make([][]string, len(cells))
+	sparkH := min(4, max(1, height-(1+len(rows)+diagH+noteH)))
+	for _, r := range rows {
+		lines = append(lines, m.rowLine(r, cells, labelW, w))
+		if r.label != "avg | max" {
+			continue
+		}
+		spark := make([][]string, len(cells))
+		for i, c := range cells {
+			spark[i] = sparkRows(c.st.hist.last(w), w, sparkH, 0)
+		}
+		for l := 0; l < sparkH; l++ {
+			b.Reset()
+			b.WriteString(strings.Repeat(" ", labelW))
 			for i, c := range cells {
-				spark[i] = sparkRows(c.st.hist.last(w), w, sparkH, 0)
-			}
-			for l := 0; l < sparkH; l++ {
-				b.Reset()
-				b.WriteString(strings.Repeat(" ", labelW))
-				for i, c := range cells {
-					t := st.good.Render(spark[i][l])
-					if c.held || !c.active() {
-						t = st.dim.Render(spark[i][l])
-					}
-					b.WriteString(t + " ")
-				}
-				lines = append(lines, fit(b.String(), m.c.width))
-			}
-		}
-		texts := make([]string, len(cells))
-		keys := make([]float64, len(cells))
-		oks := make([]bool, len(cells))
-		for i, c := range cells {
-			texts[i], keys[i], oks[i] = r.cell(c, w)
-		}
-		best := bestOf(r.better, keys, oks, cells)
-		b.Reset()
-		b.WriteString(fit(st.label.Render(fit(r.label, labelW-1)), labelW))
-		for i, c := range cells {
-			t := texts[i]
-			if best[i] {
-				t = fit(t+"*", w)
-				t = st.best.Render(t)
-			} else {
-				t = fit(t, w)
-				if r.style != nil {
-					if ok, f := r.style(c, st); ok {
-						t = f(t)
-					}
-				}
+				t := st.good.Render(spark[i][l])
 				if c.held || !c.active() {
-					t = st.dim.Render(t)
+					t = st.dim.Render(spark[i][l])
 				}
+				b.WriteString(t + " ")
 			}
-			b.WriteString(t + " ")
+			lines = append(lines, fit(b.String(), m.c.width))
 		}
-		lines = append(lines, fit(b.String(), m.c.width))
 	}
 
-	// Copy diagrams, when there is room for all of their lines.
-	if len(lines)+diagramLines <= height {
+	// Copy diagrams, when copies are measured and all their lines fit.
+	if diagH > 0 && len(lines)+diagH+noteH <= height {
 		diag := make([][]string, len(cells))
 		for i, c := range cells {
 			diag[i] = diagram(c.st.tot, w, st)
@@ -436,10 +441,49 @@ func (m columnsModel) view(height int) string {
 			lines = append(lines, fit(b.String(), m.c.width))
 		}
 	}
+	if noteH > 0 {
+		mode := "this probe mode"
+		if m.sample.Mode() == metrics.ModeProc {
+			mode = "/proc mode (run as root for eBPF)"
+		}
+		lines = append(lines, fit(st.dim.Render("not measured in "+mode+": "+strings.Join(missing, ", ")), m.c.width))
+	}
 	if len(lines) > height {
 		lines = lines[:height]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// rowLine draws one metric row across the shown subjects.
+func (m columnsModel) rowLine(r row, cells []cell, labelW, w int) string {
+	st := m.c.st
+	texts := make([]string, len(cells))
+	keys := make([]float64, len(cells))
+	oks := make([]bool, len(cells))
+	for i, c := range cells {
+		texts[i], keys[i], oks[i] = r.cell(c, w)
+	}
+	best := bestOf(r.better, keys, oks, cells)
+	var b strings.Builder
+	b.WriteString(fit(st.label.Render(fit(r.label, labelW-1)), labelW))
+	for i, c := range cells {
+		t := texts[i]
+		if best[i] {
+			t = st.best.Render(fit(t+"*", w))
+		} else {
+			t = fit(t, w)
+			if r.style != nil {
+				if ok, f := r.style(c, st); ok {
+					t = f(t)
+				}
+			}
+			if c.held || !c.active() {
+				t = st.dim.Render(t)
+			}
+		}
+		b.WriteString(t + " ")
+	}
+	return fit(b.String(), m.c.width)
 }
 
 // bestOf marks the subjects whose key is the best of the row among active
