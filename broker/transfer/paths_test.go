@@ -89,7 +89,7 @@ func (r *receiver) wait(t *testing.T) recvResult {
 }
 
 // writeTempFile writes n pseudo-random bytes to a new file in dir.
-func writeTempFile(t *testing.T, dir, name string, n int, seed uint64) *os.File {
+func writeTempFile(t testing.TB, dir, name string, n int, seed uint64) *os.File {
 	t.Helper()
 	b := make([]byte, n)
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
