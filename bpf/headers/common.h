@@ -1,0 +1,127 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Shared by every copyscope BPF object: the in-kernel filter (which threads
+ * are watched) and small helpers. Each object declares these maps; the Go
+ * loader creates them once and hands the same maps to every object
+ * (CollectionOptions.MapReplacements), so one AddThreads reaches them all.
+ */
+#ifndef __COPYSCOPE_COMMON_H__
+#define __COPYSCOPE_COMMON_H__
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
+
+#define MAX_THREADS 16384
+#define MAX_PROCS 4096
+
+/* watched_tgids values. */
+#define WATCH_ALL 1  /* every thread of the process, present and future */
+#define WATCH_SOME 2 /* only the threads listed in watched_tids */
+
+/* Index into the shared drops array: why an event was not counted. */
+#define DROP_MAP_FULL 0 /* a counters map had no room for a new thread */
+#define DROP_READ 1     /* a kernel struct could not be read */
+#define NUM_DROPS 2
+
+/* The optional cgroup filter: count every thread of one cgroup v2. */
+struct filter_cfg {
+	__u64 cgroup_id; /* 0: no cgroup filter */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_PROCS);
+	__type(key, __u32);  /* tgid */
+	__type(value, __u8); /* WATCH_ALL or WATCH_SOME */
+} watched_tgids SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_THREADS);
+	__type(key, __u32); /* tid */
+	__type(value, __u8);
+} watched_tids SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct filter_cfg);
+} filter SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, NUM_DROPS);
+	__type(key, __u32);
+	__type(value, __u64);
+} drops SEC(".maps");
+
+static __always_inline void count_drop(__u32 why)
+{
+	__u64 *v = bpf_map_lookup_elem(&drops, &why);
+	if (v)
+		*v += 1;
+}
+
+/*
+ * tgid_watch decides from the tgid map alone: 1 watched, 0 not watched,
+ * -1 not in the map (the caller may still match the cgroup). An unwatched
+ * thread costs this one hash lookup.
+ */
+static __always_inline int tgid_watch(__u32 tgid, __u32 tid)
+{
+	__u8 *mode = bpf_map_lookup_elem(&watched_tgids, &tgid);
+	if (!mode)
+		return -1;
+	if (*mode == WATCH_ALL)
+		return 1;
+	return bpf_map_lookup_elem(&watched_tids, &tid) != NULL;
+}
+
+static __always_inline __u64 cgroup_filter(void)
+{
+	__u32 zero = 0;
+	struct filter_cfg *cfg = bpf_map_lookup_elem(&filter, &zero); /* array: inlined */
+	return cfg ? cfg->cgroup_id : 0;
+}
+
+/* watched_current reports whether the current thread is counted. */
+static __always_inline bool watched_current(__u64 pid_tgid)
+{
+	int w = tgid_watch(pid_tgid >> 32, (__u32)pid_tgid);
+	if (w >= 0)
+		return w;
+	__u64 cg = cgroup_filter();
+	return cg && bpf_get_current_cgroup_id() == cg;
+}
+
+/* watched_task reports whether a task (not necessarily current) is counted. */
+static __always_inline bool watched_task(struct task_struct *t, __u32 tgid, __u32 tid)
+{
+	int w = tgid_watch(tgid, tid);
+	if (w >= 0)
+		return w;
+	__u64 cg = cgroup_filter();
+	return cg && BPF_CORE_READ(t, cgroups, dfl_cgrp, kn, id) == cg;
+}
+
+/*
+ * lookup_or_init returns the map value for key, inserting a zeroed one
+ * first if needed. Used on per-CPU hashes: the value is this CPU's slot.
+ */
+static __always_inline void *lookup_or_init(void *map, const void *key, const void *zero)
+{
+	void *v = bpf_map_lookup_elem(map, key);
+	if (v)
+		return v;
+	/* Fails harmlessly if another CPU inserted it first. */
+	bpf_map_update_elem(map, key, zero, BPF_NOEXIST);
+	v = bpf_map_lookup_elem(map, key);
+	if (!v)
+		count_drop(DROP_MAP_FULL);
+	return v;
+}
+
+#endif /* __COPYSCOPE_COMMON_H__ */

@@ -1,0 +1,127 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Trimmed vmlinux.h for copyscope: only the kernel types the programs in
+ * bpf/ read. Written from `bpftool btf dump file /sys/kernel/btf/vmlinux
+ * format c` (Linux 6.18, x86_64) and cut down to the fields used. Every
+ * struct carries preserve_access_index, so field offsets are relocated by
+ * CO-RE against the running kernel's BTF at load time: the layout here
+ * only has to name the fields, not match the kernel's offsets.
+ */
+#ifndef __COPYSCOPE_VMLINUX_H__
+#define __COPYSCOPE_VMLINUX_H__
+
+typedef unsigned char __u8;
+typedef short int __s16;
+typedef short unsigned int __u16;
+typedef int __s32;
+typedef unsigned int __u32;
+typedef long long int __s64;
+typedef long long unsigned int __u64;
+typedef __u8 u8;
+typedef __s16 s16;
+typedef __u16 u16;
+typedef __s32 s32;
+typedef __u32 u32;
+typedef __s64 s64;
+typedef __u64 u64;
+typedef __u16 __be16;
+typedef __u32 __be32;
+typedef __u32 __wsum;
+typedef _Bool bool;
+typedef unsigned short umode_t;
+typedef int pid_t;
+typedef unsigned int dev_t;
+
+enum {
+	false = 0,
+	true = 1,
+};
+
+enum bpf_map_type {
+	BPF_MAP_TYPE_HASH = 1,
+	BPF_MAP_TYPE_ARRAY = 2,
+	BPF_MAP_TYPE_PERCPU_HASH = 5,
+	BPF_MAP_TYPE_PERCPU_ARRAY = 6,
+	BPF_MAP_TYPE_LRU_HASH = 9,
+	BPF_MAP_TYPE_LRU_PERCPU_HASH = 10,
+};
+
+enum {
+	BPF_ANY = 0,
+	BPF_NOEXIST = 1,
+	BPF_EXIST = 2,
+};
+
+enum {
+	BPF_F_NO_PREALLOC = 1,
+};
+
+#pragma clang attribute push (__attribute__((preserve_access_index)), apply_to = record)
+
+/* x86_64 syscall register frame: args in di, si, dx, r10, r8, r9. */
+struct pt_regs {
+	long unsigned int r10;
+	long unsigned int r9;
+	long unsigned int r8;
+	long unsigned int dx;
+	long unsigned int si;
+	long unsigned int di;
+	long unsigned int orig_ax;
+};
+
+struct inode {
+	umode_t i_mode;
+};
+
+struct file {
+	struct inode *f_inode;
+	void *private_data;
+};
+
+struct sock_common {
+	long unsigned int skc_flags;
+};
+
+struct sock {
+	struct sock_common __sk_common;
+};
+
+struct socket {
+	struct sock *sk;
+};
+
+enum sock_flags {
+	SOCK_ZEROCOPY = 18,
+};
+
+struct fdtable {
+	unsigned int max_fds;
+	struct file **fd;
+};
+
+struct files_struct {
+	struct fdtable *fdt;
+};
+
+struct kernfs_node {
+	u64 id;
+};
+
+struct cgroup {
+	struct kernfs_node *kn;
+};
+
+struct css_set {
+	struct cgroup *dfl_cgrp;
+};
+
+struct task_struct {
+	pid_t pid;
+	pid_t tgid;
+	struct files_struct *files;
+	struct css_set *cgroups;
+};
+
+#pragma clang attribute pop
+
+#endif /* __COPYSCOPE_VMLINUX_H__ */

@@ -1,0 +1,68 @@
+//go:build ignore
+
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Context switches and on-CPU time per thread, from sched_switch (tp_btf:
+ * the raw tracepoint gives the preempt flag directly).
+ *
+ * A switch away from a watched thread is involuntary when it was preempted
+ * (preempt, or still TASK_RUNNING) and voluntary when it blocked; this is
+ * the kernel's own nvcsw/nivcsw split. On-CPU time is switch-out minus
+ * switch-in, kept in the CPU's slot of a per-CPU value (a thread runs on
+ * one CPU from switch-in to switch-out). last_in is left set while the
+ * thread is on CPU, so the reader adds the running slice (now - last_in).
+ */
+#include "common.h"
+
+char __license[] SEC("license") = "GPL";
+
+struct sched_counters {
+	__u64 voluntary;
+	__u64 involuntary;
+	__u64 cpu_ns;
+	__u64 last_in; /* bpf_ktime_get_ns at switch-in, 0 when off CPU */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, MAX_THREADS);
+	__type(key, __u32); /* tid */
+	__type(value, struct sched_counters);
+} sched_counts SEC(".maps");
+
+static const struct sched_counters sched_zero;
+
+SEC("tp_btf/sched_switch")
+int BPF_PROG(sched_switch, bool preempt, struct task_struct *prev, struct task_struct *next,
+	     unsigned int prev_state)
+{
+	__u64 now = 0;
+	__u32 tid = prev->pid;
+	struct sched_counters *c;
+
+	/* prev is still current here. */
+	if (tid && watched_current(bpf_get_current_pid_tgid())) {
+		c = lookup_or_init(&sched_counts, &tid, &sched_zero);
+		if (c) {
+			now = bpf_ktime_get_ns();
+			if (preempt || prev_state == 0)
+				c->involuntary += 1;
+			else
+				c->voluntary += 1;
+			if (c->last_in) {
+				c->cpu_ns += now - c->last_in;
+				c->last_in = 0;
+			}
+		}
+	}
+	tid = next->pid;
+	if (tid && watched_task(next, next->tgid, tid)) {
+		c = lookup_or_init(&sched_counts, &tid, &sched_zero);
+		if (c) {
+			if (!now)
+				now = bpf_ktime_get_ns();
+			c->last_in = now;
+		}
+	}
+	return 0;
+}

@@ -1,0 +1,337 @@
+//go:build ignore
+
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Syscalls and the bytes they move, per thread, from the two raw syscall
+ * tracepoints (tp_btf: raw tracepoints with BTF-typed arguments, cheaper
+ * than the classic ones and available under lockdown).
+ *
+ *   sys_enter: count by (tid, syscall number).
+ *   sys_exit:  for the read/write/send/recv/sendfile/splice/tee/
+ *              copy_file_range/vmsplice families, add the returned byte
+ *              count to copied_to_user, copied_from_user, moved_in_kernel
+ *              or zerocopy, by the class of the fd the bytes went through
+ *              (the destination for sendfile/splice/tee/copy_file_range).
+ *
+ * Arguments are read at exit from the saved user registers (pt_regs di,
+ * si, dx, r10, r8): the syscalls handled here never change them, so no
+ * per-thread stash from sys_enter is needed. x86_64 syscall numbers only.
+ */
+#include "common.h"
+
+char __license[] SEC("license") = "GPL";
+
+#define CLASS_FILE 0
+#define CLASS_SOCKET 1
+#define CLASS_PIPE 2
+#define CLASS_OTHER 3
+#define NUM_CLASSES 4
+
+#define MSG_ERRQUEUE 0x2000
+#define MSG_ZEROCOPY 0x4000000
+
+#define S_IFMT 0170000
+#define S_IFSOCK 0140000
+#define S_IFREG 0100000
+#define S_IFIFO 0010000
+
+/* x86_64 numbers (asm/unistd_64.h). */
+#define NR_read 0
+#define NR_write 1
+#define NR_pread64 17
+#define NR_pwrite64 18
+#define NR_readv 19
+#define NR_writev 20
+#define NR_sendfile 40
+#define NR_sendto 44
+#define NR_recvfrom 45
+#define NR_sendmsg 46
+#define NR_recvmsg 47
+#define NR_splice 275
+#define NR_tee 276
+#define NR_vmsplice 278
+#define NR_preadv 295
+#define NR_pwritev 296
+#define NR_copy_file_range 326
+#define NR_preadv2 327
+#define NR_pwritev2 328
+
+/* Zerocopy send sizes remembered per socket, to turn the kernel's
+ * notification id ranges back into bytes. */
+#define ZC_RING 64
+
+struct sys_key {
+	__u32 tid;
+	__u32 nr;
+};
+
+/* Bytes per fd class (index CLASS_*), per thread. */
+struct io_counters {
+	__u64 to_user[NUM_CLASSES];
+	__u64 from_user[NUM_CLASSES];
+	__u64 moved[NUM_CLASSES];
+	__u64 delivered;        /* bytes onto socket fds, by any means */
+	__u64 zerocopy;         /* sent with MSG_ZEROCOPY on a SO_ZEROCOPY socket */
+	__u64 zerocopy_sends;   /* such sends that returned > 0 */
+	__u64 zerocopy_copied;  /* of zerocopy bytes, the kernel copied anyway */
+	__u64 zerocopy_notes;   /* zerocopy completion notifications read */
+};
+
+struct zc_key {
+	__u32 tgid;
+	__s32 fd;
+};
+
+struct zc_ring {
+	__u32 next_id; /* the socket's next zerocopy notification id */
+	__u32 pad;
+	__u64 bytes[ZC_RING];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, MAX_THREADS * 8);
+	__type(key, struct sys_key);
+	__type(value, __u64);
+} sys_counts SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, MAX_THREADS);
+	__type(key, __u32); /* tid */
+	__type(value, struct io_counters);
+} io_counts SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct zc_key);
+	__type(value, struct zc_ring);
+} zc_socks SEC(".maps");
+
+/* Scratch zero values (maps, not stack: struct zc_ring is 528 bytes). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct zc_ring);
+} zc_zero SEC(".maps");
+
+static const struct io_counters io_zero;
+
+static __always_inline struct file *fd_file(int fd)
+{
+	if (fd < 0)
+		return 0;
+	struct task_struct *t = (struct task_struct *)bpf_get_current_task();
+	struct fdtable *fdt = BPF_CORE_READ(t, files, fdt);
+	if (!fdt)
+		return 0;
+	if ((unsigned int)fd >= BPF_CORE_READ(fdt, max_fds))
+		return 0;
+	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file *f = 0;
+	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]))
+		count_drop(DROP_READ);
+	return f;
+}
+
+static __always_inline __u32 file_class(struct file *f)
+{
+	if (!f)
+		return CLASS_OTHER;
+	umode_t mode = BPF_CORE_READ(f, f_inode, i_mode);
+	switch (mode & S_IFMT) {
+	case S_IFREG:
+		return CLASS_FILE;
+	case S_IFSOCK:
+		return CLASS_SOCKET;
+	case S_IFIFO:
+		return CLASS_PIPE;
+	}
+	return CLASS_OTHER;
+}
+
+/* sock_zerocopy reports whether a socket file has SO_ZEROCOPY set; without
+ * it the kernel ignores MSG_ZEROCOPY and copies as usual. */
+static __always_inline bool sock_zerocopy(struct file *f)
+{
+	struct socket *sock = BPF_CORE_READ(f, private_data);
+	if (!sock)
+		return false;
+	unsigned long flags = BPF_CORE_READ(sock, sk, __sk_common.skc_flags);
+	return flags & (1UL << bpf_core_enum_value(enum sock_flags, SOCK_ZEROCOPY));
+}
+
+SEC("tp_btf/sys_enter")
+int BPF_PROG(sys_enter, struct pt_regs *regs, long id)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	if (!watched_current(pid_tgid))
+		return 0;
+	struct sys_key key = {.tid = (__u32)pid_tgid, .nr = (__u32)id};
+	__u64 zero = 0;
+	__u64 *n = lookup_or_init(&sys_counts, &key, &zero);
+	if (n)
+		*n += 1;
+	return 0;
+}
+
+static __always_inline void zc_sent(__u32 tgid, int fd, long ret)
+{
+	struct zc_key k = {.tgid = tgid, .fd = fd};
+	struct zc_ring *r = bpf_map_lookup_elem(&zc_socks, &k);
+	if (!r) {
+		__u32 zero = 0;
+		struct zc_ring *z = bpf_map_lookup_elem(&zc_zero, &zero);
+		if (!z)
+			return;
+		bpf_map_update_elem(&zc_socks, &k, z, BPF_NOEXIST);
+		r = bpf_map_lookup_elem(&zc_socks, &k);
+		if (!r)
+			return;
+	}
+	r->bytes[r->next_id % ZC_RING] = ret;
+	r->next_id++;
+}
+
+/*
+ * zc_notified reads the sock_extended_err a recvmsg(MSG_ERRQUEUE) just
+ * returned and, for a zerocopy notification that says the kernel copied
+ * (SO_EE_CODE_ZEROCOPY_COPIED), adds the bytes of the sends it covers.
+ */
+static __always_inline void zc_notified(struct io_counters *c, __u32 tgid, int fd, void *umsg)
+{
+	void *control = 0;
+	__u64 controllen = 0;
+	if (bpf_probe_read_user(&control, sizeof(control), umsg + 32) ||
+	    bpf_probe_read_user(&controllen, sizeof(controllen), umsg + 40))
+		return;
+	if (!control || controllen < 32)
+		return;
+	struct {
+		__u64 len;
+		__s32 level;
+		__s32 type;
+		__u32 ee_errno;
+		__u8 ee_origin;
+		__u8 ee_type;
+		__u8 ee_code;
+		__u8 ee_pad;
+		__u32 ee_info;
+		__u32 ee_data;
+	} cm;
+	if (bpf_probe_read_user(&cm, sizeof(cm), control))
+		return;
+	/* SOL_IP/IP_RECVERR or SOL_IPV6/IPV6_RECVERR; SO_EE_ORIGIN_ZEROCOPY. */
+	if (!((cm.level == 0 && cm.type == 11) || (cm.level == 41 && cm.type == 25)))
+		return;
+	if (cm.ee_origin != 5)
+		return;
+	c->zerocopy_notes += 1;
+	if (!(cm.ee_code & 1))
+		return;
+	struct zc_key k = {.tgid = tgid, .fd = fd};
+	struct zc_ring *r = bpf_map_lookup_elem(&zc_socks, &k);
+	if (!r)
+		return;
+	__u32 n = cm.ee_data - cm.ee_info + 1;
+	__u64 sum = 0;
+	for (__u32 i = 0; i < ZC_RING; i++) {
+		if (i >= n)
+			break;
+		sum += r->bytes[(cm.ee_info + i) % ZC_RING];
+	}
+	c->zerocopy_copied += sum;
+}
+
+SEC("tp_btf/sys_exit")
+int BPF_PROG(sys_exit, struct pt_regs *regs, long ret)
+{
+	if (ret < 0)
+		return 0;
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	if (!watched_current(pid_tgid))
+		return 0;
+	long nr = regs->orig_ax;
+	int fd = (int)regs->di;
+	__u32 cls;
+	struct file *f;
+	struct io_counters *c;
+	__u32 tid = (__u32)pid_tgid;
+
+	switch (nr) {
+	case NR_read:
+	case NR_pread64:
+	case NR_readv:
+	case NR_preadv:
+	case NR_preadv2:
+	case NR_recvfrom:
+		if (ret == 0)
+			return 0;
+		cls = file_class(fd_file(fd));
+		c = lookup_or_init(&io_counts, &tid, &io_zero);
+		if (c)
+			c->to_user[cls & 3] += ret;
+		return 0;
+	case NR_recvmsg:
+		c = lookup_or_init(&io_counts, &tid, &io_zero);
+		if (!c)
+			return 0;
+		if (regs->dx & MSG_ERRQUEUE) {
+			zc_notified(c, pid_tgid >> 32, fd, (void *)regs->si);
+			return 0;
+		}
+		if (ret > 0)
+			c->to_user[file_class(fd_file(fd)) & 3] += ret;
+		return 0;
+	case NR_write:
+	case NR_pwrite64:
+	case NR_writev:
+	case NR_pwritev:
+	case NR_pwritev2:
+	case NR_sendto:
+	case NR_sendmsg: {
+		if (ret == 0)
+			return 0;
+		f = fd_file(fd);
+		cls = file_class(f);
+		c = lookup_or_init(&io_counts, &tid, &io_zero);
+		if (!c)
+			return 0;
+		if (cls == CLASS_SOCKET)
+			c->delivered += ret;
+		unsigned long flags = nr == NR_sendmsg ? regs->dx : nr == NR_sendto ? regs->r10 : 0;
+		if ((flags & MSG_ZEROCOPY) && cls == CLASS_SOCKET && sock_zerocopy(f)) {
+			c->zerocopy += ret;
+			c->zerocopy_sends += 1;
+			zc_sent(pid_tgid >> 32, fd, ret);
+			return 0;
+		}
+		c->from_user[cls & 3] += ret;
+		return 0;
+	}
+	case NR_sendfile: /* sendfile(out_fd, in_fd, ...) */
+	case NR_tee:      /* tee(in, out, ...): out is si */
+	case NR_vmsplice: /* vmsplice(pipe, ...) */
+		if (ret == 0)
+			return 0;
+		cls = file_class(fd_file(nr == NR_tee ? (int)regs->si : fd));
+		break;
+	case NR_splice:           /* splice(in, off_in, out, ...): out is dx */
+	case NR_copy_file_range: /* copy_file_range(in, off_in, out, ...) */
+		if (ret == 0)
+			return 0;
+		cls = file_class(fd_file((int)regs->dx));
+		break;
+	default:
+		return 0;
+	}
+	c = lookup_or_init(&io_counts, &tid, &io_zero);
+	if (!c)
+		return 0;
+	c->moved[cls & 3] += ret;
+	if (cls == CLASS_SOCKET)
+		c->delivered += ret;
+	return 0;
+}

@@ -1,0 +1,650 @@
+//go:build linux && amd64
+
+package probes
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
+
+	"github.com/copyscope/copyscope/metrics"
+)
+
+// EBPFOptions configures OpenEBPF.
+type EBPFOptions struct {
+	// SkipOptional leaves out the optional programs (faults, page cache,
+	// disk); only syscalls and sched_switch are attached. For overhead
+	// measurements of the core set.
+	SkipOptional bool
+}
+
+// progDesc says where one BPF program attaches and what is lost without it.
+type progDesc struct {
+	obj      string // bpf2go object: syscalls, sched, faults
+	name     string // program (function) name in the object
+	group    string // tracepoint group; "" for tp_btf
+	event    string // tracepoint event (or the tp_btf name)
+	required bool
+	fields   metrics.Field // metrics that are missing when this program is
+	lost     string        // what a missing optional program costs, for Notes
+}
+
+// ebpfPrograms lists every program copyscope attaches, in attach order.
+func ebpfPrograms() []progDesc {
+	return []progDesc{
+		{obj: "syscalls", name: "sys_enter", event: "sys_enter", required: true,
+			fields: metrics.FSyscalls | metrics.FSyscallsByName},
+		{obj: "syscalls", name: "sys_exit", event: "sys_exit", required: true,
+			fields: metrics.FDelivered | metrics.FCopiedToUser | metrics.FCopiedFromUser |
+				metrics.FMovedInKernel | metrics.FZerocopy | metrics.FCopyClasses},
+		{obj: "sched", name: "sched_switch", event: "sched_switch",
+			fields: metrics.FCtxSwitches | metrics.FCPU,
+			lost:   "context switches and cpu_ns are missing"},
+		{obj: "faults", name: "page_fault_user", group: "exceptions", event: "page_fault_user",
+			fields: metrics.FPageFaults, lost: "page_faults are missing"},
+		{obj: "faults", name: "page_fault_kernel", group: "exceptions", event: "page_fault_kernel",
+			lost: "page_faults omit faults taken inside syscalls on user memory (copy_to/from_user), so they read below /proc minflt"},
+		{obj: "faults", name: "filemap_fault", group: "filemap", event: "mm_filemap_fault",
+			fields: metrics.FFileFaults, lost: "file_faults are missing"},
+		{obj: "faults", name: "filemap_map_pages", group: "filemap", event: "mm_filemap_map_pages",
+			fields: metrics.FFileFaults, lost: "file_faults are missing (fault-around pages cannot be counted)"},
+		{obj: "faults", name: "filemap_add_to_page_cache", group: "filemap", event: "mm_filemap_add_to_page_cache",
+			fields: metrics.FPageCache, lost: "page_cache_misses are missing"},
+		{obj: "faults", name: "block_rq_issue", group: "block", event: "block_rq_issue",
+			fields: metrics.FDiskRead, lost: "disk_read_bytes are missing"},
+		{obj: "faults", name: "block_rq_complete", group: "block", event: "block_rq_complete",
+			fields: metrics.FDiskRead, lost: "disk_read_bytes are missing"},
+	}
+}
+
+// ebpfProbe is the eBPF backend of Probe.
+type ebpfProbe struct {
+	mu       sync.Mutex
+	closed   bool
+	colls    []*ebpf.Collection
+	links    []link.Link
+	measured metrics.Field
+	notes    []string
+
+	// Shared filter maps (owned by the syscalls collection).
+	tgids, tids, filter, drops *ebpf.Map
+	// Counter maps; nil when their object did not load.
+	sysCounts, ioCounts, schedCounts, faultCounts *ebpf.Map
+
+	// What userspace asked for, to keep watched_tgids consistent.
+	procs    map[int]bool         // tgids watched whole
+	byThread map[int]map[int]bool // tgid -> tids watched one by one
+	cgroupID uint64
+	info     map[int]threadInfo // tid -> identity, cached
+}
+
+type threadInfo struct {
+	pid    int
+	comm   string
+	exited bool
+}
+
+const (
+	watchAll  uint8 = 1 // WATCH_ALL in bpf/headers/common.h
+	watchSome uint8 = 2 // WATCH_SOME
+)
+
+// OpenEBPF loads copyscope's BPF objects and attaches their tracepoint
+// programs. It needs CAP_BPF and CAP_PERFMON (root), tracefs and kernel BTF;
+// it never uses kprobes or fentry. A required program that fails to load or
+// attach is an error carrying the verifier log; an optional one degrades its
+// metrics, which Notes explains. Nothing is counted until threads, processes
+// or a cgroup are added. Every program is attached through a bpf_link, so the
+// kernel detaches it when the process exits, however it exits.
+func OpenEBPF(opts EBPFOptions) (Probe, error) {
+	p := &ebpfProbe{
+		procs:    map[int]bool{},
+		byThread: map[int]map[int]bool{},
+		info:     map[int]threadInfo{},
+		measured: metrics.FAll,
+	}
+	if err := p.open(opts); err != nil {
+		p.Close()
+		return nil, err
+	}
+	return p, nil
+}
+
+func (p *ebpfProbe) open(opts EBPFOptions) error {
+	specs := map[string]func() (*ebpf.CollectionSpec, error){
+		"syscalls": loadSyscalls, "sched": loadSched, "faults": loadFaults,
+	}
+	descs := ebpfPrograms()
+	byObj := map[string][]progDesc{}
+	var order []string
+	for _, d := range descs {
+		if opts.SkipOptional && !d.required && d.obj == "faults" {
+			continue
+		}
+		if _, ok := byObj[d.obj]; !ok {
+			order = append(order, d.obj)
+		}
+		byObj[d.obj] = append(byObj[d.obj], d)
+	}
+	if opts.SkipOptional {
+		p.measured &^= metrics.FPageFaults | metrics.FFileFaults | metrics.FPageCache | metrics.FDiskRead
+		p.notes = append(p.notes, "optional fault, page cache and disk programs skipped on request")
+	}
+	for _, obj := range order {
+		spec, err := specs[obj]()
+		if err != nil {
+			return fmt.Errorf("read embedded BPF object %s: %w (run make generate)", obj, err)
+		}
+		coll, err := p.loadObject(obj, spec, byObj[obj])
+		if err != nil {
+			return err
+		}
+		if coll == nil {
+			continue
+		}
+		p.colls = append(p.colls, coll)
+		if obj == "syscalls" {
+			p.tgids = coll.Maps["watched_tgids"]
+			p.tids = coll.Maps["watched_tids"]
+			p.filter = coll.Maps["filter"]
+			p.drops = coll.Maps["drops"]
+			p.sysCounts = coll.Maps["sys_counts"]
+			p.ioCounts = coll.Maps["io_counts"]
+		}
+		if m := coll.Maps["sched_counts"]; m != nil {
+			p.schedCounts = m
+		}
+		if m := coll.Maps["fault_counts"]; m != nil {
+			p.faultCounts = m
+		}
+		for _, d := range byObj[obj] {
+			prog := coll.Programs[d.name]
+			if prog == nil {
+				continue // dropped at load; already noted
+			}
+			l, err := attach(d, prog)
+			if err != nil {
+				if d.required {
+					return fmt.Errorf("attach required program %s to %s: %w (doctor explains what this kernel allows)", d.name, d.where(), err)
+				}
+				p.degrade(d, fmt.Sprintf("attach %s: %v", d.where(), err))
+				continue
+			}
+			p.links = append(p.links, l)
+		}
+	}
+	return nil
+}
+
+func (d progDesc) where() string {
+	if d.group == "" {
+		return "tp_btf/" + d.event
+	}
+	return "tracepoint/" + d.group + "/" + d.event
+}
+
+func (p *ebpfProbe) degrade(d progDesc, why string) {
+	p.measured &^= d.fields
+	p.notes = append(p.notes, fmt.Sprintf("%s: %s; %s", d.name, why, d.lost))
+}
+
+// loadObject loads one BPF object with the shared filter maps of the first
+// one. When the whole object does not load, each program is tried alone:
+// a failing required program is an error with its verifier log, a failing
+// optional one is removed from the spec and noted.
+func (p *ebpfProbe) loadObject(obj string, spec *ebpf.CollectionSpec, descs []progDesc) (*ebpf.Collection, error) {
+	keep := map[string]bool{}
+	for _, d := range descs {
+		keep[d.name] = true
+	}
+	for name := range spec.Programs {
+		if !keep[name] {
+			delete(spec.Programs, name)
+		}
+	}
+	opts := ebpf.CollectionOptions{}
+	if p.tgids != nil {
+		opts.MapReplacements = map[string]*ebpf.Map{
+			"watched_tgids": p.tgids, "watched_tids": p.tids, "filter": p.filter, "drops": p.drops,
+		}
+	}
+	coll, err := ebpf.NewCollectionWithOptions(spec, opts)
+	if err == nil {
+		return coll, nil
+	}
+	for _, d := range descs {
+		one := spec.Copy()
+		for name := range one.Programs {
+			if name != d.name {
+				delete(one.Programs, name)
+			}
+		}
+		c, perr := ebpf.NewCollectionWithOptions(one, opts)
+		if perr == nil {
+			c.Close()
+			continue
+		}
+		if d.required {
+			return nil, fmt.Errorf("load required BPF program %s (%s): %+v\n(needs root with CAP_BPF and CAP_PERFMON and kernel BTF; run copyscope doctor)", d.name, obj, perr)
+		}
+		p.degrade(d, fmt.Sprintf("load: %v", firstLine(perr)))
+		delete(spec.Programs, d.name)
+	}
+	if len(spec.Programs) == 0 {
+		return nil, nil
+	}
+	coll, err = ebpf.NewCollectionWithOptions(spec, opts)
+	if err != nil {
+		return nil, fmt.Errorf("load BPF object %s: %+v", obj, err)
+	}
+	return coll, nil
+}
+
+func firstLine(err error) string {
+	s := err.Error()
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i]
+	}
+	return s
+}
+
+func attach(d progDesc, prog *ebpf.Program) (link.Link, error) {
+	if d.group == "" {
+		return link.AttachTracing(link.TracingOptions{Program: prog})
+	}
+	return link.Tracepoint(d.group, d.event, prog, nil)
+}
+
+// Mode reports ModeEBPF: counts are exact.
+func (p *ebpfProbe) Mode() metrics.Mode { return metrics.ModeEBPF }
+
+// Measured is every metric whose programs are attached.
+func (p *ebpfProbe) Measured() metrics.Field {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.measured
+}
+
+// Notes lists degraded programs and events the kernel side could not count.
+func (p *ebpfProbe) Notes() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := append([]string(nil), p.notes...)
+	if p.drops != nil && !p.closed {
+		var full, bad []uint64
+		if p.drops.Lookup(uint32(0), &full) == nil && sum(full) > 0 {
+			out = append(out, fmt.Sprintf("%d events not counted: a counters map was full (more than %d threads seen)", sum(full), maxThreads))
+		}
+		if p.drops.Lookup(uint32(1), &bad) == nil && sum(bad) > 0 {
+			out = append(out, fmt.Sprintf("%d fd lookups failed: those bytes are classed as other", sum(bad)))
+		}
+	}
+	return out
+}
+
+// maxThreads is MAX_THREADS in bpf/headers/common.h.
+const maxThreads = 16384
+
+func sum(v []uint64) uint64 {
+	var t uint64
+	for _, x := range v {
+		t += x
+	}
+	return t
+}
+
+// AddThreads counts the given threads (and no other thread of their
+// processes). A thread that does not exist is an error.
+func (p *ebpfProbe) AddThreads(tids ...int) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return errors.New("add threads: probe is closed")
+	}
+	for _, tid := range tids {
+		ti, err := readThreadInfo(tid)
+		if err != nil {
+			return fmt.Errorf("watch thread %d: %w (is the thread alive?)", tid, err)
+		}
+		p.info[tid] = ti
+		if err := p.tids.Put(uint32(tid), uint8(1)); err != nil {
+			return fmt.Errorf("watch thread %d: update watched_tids: %w", tid, err)
+		}
+		if p.byThread[ti.pid] == nil {
+			p.byThread[ti.pid] = map[int]bool{}
+		}
+		p.byThread[ti.pid][tid] = true
+		if !p.procs[ti.pid] {
+			if err := p.tgids.Put(uint32(ti.pid), watchSome); err != nil {
+				return fmt.Errorf("watch thread %d of process %d: update watched_tgids: %w", tid, ti.pid, err)
+			}
+		}
+	}
+	return nil
+}
+
+// RemoveThreads stops counting threads added with AddThreads and forgets
+// their counters. Threads of a process added with AddProcesses stay
+// counted while their process is watched.
+func (p *ebpfProbe) RemoveThreads(tids ...int) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return errors.New("remove threads: probe is closed")
+	}
+	var errs []error
+	gone := map[uint32]bool{}
+	for _, tid := range tids {
+		pid := p.info[tid].pid
+		delete(p.byThread[pid], tid)
+		if err := p.tids.Delete(uint32(tid)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			errs = append(errs, fmt.Errorf("unwatch thread %d: %w", tid, err))
+		}
+		if len(p.byThread[pid]) == 0 && !p.procs[pid] {
+			delete(p.byThread, pid)
+			if err := p.tgids.Delete(uint32(pid)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+				errs = append(errs, fmt.Errorf("unwatch process %d of thread %d: %w", pid, tid, err))
+			}
+		}
+		if p.procs[pid] {
+			continue
+		}
+		delete(p.info, tid)
+		gone[uint32(tid)] = true
+	}
+	errs = append(errs, p.forget(gone))
+	return errors.Join(errs...)
+}
+
+// forget deletes the counters of the given tids from every counters map.
+func (p *ebpfProbe) forget(tids map[uint32]bool) error {
+	if len(tids) == 0 {
+		return nil
+	}
+	var errs []error
+	for _, m := range []*ebpf.Map{p.ioCounts, p.schedCounts, p.faultCounts} {
+		if m == nil {
+			continue
+		}
+		for tid := range tids {
+			if err := m.Delete(tid); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+				errs = append(errs, fmt.Errorf("forget thread %d in %s: %w", tid, m, err))
+			}
+		}
+	}
+	var k syscallsSysKey
+	var drop []syscallsSysKey
+	it := p.sysCounts.Iterate()
+	var v []uint64
+	for it.Next(&k, &v) {
+		if tids[k.Tid] {
+			drop = append(drop, k)
+		}
+	}
+	if err := it.Err(); err != nil {
+		errs = append(errs, fmt.Errorf("iterate sys_counts: %w", err))
+	}
+	for _, k := range drop {
+		if err := p.sysCounts.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			errs = append(errs, fmt.Errorf("forget syscall %d of thread %d: %w", k.Nr, k.Tid, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// AddProcesses counts every thread of the given processes, present and
+// future. A pid that is not a live process is an error.
+func (p *ebpfProbe) AddProcesses(pids ...int) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return errors.New("add processes: probe is closed")
+	}
+	for _, pid := range pids {
+		ti, err := readThreadInfo(pid)
+		if err != nil {
+			return fmt.Errorf("watch process %d: %w (is the pid right and the process alive?)", pid, err)
+		}
+		if ti.pid != pid {
+			return fmt.Errorf("watch process %d: %d is a thread of process %d, not a process (use --pid %d or watch the thread)", pid, pid, ti.pid, ti.pid)
+		}
+		if err := p.tgids.Put(uint32(pid), watchAll); err != nil {
+			return fmt.Errorf("watch process %d: update watched_tgids: %w", pid, err)
+		}
+		p.procs[pid] = true
+	}
+	return nil
+}
+
+// AddCgroup counts every thread in one cgroup v2 directory, for example
+// /sys/fs/cgroup/system.slice/kafka.service. One cgroup at a time.
+func (p *ebpfProbe) AddCgroup(path string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return errors.New("add cgroup: probe is closed")
+	}
+	var sfs unix.Statfs_t
+	if err := unix.Statfs(path, &sfs); err != nil {
+		return fmt.Errorf("watch cgroup %s: %w (give a directory under /sys/fs/cgroup)", path, err)
+	}
+	if sfs.Type != unix.CGROUP2_SUPER_MAGIC {
+		return fmt.Errorf("watch cgroup %s: not on a cgroup v2 filesystem (give a directory under the cgroup2 mount, usually /sys/fs/cgroup)", path)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return fmt.Errorf("watch cgroup %s: %w", path, err)
+	}
+	if p.cgroupID != 0 && p.cgroupID != st.Ino {
+		return fmt.Errorf("watch cgroup %s: already watching another cgroup (id %d); one cgroup per probe", path, p.cgroupID)
+	}
+	cfg := syscallsFilterCfg{CgroupId: st.Ino}
+	if err := p.filter.Put(uint32(0), cfg); err != nil {
+		return fmt.Errorf("watch cgroup %s: update filter map: %w", path, err)
+	}
+	p.cgroupID = st.Ino
+	return nil
+}
+
+// Read sums every CPU's counters into one Counters per thread. A thread on
+// CPU at this instant has its running slice added to cpu_ns.
+func (p *ebpfProbe) Read() (Reading, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return Reading{}, errors.New("read probe: probe is closed")
+	}
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return Reading{}, fmt.Errorf("read monotonic clock: %w", err)
+	}
+	now := uint64(ts.Nano())
+	r := Reading{Time: time.Now(), Mode: metrics.ModeEBPF, Threads: map[int]Thread{}}
+	// Map values are read into locals, then stored back: a map of structs
+	// cannot be updated in place.
+	update := func(tid uint32, f func(c *metrics.Counters)) {
+		t, ok := r.Threads[int(tid)]
+		if !ok {
+			t = Thread{TID: int(tid), Counters: metrics.Counters{Measured: p.measured}}
+		}
+		f(&t.Counters)
+		r.Threads[int(tid)] = t
+	}
+	{
+		var k syscallsSysKey
+		var v []uint64
+		it := p.sysCounts.Iterate()
+		for it.Next(&k, &v) {
+			n := sum(v)
+			name := amd64SyscallName(k.Nr)
+			if name == "" {
+				name = "syscall_" + strconv.FormatUint(uint64(k.Nr), 10)
+			}
+			update(k.Tid, func(c *metrics.Counters) {
+				c.Syscalls += n
+				if c.SyscallsByName == nil {
+					c.SyscallsByName = map[string]uint64{}
+				}
+				c.SyscallsByName[name] += n
+			})
+		}
+		if err := it.Err(); err != nil {
+			return Reading{}, fmt.Errorf("read sys_counts: %w", err)
+		}
+	}
+	{
+		var k uint32
+		var v []syscallsIoCounters
+		it := p.ioCounts.Iterate()
+		for it.Next(&k, &v) {
+			update(k, func(c *metrics.Counters) {
+				for _, x := range v {
+					for i := 0; i < int(metrics.NumClasses); i++ {
+						c.CopiedToUser[i] += x.ToUser[i]
+						c.CopiedFromUser[i] += x.FromUser[i]
+						c.MovedInKernel[i] += x.Moved[i]
+					}
+					c.DeliveredBytes += x.Delivered
+					c.ZerocopyBytes += x.Zerocopy
+					c.ZerocopyCopiedBytes += x.ZerocopyCopied
+				}
+			})
+		}
+		if err := it.Err(); err != nil {
+			return Reading{}, fmt.Errorf("read io_counts: %w", err)
+		}
+	}
+	if p.schedCounts != nil {
+		var k uint32
+		var v []schedSchedCounters
+		it := p.schedCounts.Iterate()
+		for it.Next(&k, &v) {
+			update(k, func(c *metrics.Counters) {
+				for _, x := range v {
+					c.CtxVoluntary += x.Voluntary
+					c.CtxInvoluntary += x.Involuntary
+					c.CPUNs += x.CpuNs
+					if x.LastIn != 0 && now > x.LastIn {
+						c.CPUNs += now - x.LastIn
+					}
+				}
+			})
+		}
+		if err := it.Err(); err != nil {
+			return Reading{}, fmt.Errorf("read sched_counts: %w", err)
+		}
+	}
+	if p.faultCounts != nil {
+		var k uint32
+		var v []faultsFaultCounters
+		it := p.faultCounts.Iterate()
+		for it.Next(&k, &v) {
+			update(k, func(c *metrics.Counters) {
+				for _, x := range v {
+					c.PageFaults += x.UserFaults + x.KernelUserFaults
+					c.FileFaults += x.FilemapFaults + x.MapPagesPages
+					c.PageCacheMisses += x.PageCacheAdds
+					c.DiskReadBytes += x.DiskReadBytes
+				}
+			})
+		}
+		if err := it.Err(); err != nil {
+			return Reading{}, fmt.Errorf("read fault_counts: %w", err)
+		}
+	}
+	// Explicitly watched threads appear even before their first event.
+	for _, tids := range p.byThread {
+		for tid := range tids {
+			update(uint32(tid), func(*metrics.Counters) {})
+		}
+	}
+	for tid, t := range r.Threads {
+		ti := p.identify(tid)
+		t.PID, t.Comm, t.Exited = ti.pid, ti.comm, ti.exited
+		r.Threads[tid] = t
+	}
+	return r, nil
+}
+
+// identify returns a thread's process and name, from /proc while it lives
+// and from the last sight once it has exited.
+func (p *ebpfProbe) identify(tid int) threadInfo {
+	old, known := p.info[tid]
+	if known && old.exited {
+		return old
+	}
+	ti, err := readThreadInfo(tid)
+	if err != nil {
+		old.exited = true
+		p.info[tid] = old
+		return old
+	}
+	p.info[tid] = ti
+	return ti
+}
+
+// readThreadInfo reads Name and Tgid from /proc/<tid>/status (a path that
+// works for any thread id, not only process leaders).
+func readThreadInfo(tid int) (threadInfo, error) {
+	if tid <= 0 {
+		return threadInfo{}, fmt.Errorf("invalid thread id %d", tid)
+	}
+	f, err := os.Open("/proc/" + strconv.Itoa(tid) + "/status")
+	if err != nil {
+		return threadInfo{}, err
+	}
+	defer f.Close()
+	var ti threadInfo
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := sc.Text()
+		if v, ok := strings.CutPrefix(line, "Name:"); ok {
+			ti.comm = strings.TrimSpace(v)
+		} else if v, ok := strings.CutPrefix(line, "Tgid:"); ok {
+			ti.pid, err = strconv.Atoi(strings.TrimSpace(v))
+			if err != nil {
+				return threadInfo{}, fmt.Errorf("parse Tgid in /proc/%d/status: %w", tid, err)
+			}
+			break
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return threadInfo{}, fmt.Errorf("read /proc/%d/status: %w", tid, err)
+	}
+	if ti.pid == 0 {
+		return threadInfo{}, fmt.Errorf("no Tgid in /proc/%d/status", tid)
+	}
+	return ti, nil
+}
+
+// Close detaches every program and frees every map. It is safe to call
+// more than once.
+func (p *ebpfProbe) Close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return nil
+	}
+	p.closed = true
+	var errs []error
+	for i := len(p.links) - 1; i >= 0; i-- {
+		if err := p.links[i].Close(); err != nil {
+			errs = append(errs, fmt.Errorf("detach BPF link: %w", err))
+		}
+	}
+	p.links = nil
+	for _, c := range p.colls {
+		c.Close()
+	}
+	p.colls = nil
+	return errors.Join(errs...)
+}

@@ -1,0 +1,10 @@
+package probes
+
+// The BPF objects are built from bpf/*.bpf.c by bpf2go and committed, so a
+// clone builds without clang; `make generate` rebuilds them (needs clang,
+// llvm-strip and the headers in bpf/headers). x86_64 only: the programs use
+// x86_64 syscall numbers and pt_regs.
+
+//go:generate go tool bpf2go -tags linux -target amd64 -cc clang syscalls ../bpf/syscalls.bpf.c -- -I../bpf/headers -O2 -g -Wall -Werror
+//go:generate go tool bpf2go -tags linux -target amd64 -cc clang sched ../bpf/sched.bpf.c -- -I../bpf/headers -O2 -g -Wall -Werror
+//go:generate go tool bpf2go -tags linux -target amd64 -cc clang faults ../bpf/faults.bpf.c -- -I../bpf/headers -O2 -g -Wall -Werror
