@@ -1,0 +1,205 @@
+package bench
+
+import (
+	"fmt"
+	"runtime"
+	"time"
+
+	"github.com/copyscope/copyscope/broker/transfer"
+	"github.com/copyscope/copyscope/metrics"
+	"golang.org/x/sys/unix"
+)
+
+// sinkListener is a blocking TCP listener on 127.0.0.1 for the raw
+// variant's receiver.
+type sinkListener struct {
+	fd   int
+	addr string
+}
+
+func listenSink() (*sinkListener, error) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("raw receiver socket: %w", err)
+	}
+	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("bind raw receiver on 127.0.0.1: %w", err)
+	}
+	if err := unix.Listen(fd, 8); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("listen raw receiver: %w", err)
+	}
+	return &sinkListener{fd: fd, addr: localAddr(fd)}, nil
+}
+
+// Close wakes a receiver blocked in accept (shutdown does, close alone
+// does not) and closes the listener.
+func (l *sinkListener) Close() error {
+	_ = unix.Shutdown(l.fd, unix.SHUT_RDWR)
+	return unix.Close(l.fd)
+}
+
+// threadRun is one thread's share of a run: its counters over the run.
+type threadRun struct {
+	tid   int
+	delta metrics.Counters
+	err   error
+}
+
+// sinkResult is what the receiver saw.
+type sinkResult struct {
+	threadRun
+	bytes int64
+	reads uint64
+	end   time.Time
+}
+
+// sink accepts one connection and reads it into a 1 MiB buffer until EOF
+// on a locked (and optionally pinned) thread, like xfer.c's receiver. The
+// thread exits with the goroutine so its pinning never leaks.
+func (l *sinkListener) sink(tc ThreadCounters, cpu, rcvlowat int, out chan<- sinkResult) {
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread dies with us
+		var res sinkResult
+		res.tid = unix.Gettid()
+		defer func() { out <- res }()
+		if res.err = pinThread(0, cpu); res.err != nil {
+			return
+		}
+		fd, _, err := unix.Accept4(l.fd, unix.SOCK_CLOEXEC)
+		if err != nil {
+			res.err = fmt.Errorf("raw receiver accept: %w", err)
+			return
+		}
+		defer unix.Close(fd)
+		if rcvlowat > 0 {
+			if res.err = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVLOWAT, rcvlowat); res.err != nil {
+				return
+			}
+		}
+		_ = tc.Watch(res.tid)
+		defer tc.Unwatch(res.tid)
+		before, err := tc.Read(res.tid)
+		if err != nil {
+			res.err = err
+			return
+		}
+		buf := make([]byte, recvBufSize)
+		for {
+			res.reads++
+			n, err := unix.Read(fd, buf)
+			if err == unix.EINTR {
+				continue
+			}
+			if err != nil {
+				res.err = fmt.Errorf("raw receiver read: %w", err)
+				return
+			}
+			if n == 0 {
+				break
+			}
+			res.bytes += int64(n)
+		}
+		res.end = time.Now()
+		after, err := tc.Read(res.tid)
+		if err != nil {
+			res.err = err
+			return
+		}
+		res.delta = after.Sub(before)
+	}()
+}
+
+// rawResult is one raw run: the path's bare syscall loop.
+type rawResult struct {
+	sender  threadRun
+	sink    sinkResult
+	ledger  transfer.Ledger
+	start   time.Time
+	seconds float64
+}
+
+// runRaw sends every span with one Path.Send on a locked thread (pinned to
+// sendCPU) to a loopback receiver (pinned to recvCPU): the path without the
+// Kafka protocol.
+func runRaw(path string, chunk int, spans []transfer.Span, tc ThreadCounters, sendCPU, recvCPU, rcvlowat int) (rawResult, error) {
+	var want int64
+	parts := make([]transfer.Part, 0, len(spans))
+	for _, s := range spans {
+		want += s.Len
+		parts = append(parts, transfer.Part{Span: s})
+	}
+	ln, err := listenSink()
+	if err != nil {
+		return rawResult{}, err
+	}
+	defer ln.Close()
+	sinkc := make(chan sinkResult, 1)
+	ln.sink(tc, recvCPU, rcvlowat, sinkc)
+
+	done := make(chan rawResult, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread dies with us
+		var res rawResult
+		res.sender.tid = unix.Gettid()
+		defer func() { done <- res }()
+		p, err := transfer.New(path, transfer.Options{Chunk: chunk})
+		if err != nil {
+			res.sender.err = err
+			return
+		}
+		if res.sender.err = pinThread(0, sendCPU); res.sender.err != nil {
+			return
+		}
+		sock, err := dialBlocking(ln.addr, 0)
+		if err != nil {
+			res.sender.err = err
+			return
+		}
+		_ = tc.Watch(res.sender.tid)
+		defer tc.Unwatch(res.sender.tid)
+		before, err := tc.Read(res.sender.tid)
+		if err != nil {
+			res.sender.err = err
+			unix.Close(sock)
+			return
+		}
+		res.start = time.Now()
+		_, serr := p.Send(sock, parts)
+		cerr := p.Close() // zerocopy: waits for completions while the socket lives
+		after, rerr := tc.Read(res.sender.tid)
+		unix.Close(sock)
+		res.ledger = p.Ledger()
+		switch {
+		case serr != nil:
+			res.sender.err = fmt.Errorf("raw %s send: %w", path, serr)
+		case cerr != nil:
+			res.sender.err = fmt.Errorf("raw %s close: %w", path, cerr)
+		case rerr != nil:
+			res.sender.err = rerr
+		}
+		res.sender.delta = after.Sub(before)
+	}()
+	res := <-done
+	if res.sender.err != nil {
+		_ = unix.Shutdown(ln.fd, unix.SHUT_RDWR) // the receiver may still wait in accept
+	}
+	select {
+	case res.sink = <-sinkc:
+	case <-time.After(5 * time.Minute):
+		return res, fmt.Errorf("raw %s: receiver did not finish within 5 minutes", path)
+	}
+	if res.sender.err != nil {
+		return res, res.sender.err
+	}
+	if res.sink.err != nil {
+		return res, res.sink.err
+	}
+	if res.sink.bytes != want {
+		return res, fmt.Errorf("raw %s: receiver got %d bytes, sent %d", path, res.sink.bytes, want)
+	}
+	res.seconds = res.sink.end.Sub(res.start).Seconds()
+	return res, nil
+}

@@ -1,0 +1,57 @@
+package bench
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/copyscope/copyscope/broker/transfer"
+)
+
+func tempSpans(t *testing.T, sizes ...int) ([]transfer.Span, int64) {
+	t.Helper()
+	var spans []transfer.Span
+	var total int64
+	for i, n := range sizes {
+		f, err := os.Create(filepath.Join(t.TempDir(), fmt.Sprintf("%02d.log", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.Close() })
+		b := make([]byte, n)
+		fillValue(b, uint64(i))
+		if _, err := f.Write(b); err != nil {
+			t.Fatal(err)
+		}
+		spans = append(spans, transfer.Span{Fd: int(f.Fd()), Off: 0, Len: int64(n)})
+		total += int64(n)
+	}
+	return spans, total
+}
+
+func TestRunRaw(t *testing.T) {
+	spans, total := tempSpans(t, 3<<20+17, 5<<20)
+	for _, path := range transfer.Names() {
+		t.Run(path, func(t *testing.T) {
+			res, err := runRaw(path, 64<<10, spans, ProcCounters(), 0, 1, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.sink.bytes != total || res.ledger.SpanBytes != uint64(total) {
+				t.Fatalf("raw %s: receiver %d bytes, ledger %d, want %d", path, res.sink.bytes, res.ledger.SpanBytes, total)
+			}
+			if res.seconds <= 0 || res.sender.delta.CPUNs == 0 || res.sink.reads == 0 {
+				t.Fatalf("raw %s: seconds %v, sender cpu %d ns, receiver reads %d: nothing measured", path, res.seconds, res.sender.delta.CPUNs, res.sink.reads)
+			}
+			t.Logf("%s: %.2f GB/s, sender %+v, ledger %v", path, float64(total)/res.seconds/1e9, res.sender.delta, res.ledger.Calls)
+		})
+	}
+}
+
+func TestRunRawBadPath(t *testing.T) {
+	spans, _ := tempSpans(t, 4096)
+	if _, err := runRaw("nope", 0, spans, ProcCounters(), -1, -1, 0); err == nil {
+		t.Fatal("runRaw with an unknown path: no error")
+	}
+}

@@ -1,0 +1,90 @@
+package bench
+
+import (
+	"fmt"
+	"net"
+	"runtime"
+
+	"golang.org/x/sys/unix"
+)
+
+// dialBlocking connects a blocking TCP socket to addr (host:port on
+// 127.0.0.1) and applies SO_RCVLOWAT when rcvlowat > 0.
+func dialBlocking(addr string, rcvlowat int) (int, error) {
+	ta, err := net.ResolveTCPAddr("tcp4", addr)
+	if err != nil {
+		return -1, fmt.Errorf("resolve %s: %w", addr, err)
+	}
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("socket for %s: %w", addr, err)
+	}
+	if rcvlowat > 0 {
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVLOWAT, rcvlowat); err != nil {
+			unix.Close(fd)
+			return -1, fmt.Errorf("set SO_RCVLOWAT %d: %w", rcvlowat, err)
+		}
+	}
+	sa := &unix.SockaddrInet4{Port: ta.Port}
+	copy(sa.Addr[:], ta.IP.To4())
+	if err := unix.Connect(fd, sa); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("connect to %s: %w (is the broker listening?)", addr, err)
+	}
+	return fd, nil
+}
+
+// localAddr is the socket's local address as "ip:port".
+func localAddr(fd int) string {
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		return ""
+	}
+	if in, ok := sa.(*unix.SockaddrInet4); ok {
+		return fmt.Sprintf("%d.%d.%d.%d:%d", in.Addr[0], in.Addr[1], in.Addr[2], in.Addr[3], in.Port)
+	}
+	return ""
+}
+
+// pinThread binds thread tid (0: the caller) to cpu when cpu >= 0 and the
+// machine has that CPU; it mirrors xfer.c, which pins sender to CPU0 and
+// receiver to CPU1.
+func pinThread(tid, cpu int) error {
+	if cpu < 0 || cpu >= runtime.NumCPU() {
+		return nil
+	}
+	var set unix.CPUSet
+	set.Set(cpu)
+	if err := unix.SchedSetaffinity(tid, &set); err != nil {
+		return fmt.Errorf("pin thread %d to CPU %d: %w", tid, cpu, err)
+	}
+	return nil
+}
+
+// unpinThread lets the calling thread run anywhere again.
+func unpinThread() {
+	var set unix.CPUSet
+	for i := 0; i < runtime.NumCPU(); i++ {
+		set.Set(i)
+	}
+	_ = unix.SchedSetaffinity(0, &set)
+}
+
+// readFull reads exactly len(b) bytes from a blocking fd, counting reads.
+func readFull(fd int, b []byte, reads *uint64) error {
+	for len(b) > 0 {
+		*reads++
+		n, err := unix.Read(fd, b)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return fmt.Errorf("connection closed by the peer")
+		}
+		b = b[n:]
+	}
+	return nil
+}
