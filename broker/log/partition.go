@@ -1,0 +1,719 @@
+package log
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Partition is one topic-partition's log. Appends are serialized; reads run
+// concurrently with appends and with each other.
+type Partition struct {
+	topic string
+	id    int32
+	dir   string
+	cfg   *Config
+
+	appendMu  sync.Mutex
+	producers map[int64]*producerState // (append)
+	infos     []batchInfo              // (append) scratch
+	pend      []pendingProducer        // (append) scratch
+	down      bool                     // (append) closed or deleted
+	failed    atomic.Pointer[failure]  // a sync failed: durability is lost
+
+	mu      sync.RWMutex
+	segs    []*segment
+	start   int64
+	end     int64
+	changed chan struct{}
+	closed  bool
+}
+
+type failure struct{ err error }
+
+// pendingProducer is a producer's state as it would be after the batches
+// of the Append being checked.
+type pendingProducer struct {
+	id    int64
+	known bool
+	st    producerState
+}
+
+// AppendResult reports where an Append put its batches.
+type AppendResult struct {
+	BaseOffset    int64 // offset of the first record
+	LastOffset    int64 // offset of the last record
+	LogAppendTime int64 // broker timestamp (ms) with Config.LogAppendTime, else -1
+	Duplicate     bool  // idempotent retry of batches already in the log; offsets are the original ones
+}
+
+// Slice is a byte range of a segment file, aligned to whole batches.
+type Slice struct {
+	File *os.File
+	Pos  int64
+	Len  int64
+}
+
+// ReadResult is what a Read found. Call Release when the slices have been
+// sent: until then their files stay open even if retention deletes them.
+type ReadResult struct {
+	Slices         []Slice
+	HighWatermark  int64
+	LogStartOffset int64
+	rel            *releaser
+}
+
+type releaser struct {
+	once sync.Once
+	segs []*segment
+}
+
+// Release lets retention close the files behind the slices. It is safe to
+// call more than once and on an empty result.
+func (r ReadResult) Release() {
+	if r.rel == nil {
+		return
+	}
+	r.rel.once.Do(func() {
+		for _, s := range r.rel.segs {
+			s.release()
+		}
+	})
+}
+
+// PartitionStats summarizes a partition's log.
+type PartitionStats struct {
+	Segments    int
+	Bytes       int64
+	StartOffset int64
+	EndOffset   int64
+}
+
+func (p *Partition) name() string { return fmt.Sprintf("%s-%d", p.topic, p.id) }
+
+// errClosed is what operations on a closed or deleted partition return.
+func (p *Partition) errClosed() error {
+	return fmt.Errorf("%w: partition %s was deleted or its store closed", ErrUnknownTopicOrPartition, p.name())
+}
+
+// Append validates every batch of records (a Produce record set of Kafka
+// v2 batches), checks idempotent-producer sequences, assigns offsets and
+// writes the set with one write (or one copy into the mapped segment).
+// Nothing is written if any batch is bad. It rewrites the broker-owned
+// header fields in place in records.
+func (p *Partition) Append(records []byte) (AppendResult, error) {
+	p.appendMu.Lock()
+	defer p.appendMu.Unlock()
+	if p.down {
+		return AppendResult{}, p.errClosed()
+	}
+	if f := p.failed.Load(); f != nil {
+		return AppendResult{}, fmt.Errorf("append to %s refused: an earlier sync failed (%v); restart the broker so recovery can truncate to durable data", p.name(), f.err)
+	}
+	infos, err := validateBatches(records, p.infos[:0])
+	p.infos = infos[:0]
+	if err != nil {
+		return AppendResult{}, fmt.Errorf("append to %s: %w", p.name(), err)
+	}
+	for _, b := range infos {
+		if int64(b.size) > p.cfg.SegmentBytes {
+			return AppendResult{}, fmt.Errorf("%w: batch of %d bytes for %s exceeds the segment size %d", ErrRecordTooLarge, b.size, p.name(), p.cfg.SegmentBytes)
+		}
+	}
+
+	// Idempotent producers: check every batch before writing anything.
+	p.pend = p.pend[:0]
+	off := p.end
+	for _, b := range infos {
+		last := off + int64(b.lastDelta)
+		if b.producerID >= 0 && b.baseSeq >= 0 {
+			pp := p.pending(b.producerID)
+			var st *producerState
+			if pp.known {
+				st = &pp.st
+			}
+			lastSeq := lastSequence(b.baseSeq, b.lastDelta)
+			dup, err := st.check(b.producerID, b.epoch, b.baseSeq, lastSeq)
+			if err != nil {
+				return AppendResult{}, fmt.Errorf("append to %s: %w", p.name(), err)
+			}
+			if dup != nil {
+				return AppendResult{BaseOffset: dup.firstOffset, LastOffset: dup.lastOffset, LogAppendTime: -1, Duplicate: true}, nil
+			}
+			if !pp.known {
+				pp.known, pp.st = true, producerState{epoch: b.epoch}
+			}
+			pp.st.apply(b.epoch, batchMeta{firstSeq: b.baseSeq, lastSeq: lastSeq, firstOffset: off, lastOffset: last})
+		}
+		off = last + 1
+	}
+
+	appendTime := int64(-1)
+	if p.cfg.LogAppendTime {
+		appendTime = time.Now().UnixMilli()
+	}
+	total := int64(len(records))
+	seg := p.segs[len(p.segs)-1]
+	if (seg.size > 0 && seg.size+total > p.cfg.SegmentBytes) || seg.indexFull(len(infos)) {
+		if seg, err = p.roll(total); err != nil {
+			return AppendResult{}, err
+		}
+	}
+	if p.cfg.Produce == ProduceMmap && seg.size+total > int64(len(seg.data)) {
+		if err := seg.mapData(seg.size + total); err != nil {
+			return AppendResult{}, err
+		}
+	}
+
+	pos := seg.size
+	off = p.end
+	maxTs := seg.maxTs
+	for _, b := range infos {
+		stampBatch(records[b.pos:b.pos+b.size], off, appendTime)
+		if appendTime >= 0 {
+			maxTs = max(maxTs, appendTime)
+		} else {
+			maxTs = max(maxTs, b.maxTs)
+		}
+		off += int64(b.lastDelta) + 1
+	}
+	if p.cfg.Produce == ProduceMmap {
+		copy(seg.data[pos:], records)
+	} else if _, err := seg.log.WriteAt(records, pos); err != nil {
+		return AppendResult{}, fmt.Errorf("append %d bytes to %s at position %d: %w (disk full or read-only?)", total, seg.logPath, pos, err)
+	}
+	off = p.end
+	for _, b := range infos {
+		seg.addIndex(off, pos+int64(b.pos), p.cfg.IndexIntervalBytes, int64(b.size))
+		off += int64(b.lastDelta) + 1
+	}
+	if p.cfg.Fsync == FsyncAlways {
+		if err := unix.Fdatasync(int(seg.log.Fd())); err != nil {
+			err = fmt.Errorf("fdatasync %s: %w", seg.logPath, err)
+			p.failed.Store(&failure{err})
+			return AppendResult{}, err
+		}
+	}
+	for i := range p.pend {
+		pp := &p.pend[i]
+		st := p.producers[pp.id]
+		if st == nil {
+			st = new(producerState)
+			p.producers[pp.id] = st
+		}
+		*st = pp.st
+	}
+
+	first := p.end
+	p.mu.Lock()
+	seg.size = pos + total
+	seg.next = off
+	seg.maxTs = maxTs
+	seg.idxN = seg.idxW
+	p.end = off
+	if p.changed != nil {
+		close(p.changed)
+		p.changed = nil
+	}
+	p.mu.Unlock()
+	return AppendResult{BaseOffset: first, LastOffset: off - 1, LogAppendTime: appendTime}, nil
+}
+
+// pending returns the in-Append state of producer id, starting from the
+// committed one.
+func (p *Partition) pending(id int64) *pendingProducer {
+	for i := range p.pend {
+		if p.pend[i].id == id {
+			return &p.pend[i]
+		}
+	}
+	pp := pendingProducer{id: id}
+	if st := p.producers[id]; st != nil {
+		pp.known, pp.st = true, *st
+	}
+	p.pend = append(p.pend, pp)
+	return &p.pend[len(p.pend)-1]
+}
+
+// roll seals the active segment (synced, trimmed), starts a new one at the
+// end offset and snapshots the producer state there. Called with appendMu.
+func (p *Partition) roll(minCap int64) (*segment, error) {
+	old := p.segs[len(p.segs)-1]
+	if err := old.seal(); err != nil {
+		p.failed.Store(&failure{err})
+		return nil, fmt.Errorf("roll %s: %w", p.name(), err)
+	}
+	ns, err := createSegment(p.dir, p.end, p.cfg, minCap)
+	if err != nil {
+		return nil, fmt.Errorf("roll %s: %w", p.name(), err)
+	}
+	if err := writeSnapshot(p.dir, p.end, p.producers); err != nil {
+		ns.release()
+		_ = ns.remove()
+		return nil, fmt.Errorf("roll %s: %w", p.name(), err)
+	}
+	p.mu.Lock()
+	p.segs = append(p.segs, ns)
+	p.mu.Unlock()
+	return ns, nil
+}
+
+// Read returns slices of whole batches starting with the one holding
+// offset, up to maxBytes but at least one batch; they may span segments.
+// Only the index and batch headers are read. offset == EndOffset gives an
+// empty result; outside [StartOffset, EndOffset] ErrOffsetOutOfRange.
+func (p *Partition) Read(offset int64, maxBytes int32) (ReadResult, error) {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	res := ReadResult{HighWatermark: p.end, LogStartOffset: p.start}
+	if p.closed {
+		return res, p.errClosed()
+	}
+	if offset < p.start || offset > p.end {
+		return res, fmt.Errorf("%w: offset %d of %s is outside [%d, %d]", ErrOffsetOutOfRange, offset, p.name(), p.start, p.end)
+	}
+	if offset == p.end {
+		return res, nil
+	}
+	i := p.segmentFor(offset)
+	var buf [batchHeaderSize]byte
+	seg := p.segs[i]
+	startPos, first, err := seg.find(offset, buf[:])
+	if err != nil {
+		return res, err
+	}
+	budget := max(int64(maxBytes), 0)
+	rel := &releaser{}
+	for ; i < len(p.segs); i++ {
+		seg = p.segs[i]
+		if seg.size == startPos {
+			startPos = 0
+			continue
+		}
+		endPos, err := seg.boundary(startPos, budget, buf[:])
+		if err != nil {
+			for _, s := range rel.segs {
+				s.release()
+			}
+			return ReadResult{HighWatermark: p.end, LogStartOffset: p.start}, err
+		}
+		if endPos == startPos {
+			if len(res.Slices) > 0 {
+				break
+			}
+			endPos = startPos + first.size // at least one whole batch
+		}
+		seg.acquire()
+		rel.segs = append(rel.segs, seg)
+		res.Slices = append(res.Slices, Slice{File: seg.log, Pos: startPos, Len: endPos - startPos})
+		budget -= endPos - startPos
+		if budget <= 0 || endPos < seg.size {
+			break
+		}
+		startPos = 0
+	}
+	res.rel = rel
+	return res, nil
+}
+
+// segmentFor returns the index of the segment holding offset (with mu held
+// and offset within [start, end)).
+func (p *Partition) segmentFor(offset int64) int {
+	lo, hi := 0, len(p.segs)
+	for lo < hi {
+		m := (lo + hi) / 2
+		if p.segs[m].base <= offset {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	return max(lo-1, 0)
+}
+
+// find returns the position and header of the batch holding offset.
+func (s *segment) find(offset int64, buf []byte) (int64, header, error) {
+	pos := s.lookup(offset, s.idxN)
+	for pos < s.size {
+		h, err := s.readHeader(pos, buf)
+		if err != nil {
+			return 0, header{}, err
+		}
+		if h.size < batchHeaderSize {
+			return 0, header{}, fmt.Errorf("segment %s: bad batch length at position %d; restart the broker to recover the log", s.logPath, pos)
+		}
+		if h.baseOffset+int64(h.lastDelta) >= offset {
+			return pos, h, nil
+		}
+		pos += h.size
+	}
+	return 0, header{}, fmt.Errorf("segment %s: offset %d not found below position %d; restart the broker to recover the log", s.logPath, offset, s.size)
+}
+
+// boundary returns the end of the last whole batch that starts at or after
+// from and ends within from+budget (from itself if none fits).
+func (s *segment) boundary(from, budget int64, buf []byte) (int64, error) {
+	limit := from + budget
+	if s.size <= limit {
+		return s.size, nil
+	}
+	pos := max(s.lookupPos(limit, s.idxN), from)
+	for pos < s.size {
+		if _, err := s.log.ReadAt(buf[:batchLogOverhead], pos); err != nil {
+			return 0, fmt.Errorf("read batch length at position %d of %s: %w", pos, s.logPath, err)
+		}
+		h := parseHeader(buf)
+		if h.size < batchHeaderSize {
+			return 0, fmt.Errorf("segment %s: bad batch length at position %d; restart the broker to recover the log", s.logPath, pos)
+		}
+		if pos+h.size > limit {
+			break
+		}
+		pos += h.size
+	}
+	return pos, nil
+}
+
+// StartOffset is the first offset still in the log.
+func (p *Partition) StartOffset() int64 {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return p.start
+}
+
+// EndOffset is the next offset to assign (the high watermark: there is no
+// replication).
+func (p *Partition) EndOffset() int64 {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return p.end
+}
+
+// Changed returns a channel closed by the next successful append (or when
+// the partition closes), for long-poll Fetch: take the channel, check
+// EndOffset, then wait.
+func (p *Partition) Changed() <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.changed == nil {
+		p.changed = make(chan struct{})
+		if p.closed {
+			close(p.changed)
+		}
+	}
+	return p.changed
+}
+
+// Stats summarizes the log.
+func (p *Partition) Stats() PartitionStats {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	st := PartitionStats{Segments: len(p.segs), StartOffset: p.start, EndOffset: p.end}
+	for _, s := range p.segs {
+		st.Bytes += s.size
+	}
+	return st
+}
+
+// OffsetForTime finds the first batch whose max timestamp is >= ts and
+// returns the offset and timestamp of its first record at or after ts
+// (decoding uncompressed batches; for compressed or LogAppendTime batches
+// the batch base offset and max timestamp). (-1, -1, nil) if none.
+func (p *Partition) OffsetForTime(ts int64) (int64, int64, error) {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if p.closed {
+		return -1, -1, p.errClosed()
+	}
+	var buf [batchHeaderSize]byte
+	for _, s := range p.segs {
+		if s.maxTs < ts {
+			continue
+		}
+		for pos := int64(0); pos < s.size; {
+			h, err := s.readHeader(pos, buf[:])
+			if err != nil {
+				return -1, -1, err
+			}
+			if h.size < batchHeaderSize {
+				return -1, -1, fmt.Errorf("segment %s: bad batch length at position %d; restart the broker to recover the log", s.logPath, pos)
+			}
+			if h.maxTs >= ts {
+				if h.attrs&(attrCompressionMask|attrLogAppendTime) != 0 {
+					return h.baseOffset, h.maxTs, nil
+				}
+				batch := make([]byte, h.size)
+				if _, err := s.log.ReadAt(batch, pos); err != nil {
+					return -1, -1, fmt.Errorf("read batch at position %d of %s: %w", pos, s.logPath, err)
+				}
+				if d, t, ok := firstRecordAtOrAfter(batch, ts); ok {
+					return h.baseOffset + int64(d), t, nil
+				}
+				return h.baseOffset, h.maxTs, nil
+			}
+			pos += h.size
+		}
+	}
+	return -1, -1, nil
+}
+
+// Retain applies the retention limits at time now: the oldest segments go
+// while the rest still hold RetentionBytes, or while their newest batch is
+// older than RetentionAge. The active segment always stays. Files of
+// deleted segments stay open until every ReadResult using them is released.
+// It returns how many segments were deleted.
+func (p *Partition) Retain(now time.Time) (int, error) {
+	p.appendMu.Lock() // the appender reads segs without mu
+	defer p.appendMu.Unlock()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return 0, nil
+	}
+	var total int64
+	for _, s := range p.segs {
+		total += s.size
+	}
+	n := 0
+	var errs []error
+	for len(p.segs) > 1 {
+		s := p.segs[0]
+		bySize := p.cfg.RetentionBytes >= 0 && total-s.size >= p.cfg.RetentionBytes
+		byAge := p.cfg.RetentionAge > 0 && s.age(now) > p.cfg.RetentionAge
+		if !bySize && !byAge {
+			break
+		}
+		p.segs = p.segs[1:]
+		p.start = p.segs[0].base
+		total -= s.size
+		if err := s.remove(); err != nil {
+			errs = append(errs, fmt.Errorf("retention of %s: %w", s.logPath, err))
+		}
+		s.release()
+		n++
+	}
+	return n, errors.Join(errs...)
+}
+
+// sync forces the active segment's data to disk.
+func (p *Partition) sync() error {
+	p.mu.RLock()
+	if p.closed {
+		p.mu.RUnlock()
+		return nil
+	}
+	s := p.segs[len(p.segs)-1]
+	s.acquire()
+	p.mu.RUnlock()
+	defer s.release()
+	if err := unix.Fdatasync(int(s.log.Fd())); err != nil {
+		err = fmt.Errorf("fdatasync %s: %w", s.logPath, err)
+		p.failed.Store(&failure{err})
+		return err
+	}
+	return nil
+}
+
+// shutdown stops appends and drops the partition's references. With
+// durable it first seals the active segment and snapshots the producers,
+// so the next Open trusts everything without a scan.
+func (p *Partition) shutdown(durable bool) error {
+	p.appendMu.Lock()
+	defer p.appendMu.Unlock()
+	if p.down {
+		return nil
+	}
+	p.down = true
+	var err error
+	if durable && len(p.segs) > 0 {
+		if err = p.segs[len(p.segs)-1].seal(); err == nil {
+			err = writeSnapshot(p.dir, p.end, p.producers)
+		}
+	}
+	p.mu.Lock()
+	p.closed = true
+	segs := p.segs
+	p.segs = nil
+	if p.changed != nil {
+		close(p.changed)
+		p.changed = nil
+	}
+	p.mu.Unlock()
+	for _, s := range segs {
+		s.release()
+	}
+	if err != nil {
+		return fmt.Errorf("close %s: %w", p.name(), err)
+	}
+	return nil
+}
+
+// openPartition recovers the partition in dir. Sealed segments whose
+// index checks out are trusted; the active segment (unless the store shut
+// down cleanly) and any segment with a missing or stale index are scanned
+// batch by batch (length, magic, contiguous offsets, CRC-32C), a torn or
+// corrupt tail is truncated, the index rebuilt, and segments that no longer
+// follow on are removed. Producer state comes from the newest snapshot plus
+// a replay of the batches after it.
+func openPartition(dir, topic string, id int32, cfg *Config, clean bool) (*Partition, error) {
+	p := &Partition{topic: topic, id: id, dir: dir, cfg: cfg}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("create partition directory %s: %w (check that the data directory is writable)", dir, err)
+	}
+	if tmps, _ := filepath.Glob(filepath.Join(dir, "*.tmp")); len(tmps) > 0 {
+		for _, t := range tmps {
+			_ = os.Remove(t)
+		}
+	}
+	bases, err := listOffsets(dir, ".log")
+	if err != nil {
+		return nil, fmt.Errorf("list segments of %s: %w", dir, err)
+	}
+	fail := func(err error) (*Partition, error) {
+		for _, s := range p.segs {
+			s.release()
+		}
+		return nil, err
+	}
+	for i, base := range bases {
+		s, err := openSegment(dir, base)
+		if err != nil {
+			return fail(err)
+		}
+		st, err := s.log.Stat()
+		if err != nil {
+			s.release()
+			return fail(fmt.Errorf("stat segment %s: %w", s.logPath, err))
+		}
+		last := i == len(bases)-1
+		if !((!last || clean) && s.checkIndex(st.Size())) {
+			if err := s.rebuild(st.Size(), cfg); err != nil {
+				s.release()
+				return fail(err)
+			}
+		}
+		if n := len(p.segs); n > 0 && (p.segs[n-1].next != s.base || p.segs[n-1].size == 0) {
+			// The chain breaks here (a corrupt or truncated segment before
+			// it): what follows cannot be served in order, as in Kafka.
+			s.release()
+			for _, b := range bases[i:] {
+				_ = os.Remove(filepath.Join(dir, segmentName(b, ".log")))
+				_ = os.Remove(filepath.Join(dir, segmentName(b, ".index")))
+			}
+			break
+		}
+		s.sealed = true
+		p.segs = append(p.segs, s)
+	}
+	if len(p.segs) == 0 {
+		s, err := createSegment(dir, 0, cfg, 0)
+		if err != nil {
+			return nil, err
+		}
+		p.segs = append(p.segs, s)
+	} else {
+		act := p.segs[len(p.segs)-1]
+		act.sealed = false
+		if err := act.activate(cfg, 0, false); err != nil {
+			return fail(err)
+		}
+	}
+	p.start = p.segs[0].base
+	p.end = p.segs[len(p.segs)-1].next
+	if err := p.recoverProducers(); err != nil {
+		return fail(err)
+	}
+	return p, nil
+}
+
+// rebuild scans a segment whose index cannot be trusted, truncating a torn
+// tail and writing a fresh index.
+func (s *segment) rebuild(fileSize int64, cfg *Config) error {
+	if err := s.mapIndex(cfg.indexCapacity(max(cfg.SegmentBytes, fileSize)), true); err != nil {
+		return err
+	}
+	r, err := s.scan(fileSize, cfg, true, nil)
+	if err != nil {
+		return err
+	}
+	s.size, s.next, s.maxTs = r.validEnd, r.next, r.maxTs
+	if r.validEnd < fileSize {
+		if err := s.log.Truncate(r.validEnd); err != nil {
+			return fmt.Errorf("truncate torn tail of %s at position %d: %w (check permissions)", s.logPath, r.validEnd, err)
+		}
+	}
+	if err := s.trim(); err != nil {
+		return err
+	}
+	if err := unix.Fdatasync(int(s.log.Fd())); err != nil {
+		return fmt.Errorf("fdatasync %s after recovery: %w", s.logPath, err)
+	}
+	return nil
+}
+
+// recoverProducers loads the newest usable producer snapshot and replays
+// the batches after it.
+func (p *Partition) recoverProducers() error {
+	from, producers := loadSnapshot(p.dir, p.end)
+	p.producers = producers
+	from = max(from, p.start)
+	for _, s := range p.segs {
+		if s.next <= from {
+			continue
+		}
+		pos := int64(0)
+		if from > s.base {
+			pos = s.lookup(from, s.idxN)
+		}
+		err := s.forEach(pos, func(h header) {
+			if h.baseOffset < from || h.producerID < 0 || h.baseSeq < 0 {
+				return
+			}
+			st := p.producers[h.producerID]
+			if st == nil {
+				st = &producerState{epoch: h.epoch}
+				p.producers[h.producerID] = st
+			}
+			st.apply(h.epoch, batchMeta{firstSeq: h.baseSeq, lastSeq: lastSequence(h.baseSeq, h.lastDelta),
+				firstOffset: h.baseOffset, lastOffset: h.baseOffset + int64(h.lastDelta)})
+		})
+		if err != nil {
+			return fmt.Errorf("recover producer state of %s: %w", p.name(), err)
+		}
+	}
+	return nil
+}
+
+// partitionDir names a partition's directory.
+func partitionDir(root, topic string, id int32) string {
+	return filepath.Join(root, fmt.Sprintf("%s-%d", topic, id))
+}
+
+// splitPartitionDir parses "<topic>-<n>".
+func splitPartitionDir(name string) (string, int32, bool) {
+	i := strings.LastIndexByte(name, '-')
+	if i <= 0 || i == len(name)-1 {
+		return "", 0, false
+	}
+	var n int64
+	for _, c := range name[i+1:] {
+		if c < '0' || c > '9' {
+			return "", 0, false
+		}
+		n = n*10 + int64(c-'0')
+		if n > maxPartitions {
+			return "", 0, false
+		}
+	}
+	if validTopic(name[:i]) != nil {
+		return "", 0, false
+	}
+	return name[:i], int32(n), true
+}

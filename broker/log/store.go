@@ -1,0 +1,346 @@
+package log
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// maxPartitions bounds a topic's partition count.
+const maxPartitions = 10000
+
+// cleanMarker is written by Close after every partition is sealed and
+// snapshotted, and removed (durably) by Open: its presence means no
+// segment needs a scan.
+const cleanMarker = ".clean-shutdown"
+
+// lockName is the flock-ed file holding the owning broker's pid.
+const lockName = ".lock"
+
+// deletedSuffix marks a partition directory being removed.
+const deletedSuffix = ".deleted"
+
+// Store is a data directory of topic-partition logs, owned by one process.
+type Store struct {
+	dir  string
+	cfg  Config
+	lock *os.File
+
+	mu     sync.RWMutex
+	topics map[string][]*Partition
+	closed bool
+
+	stop chan struct{}
+	done chan struct{}
+}
+
+// Open takes the data directory dir (creating it), locks it against other
+// brokers and recovers every partition in it.
+func Open(dir string, cfg Config) (*Store, error) {
+	cfg, err := cfg.normalize()
+	if err != nil {
+		return nil, fmt.Errorf("open log store %s: %w", dir, err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("create data directory %s: %w (use --data to a writable directory)", dir, err)
+	}
+	lock, err := lockDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{dir: dir, cfg: cfg, lock: lock, topics: map[string][]*Partition{},
+		stop: make(chan struct{}), done: make(chan struct{})}
+	fail := func(err error) (*Store, error) {
+		for _, ps := range s.topics {
+			for _, p := range ps {
+				if p != nil {
+					_ = p.shutdown(false)
+				}
+			}
+		}
+		_ = lock.Close()
+		return nil, err
+	}
+	marker := filepath.Join(dir, cleanMarker)
+	_, statErr := os.Stat(marker)
+	clean := statErr == nil
+	if clean {
+		if err := os.Remove(marker); err != nil {
+			return fail(fmt.Errorf("remove %s: %w (check that the data directory is writable)", marker, err))
+		}
+		if err := syncDir(dir); err != nil {
+			return fail(fmt.Errorf("sync data directory %s: %w", dir, err))
+		}
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return fail(fmt.Errorf("read data directory %s: %w", dir, err))
+	}
+	for _, e := range ents {
+		if !e.IsDir() {
+			continue
+		}
+		if strings.HasSuffix(e.Name(), deletedSuffix) {
+			_ = os.RemoveAll(filepath.Join(dir, e.Name()))
+			continue
+		}
+		topic, id, ok := splitPartitionDir(e.Name())
+		if !ok {
+			continue
+		}
+		p, err := openPartition(filepath.Join(dir, e.Name()), topic, id, &s.cfg, clean)
+		if err != nil {
+			return fail(fmt.Errorf("recover %s: %w", e.Name(), err))
+		}
+		ps := s.topics[topic]
+		for int32(len(ps)) <= id {
+			ps = append(ps, nil)
+		}
+		ps[id] = p
+		s.topics[topic] = ps
+	}
+	for topic, ps := range s.topics { // a crash inside CreateTopic can leave gaps
+		for id, p := range ps {
+			if p == nil {
+				if ps[id], err = openPartition(partitionDir(dir, topic, int32(id)), topic, int32(id), &s.cfg, false); err != nil {
+					return fail(err)
+				}
+			}
+		}
+	}
+	go s.background()
+	return s, nil
+}
+
+// lockDir takes an exclusive flock on dir/.lock and writes our pid in it.
+func lockDir(dir string) (*os.File, error) {
+	name := filepath.Join(dir, lockName)
+	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("open lock file %s: %w (use --data to a writable directory)", name, err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		b, _ := os.ReadFile(name)
+		_ = f.Close()
+		pid := strings.TrimSpace(string(b))
+		if pid == "" {
+			pid = "unknown"
+		}
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, &lockedError{dir: dir, pid: pid}
+		}
+		return nil, fmt.Errorf("lock data directory %s: %w", dir, err)
+	}
+	if err := f.Truncate(0); err == nil {
+		_, err = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+		if err != nil {
+			_ = f.Close()
+			return nil, fmt.Errorf("write lock file %s: %w (use --data to a writable directory)", name, err)
+		}
+	} else {
+		_ = f.Close()
+		return nil, fmt.Errorf("write lock file %s: %w (use --data to a writable directory)", name, err)
+	}
+	return f, nil
+}
+
+// background runs the interval fsync and retention until Close.
+func (s *Store) background() {
+	defer close(s.done)
+	var flush <-chan time.Time
+	if s.cfg.Fsync == FsyncInterval {
+		t := time.NewTicker(s.cfg.FsyncInterval)
+		defer t.Stop()
+		flush = t.C
+	}
+	ret := time.NewTicker(s.cfg.RetentionCheck)
+	defer ret.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-flush:
+			for _, p := range s.partitions() {
+				_ = p.sync() // a failure is kept by the partition and refuses later appends
+			}
+		case now := <-ret.C:
+			for _, p := range s.partitions() {
+				_, _ = p.Retain(now) // retried at the next check
+			}
+		}
+	}
+}
+
+func (s *Store) partitions() []*Partition {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []*Partition
+	for _, ps := range s.topics {
+		out = append(out, ps...)
+	}
+	return out
+}
+
+// validTopic applies Kafka's topic name rules.
+func validTopic(name string) error {
+	if len(name) == 0 || len(name) > 249 {
+		return fmt.Errorf("%w: name must be 1 to 249 characters, got %d", ErrInvalidTopic, len(name))
+	}
+	if name == "." || name == ".." {
+		return fmt.Errorf("%w: %q is not allowed", ErrInvalidTopic, name)
+	}
+	for _, c := range name {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return fmt.Errorf("%w: %q may only contain letters, digits, '.', '_' and '-'", ErrInvalidTopic, name)
+		}
+	}
+	return nil
+}
+
+// CreateTopic creates a topic with partitions partitions.
+func (s *Store) CreateTopic(name string, partitions int32) error {
+	if err := validTopic(name); err != nil {
+		return err
+	}
+	if partitions < 1 || partitions > maxPartitions {
+		return fmt.Errorf("%w: topic %s needs 1 to %d partitions, got %d", ErrInvalidPartitions, name, maxPartitions, partitions)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return fmt.Errorf("create topic %s: the store is closed", name)
+	}
+	if _, ok := s.topics[name]; ok {
+		return fmt.Errorf("%w: %s", ErrTopicExists, name)
+	}
+	ps := make([]*Partition, partitions)
+	for i := range ps {
+		p, err := openPartition(partitionDir(s.dir, name, int32(i)), name, int32(i), &s.cfg, false)
+		if err != nil {
+			for _, q := range ps[:i] {
+				_ = q.shutdown(false)
+				_ = os.RemoveAll(q.dir)
+			}
+			return fmt.Errorf("create topic %s: %w", name, err)
+		}
+		ps[i] = p
+	}
+	if err := syncDir(s.dir); err != nil {
+		return fmt.Errorf("create topic %s: sync data directory: %w", name, err)
+	}
+	s.topics[name] = ps
+	return nil
+}
+
+// DeleteTopic removes a topic and its files. Outstanding ReadResults keep
+// their files readable until released.
+func (s *Store) DeleteTopic(name string) error {
+	s.mu.Lock()
+	ps, ok := s.topics[name]
+	delete(s.topics, name)
+	s.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("%w: topic %s", ErrUnknownTopicOrPartition, name)
+	}
+	var errs []error
+	for _, p := range ps {
+		_ = p.shutdown(false)
+		gone := p.dir + deletedSuffix
+		if err := os.Rename(p.dir, gone); err != nil {
+			errs = append(errs, fmt.Errorf("delete topic %s: %w", name, err))
+			continue
+		}
+		if err := os.RemoveAll(gone); err != nil {
+			errs = append(errs, fmt.Errorf("delete topic %s: %w", name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Topics returns every topic's partition count.
+func (s *Store) Topics() map[string]int32 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make(map[string]int32, len(s.topics))
+	for t, ps := range s.topics {
+		out[t] = int32(len(ps))
+	}
+	return out
+}
+
+// TopicNames returns the topic names, sorted.
+func (s *Store) TopicNames() []string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]string, 0, len(s.topics))
+	for t := range s.topics {
+		out = append(out, t)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Partition returns partition p of topic.
+func (s *Store) Partition(topic string, p int32) (*Partition, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	ps, ok := s.topics[topic]
+	if !ok || p < 0 || int(p) >= len(ps) {
+		return nil, fmt.Errorf("%w: %s-%d", ErrUnknownTopicOrPartition, topic, p)
+	}
+	return ps[p], nil
+}
+
+// Dir is the data directory.
+func (s *Store) Dir() string { return s.dir }
+
+// Sync forces every partition's active segment to disk.
+func (s *Store) Sync() error {
+	var errs []error
+	for _, p := range s.partitions() {
+		if err := p.sync(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Close syncs and seals every partition, marks the shutdown clean and
+// releases the directory lock. Call it once outstanding reads are
+// released; later calls return nil.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.mu.Unlock()
+	close(s.stop)
+	<-s.done
+	var errs []error
+	for _, p := range s.partitions() {
+		if err := p.shutdown(true); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) == 0 {
+		if err := os.WriteFile(filepath.Join(s.dir, cleanMarker), nil, 0o644); err != nil {
+			errs = append(errs, fmt.Errorf("write clean-shutdown marker: %w", err))
+		} else if err := syncDir(s.dir); err != nil {
+			errs = append(errs, fmt.Errorf("sync data directory %s: %w", s.dir, err))
+		}
+	}
+	if err := s.lock.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("release lock of %s: %w", s.dir, err))
+	}
+	return errors.Join(errs...)
+}
