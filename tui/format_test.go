@@ -69,3 +69,25 @@ func TestBestOf(t *testing.T) {
 		t.Errorf("all-equal row marked %v, want none", got)
 	}
 }
+
+func TestPlainLines(t *testing.T) {
+	demo := loadSamples(t, "testdata/demo_samples.jsonl")
+	lines := PlainLines(demo[len(demo)-1])
+	if len(lines) != len(demo[len(demo)-1].Records)+1 {
+		t.Fatalf("%d lines for %d records (+1 broker line)", len(lines), len(demo[len(demo)-1].Records))
+	}
+	for _, l := range lines[:len(lines)-1] {
+		if !strings.Contains(l, "MB/s") || !strings.Contains(l, "copies/B") || !strings.Contains(l, "consumer-ctx") {
+			t.Errorf("line lacks throughput, copies or consumer switches: %q", l)
+		}
+	}
+	if !strings.Contains(strings.Join(lines, "\n"), "WARNING: kernel copied") {
+		t.Errorf("no MSG_ZEROCOPY warning in\n%s", strings.Join(lines, "\n"))
+	}
+	watch := loadSamples(t, "testdata/watch_proc.jsonl")
+	for _, l := range PlainLines(watch[0]) {
+		if !strings.Contains(l, "proc") || !strings.Contains(l, "~") {
+			t.Errorf("proc line not marked as an estimate: %q", l)
+		}
+	}
+}
