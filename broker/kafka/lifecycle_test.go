@@ -1,0 +1,178 @@
+package kafka
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/copyscope/copyscope/broker/log"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// TestBusyPort: a second server on a bound address fails with one line
+// naming the address and what to do, and leaves nothing bound.
+func TestBusyPort(t *testing.T) {
+	b := startBroker(t, t.TempDir(), nil)
+	store, err := log.Open(t.TempDir(), log.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	cfg := DefaultConfig()
+	cfg.Listeners = []Listener{{Addr: "127.0.0.1:0"}, {Addr: b.addr}}
+	srv, err := NewServer(store, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = srv.Start()
+	if err == nil {
+		t.Fatal("second server bound a busy port")
+	}
+	msg := err.Error()
+	if !strings.Contains(msg, b.addr) || !strings.Contains(msg, "already in use") || strings.Contains(msg, "\n") {
+		t.Fatalf("error should be one line naming %s and what to do: %q", b.addr, msg)
+	}
+	if len(srv.Addrs()) != 0 {
+		t.Fatalf("failed Start left listeners bound: %v", srv.Addrs())
+	}
+}
+
+// TestConnectionThreads: every connection is registered with its own OS
+// thread id, the listener's path and the peer; it is unregistered when the
+// client goes away.
+func TestConnectionThreads(t *testing.T) {
+	b := startBroker(t, t.TempDir(), func(c *Config) {
+		c.Listeners = []Listener{{Addr: "127.0.0.1:0", Path: "read"}, {Addr: "127.0.0.1:0", Path: "splice"}}
+	})
+	addrs := b.srv.Addrs()
+	var conns []net.Conn
+	for _, a := range addrs {
+		c := dialRaw(t, a.Addr)
+		rawRequest(t, c, kmsg.NewPtrApiVersionsRequest()) // the thread is registered by now
+		conns = append(conns, c)
+	}
+	infos := b.reg.List()
+	if len(infos) != 2 {
+		t.Fatalf("registry lists %d connections, want 2", len(infos))
+	}
+	tids := map[int]bool{}
+	for _, ci := range infos {
+		if ci.TID == os.Getpid() || tids[ci.TID] {
+			t.Fatalf("thread id %d is not a connection's own thread", ci.TID)
+		}
+		tids[ci.TID] = true
+		if _, err := os.Stat(fmt.Sprintf("/proc/self/task/%d", ci.TID)); err != nil {
+			t.Fatalf("registered thread %d is not a thread of this process: %v", ci.TID, err)
+		}
+		want := map[string]string{addrs[0].Addr: "read", addrs[1].Addr: "splice"}[ci.Listener]
+		if ci.Path != want || ci.Peer == "" {
+			t.Fatalf("connection %+v: path should be %q", ci, want)
+		}
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for len(b.reg.List()) > 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := len(b.reg.List()); n != 0 {
+		t.Fatalf("%d connections still registered after their clients closed", n)
+	}
+}
+
+// TestShutdownEndsLongPoll: a fetch long-polling on an empty partition is
+// answered at once when Shutdown begins, and Shutdown returns promptly.
+func TestShutdownEndsLongPoll(t *testing.T) {
+	b := startBroker(t, t.TempDir(), nil)
+	if err := b.store.CreateTopic("idle", 1); err != nil {
+		t.Fatal(err)
+	}
+	c := dialRaw(t, b.addr)
+	req := kmsg.NewPtrFetchRequest()
+	req.SetVersion(12)
+	req.MaxWaitMillis, req.MinBytes = 60_000, 1
+	rt := kmsg.NewFetchRequestTopic()
+	rt.Topic = "idle"
+	rp := kmsg.NewFetchRequestTopicPartition()
+	rp.PartitionMaxBytes = 1 << 20
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	done := make(chan kmsg.Response, 1)
+	go func() { done <- rawRequest(t, c, req) }()
+	time.Sleep(200 * time.Millisecond) // let the fetch start waiting
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := b.srv.Shutdown(ctx); err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+	if el := time.Since(start); el > 3*time.Second {
+		t.Fatalf("shutdown took %v with a long-polling fetch", el)
+	}
+	select {
+	case r := <-done:
+		p := r.(*kmsg.FetchResponse).Topics[0].Partitions[0]
+		if p.ErrorCode != 0 || p.HighWatermark != 0 {
+			t.Fatalf("long poll answer: error %d hw %d", p.ErrorCode, p.HighWatermark)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the long-polling fetch was never answered")
+	}
+}
+
+// TestFetchErrors: out-of-range offsets and unknown partitions get their
+// Kafka error codes, with the log's bounds.
+func TestFetchErrors(t *testing.T) {
+	b := startBroker(t, t.TempDir(), nil)
+	if err := b.store.CreateTopic("f", 1); err != nil {
+		t.Fatal(err)
+	}
+	p, err := b.store.Partition("f", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Append(makeBatch([]byte("one"), []byte("two"))); err != nil {
+		t.Fatal(err)
+	}
+	c := dialRaw(t, b.addr)
+	for _, tc := range []struct {
+		topic     string
+		partition int32
+		offset    int64
+		want      int16
+	}{
+		{"f", 0, 3, kerr.OffsetOutOfRange.Code},
+		{"f", 0, -5, kerr.OffsetOutOfRange.Code},
+		{"f", 7, 0, kerr.UnknownTopicOrPartition.Code},
+		{"nope", 0, 0, kerr.UnknownTopicOrPartition.Code},
+		{"f", 0, 2, 0},
+		{"f", 0, 0, 0},
+	} {
+		for _, v := range []int16{4, 11, 12} {
+			req := kmsg.NewPtrFetchRequest()
+			req.SetVersion(v)
+			rt := kmsg.NewFetchRequestTopic()
+			rt.Topic = tc.topic
+			rp := kmsg.NewFetchRequestTopicPartition()
+			rp.Partition, rp.FetchOffset, rp.PartitionMaxBytes = tc.partition, tc.offset, 1<<20
+			rt.Partitions = append(rt.Partitions, rp)
+			req.Topics = append(req.Topics, rt)
+			got := rawRequest(t, c, req).(*kmsg.FetchResponse).Topics[0].Partitions[0]
+			if got.ErrorCode != tc.want {
+				t.Errorf("v%d %s/%d@%d: error %d, want %d", v, tc.topic, tc.partition, tc.offset, got.ErrorCode, tc.want)
+			}
+			if tc.topic == "f" && tc.partition == 0 && got.HighWatermark != 2 {
+				t.Errorf("v%d: high watermark %d, want 2", v, got.HighWatermark)
+			}
+			if tc.want == 0 && tc.offset == 0 && len(got.RecordBatches) == 0 {
+				t.Errorf("v%d: no records at offset 0", v)
+			}
+		}
+	}
+}

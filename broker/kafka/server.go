@@ -1,0 +1,319 @@
+// Package kafka serves a log.Store over the Kafka wire protocol, so that
+// kcat, franz-go or the Java client can produce to and consume from the
+// copyscope broker.
+//
+// Each connection runs on its own locked OS thread doing blocking reads and
+// writes on the raw socket: the thread's syscalls are the transfer path's
+// arithmetic plus a constant few per request, with no epoll or futex traffic
+// per byte. Fetch responses are framed by hand around the record bytes,
+// which move from segment files to the socket through a transfer.Path and
+// are never read by the broker.
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/copyscope/copyscope/broker/log"
+	"github.com/copyscope/copyscope/broker/transfer"
+	"golang.org/x/sys/unix"
+)
+
+// Listener is one address the broker accepts connections on, and the
+// transfer path its Fetch responses use ("" means Config.DefaultFetchPath).
+type Listener struct {
+	Addr string
+	Path string
+}
+
+// ListenerAddr is a bound listener: its actual address (the port resolved
+// when Addr asked for :0) and its transfer path.
+type ListenerAddr struct {
+	Addr string
+	Path string
+}
+
+// Config configures a Server. Start from DefaultConfig: the zero value
+// turns auto-creation of topics off.
+type Config struct {
+	// Listeners to bind; none means one on 127.0.0.1:9092.
+	Listeners []Listener
+	// DefaultFetchPath is the transfer path of listeners that name none.
+	DefaultFetchPath string
+	// Chunk is the bytes a transfer path moves per syscall (0: 64 KiB).
+	Chunk int
+	// MaxRequestBytes caps a request's size prefix (Kafka's
+	// socket.request.max.bytes); a larger frame closes the connection.
+	MaxRequestBytes int32
+	// AutoCreateTopics creates unknown topics named in Metadata requests.
+	AutoCreateTopics bool
+	// DefaultPartitions is the partition count of auto-created topics and
+	// of CreateTopics requests that ask for -1.
+	DefaultPartitions int32
+	// Registry, if set, publishes every connection's data thread.
+	Registry *transfer.Registry
+	// Logf, if set, receives one line per notable event.
+	Logf func(format string, args ...any)
+}
+
+// Defaults, as Kafka's.
+const (
+	DefaultAddr            = "127.0.0.1:9092"
+	DefaultMaxRequestBytes = 100 << 20
+	// MaxPartitions bounds a topic's partition count so a request cannot
+	// create thousands of directories.
+	MaxPartitions = 10000
+)
+
+// DefaultConfig returns the configuration `copyscope broker` starts from.
+func DefaultConfig() Config {
+	return Config{
+		Listeners:         []Listener{{Addr: DefaultAddr}},
+		DefaultFetchPath:  "sendfile",
+		Chunk:             transfer.DefaultChunk,
+		MaxRequestBytes:   DefaultMaxRequestBytes,
+		AutoCreateTopics:  true,
+		DefaultPartitions: 1,
+	}
+}
+
+// Server is a Kafka protocol server over one log.Store.
+type Server struct {
+	store *log.Store
+	cfg   Config
+
+	// nextPID hands out producer ids: it starts at the start time in
+	// microseconds, so ids never repeat across restarts unless more than a
+	// million are handed out per second of uptime.
+	nextPID atomic.Int64
+
+	mu      sync.Mutex
+	started bool
+	closed  bool
+	lns     []boundListener
+	conns   map[*conn]struct{}
+	closing chan struct{} // closed when Shutdown begins
+	wg      sync.WaitGroup
+}
+
+type boundListener struct {
+	ln   net.Listener
+	path string
+}
+
+// NewServer checks cfg and returns a server for store; Start binds it.
+func NewServer(store *log.Store, cfg Config) (*Server, error) {
+	if store == nil {
+		return nil, errors.New("kafka server: nil store (open one with log.Open)")
+	}
+	if len(cfg.Listeners) == 0 {
+		cfg.Listeners = []Listener{{Addr: DefaultAddr}}
+	}
+	if cfg.DefaultFetchPath == "" {
+		cfg.DefaultFetchPath = "sendfile"
+	}
+	if cfg.Chunk == 0 {
+		cfg.Chunk = transfer.DefaultChunk
+	}
+	if cfg.MaxRequestBytes == 0 {
+		cfg.MaxRequestBytes = DefaultMaxRequestBytes
+	}
+	if cfg.MaxRequestBytes < 1024 {
+		return nil, fmt.Errorf("kafka server: max request bytes %d is too small to hold a request (use at least 1024)", cfg.MaxRequestBytes)
+	}
+	if cfg.DefaultPartitions == 0 {
+		cfg.DefaultPartitions = 1
+	}
+	if cfg.DefaultPartitions < 0 || cfg.DefaultPartitions > MaxPartitions {
+		return nil, fmt.Errorf("kafka server: default partitions %d out of range (use 1..%d)", cfg.DefaultPartitions, MaxPartitions)
+	}
+	for i := range cfg.Listeners {
+		l := &cfg.Listeners[i]
+		if l.Path == "" {
+			l.Path = cfg.DefaultFetchPath
+		}
+		p, err := transfer.New(l.Path, transfer.Options{Chunk: cfg.Chunk})
+		if err != nil {
+			return nil, fmt.Errorf("kafka server: listener %s: %w", l.Addr, err)
+		}
+		p.Close()
+	}
+	s := &Server{store: store, cfg: cfg, conns: map[*conn]struct{}{}, closing: make(chan struct{})}
+	s.nextPID.Store(time.Now().UnixMicro())
+	return s, nil
+}
+
+func (s *Server) logf(format string, args ...any) {
+	if s.cfg.Logf != nil {
+		s.cfg.Logf(format, args...)
+	}
+}
+
+// Start binds every listener and starts accepting. If one address cannot
+// be bound, none stays bound and the error names the address.
+func (s *Server) Start() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.started {
+		return errors.New("kafka server: already started")
+	}
+	var lns []boundListener
+	for _, l := range s.cfg.Listeners {
+		ln, err := net.Listen("tcp", l.Addr)
+		if err != nil {
+			for _, b := range lns {
+				b.ln.Close()
+			}
+			if errors.Is(err, syscall.EADDRINUSE) {
+				return fmt.Errorf("listen on %s: address already in use (stop the process using it, e.g. another broker, or pick another --listen address)", l.Addr)
+			}
+			return fmt.Errorf("listen on %s: %v (check the host:port in --listen)", l.Addr, err)
+		}
+		lns = append(lns, boundListener{ln: ln, path: l.Path})
+	}
+	s.lns = lns
+	s.started = true
+	for _, b := range lns {
+		s.wg.Add(1)
+		go s.acceptLoop(b)
+	}
+	return nil
+}
+
+// Addrs returns the bound listeners, in the order configured.
+func (s *Server) Addrs() []ListenerAddr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]ListenerAddr, 0, len(s.lns))
+	for _, b := range s.lns {
+		out = append(out, ListenerAddr{Addr: b.ln.Addr().String(), Path: b.path})
+	}
+	return out
+}
+
+func (s *Server) acceptLoop(b boundListener) {
+	defer s.wg.Done()
+	var backoff time.Duration
+	for {
+		nc, err := b.ln.Accept()
+		if err != nil {
+			select {
+			case <-s.closing:
+				return
+			default:
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Out of file descriptors and the like: wait and retry.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			s.logf("accept on %s: %v (retrying in %v)", b.ln.Addr(), err, backoff)
+			select {
+			case <-time.After(backoff):
+			case <-s.closing:
+				return
+			}
+			continue
+		}
+		backoff = 0
+		c, err := s.adopt(nc, b)
+		if err != nil {
+			s.logf("%v", err)
+			continue
+		}
+		if c == nil {
+			continue // shutting down
+		}
+		go c.serve()
+	}
+}
+
+// adopt takes the socket away from Go's network poller: it duplicates the
+// descriptor, closes the net.Conn (which removes it from epoll) and makes
+// the duplicate blocking, so the connection's thread can do plain blocking
+// reads and writes on it.
+func (s *Server) adopt(nc net.Conn, b boundListener) (*conn, error) {
+	peer, local := nc.RemoteAddr().String(), nc.LocalAddr().String()
+	tc, ok := nc.(*net.TCPConn)
+	if !ok {
+		nc.Close()
+		return nil, fmt.Errorf("accept on %s: %T is not a TCP connection", b.ln.Addr(), nc)
+	}
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("connection from %s: raw socket: %v", peer, err)
+	}
+	fd := -1
+	var derr error
+	if err := rc.Control(func(f uintptr) {
+		fd, derr = unix.FcntlInt(f, unix.F_DUPFD_CLOEXEC, 0)
+	}); err != nil || derr != nil {
+		nc.Close()
+		return nil, fmt.Errorf("connection from %s: duplicate socket: %v %v (raise the open file limit with ulimit -n)", peer, err, derr)
+	}
+	nc.Close()
+	if err := unix.SetNonblock(fd, false); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("connection from %s: make socket blocking: %v", peer, err)
+	}
+	c := &conn{srv: s, fd: fd, peer: peer, local: local, listener: b.ln.Addr().String(), pathName: b.path}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		unix.Close(fd)
+		return nil, nil
+	}
+	s.conns[c] = struct{}{}
+	s.wg.Add(1)
+	return c, nil
+}
+
+func (s *Server) forget(c *conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	s.wg.Done()
+}
+
+// Shutdown stops accepting, lets in-flight requests finish (long-polling
+// fetches return at once), then closes every connection. If ctx ends
+// first, connections are cut (reads and writes fail) and ctx's error is
+// returned. The caller closes the store afterwards.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	close(s.closing)
+	for _, b := range s.lns {
+		b.ln.Close()
+	}
+	for c := range s.conns {
+		c.shutdown(unix.SHUT_RD)
+	}
+	s.mu.Unlock()
+
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+	}
+	s.mu.Lock()
+	for c := range s.conns {
+		c.shutdown(unix.SHUT_RDWR)
+	}
+	s.mu.Unlock()
+	<-done
+	return fmt.Errorf("kafka server shutdown: %w (connections were cut mid-request)", ctx.Err())
+}
