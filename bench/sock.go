@@ -61,15 +61,6 @@ func pinThread(tid, cpu int) error {
 	return nil
 }
 
-// unpinThread lets the calling thread run anywhere again.
-func unpinThread() {
-	var set unix.CPUSet
-	for i := 0; i < runtime.NumCPU(); i++ {
-		set.Set(i)
-	}
-	_ = unix.SchedSetaffinity(0, &set)
-}
-
 // readFull reads exactly len(b) bytes from a blocking fd, counting reads.
 func readFull(fd int, b []byte, reads *uint64) error {
 	for len(b) > 0 {

@@ -1,0 +1,242 @@
+// Package bench runs copyscope's transfer-path sweep: it produces a log,
+// then consumes it through the in-process broker over every path with a
+// lean Fetch client (variant "broker") and, alongside, moves the same
+// segment bytes with the bare path loop (variant "raw"), several runs
+// interleaved, and reports one record per path, variant and run.
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"runtime"
+	"slices"
+	"time"
+
+	"github.com/copyscope/copyscope/broker/log"
+	"github.com/copyscope/copyscope/broker/transfer"
+	"github.com/copyscope/copyscope/metrics"
+)
+
+// Defaults for Config's zero fields.
+const (
+	DefaultSize          = 1 << 30
+	DefaultRuns          = 5
+	DefaultFetchMaxBytes = 64 << 20
+	DefaultRecordSize    = 1024
+	DefaultBatchRecords  = 64
+	topic                = "bench"
+)
+
+// Config says what to sweep.
+type Config struct {
+	Paths         []string       // transfer paths, default all (transfer.Names)
+	Size          int64          // bytes of records to produce, default 1 GiB
+	Runs          int            // consume the log this many times per path and variant
+	Chunk         int            // bytes per syscall, default transfer.DefaultChunk
+	RcvLowat      int            // SO_RCVLOWAT on the consumer socket (0: kernel default)
+	Verify        bool           // check every batch's CRC-32C in the broker variant
+	DataDir       string         // log directory; default a temp dir removed afterwards
+	NoPin         bool           // do not pin data thread to CPU0 and consumer to CPU1
+	FetchMaxBytes int32          // Fetch max_bytes and partition_max_bytes, default 64 MiB
+	RecordSize    int            // record value bytes, default 1 KiB
+	Counters      ThreadCounters // thread counters; default ProcCounters
+	Progress      io.Writer      // one line per run, may be nil
+}
+
+func (c *Config) normalize() error {
+	if len(c.Paths) == 0 {
+		c.Paths = transfer.Names()
+	}
+	for _, p := range c.Paths {
+		if !slices.Contains(transfer.Names(), p) {
+			return fmt.Errorf("unknown path %q in --paths (valid: %v)", p, transfer.Names())
+		}
+	}
+	if c.Size == 0 {
+		c.Size = DefaultSize
+	}
+	if c.Size < 0 {
+		return fmt.Errorf("size %d is negative", c.Size)
+	}
+	if c.Runs == 0 {
+		c.Runs = DefaultRuns
+	}
+	if c.Runs < 0 || c.Runs > 1000 {
+		return fmt.Errorf("runs %d out of range 1..1000", c.Runs)
+	}
+	if c.Chunk == 0 {
+		c.Chunk = transfer.DefaultChunk
+	}
+	if c.Chunk < 0 || c.Chunk > transfer.MaxChunk {
+		return fmt.Errorf("chunk %d out of range 1..%d", c.Chunk, transfer.MaxChunk)
+	}
+	if c.FetchMaxBytes == 0 {
+		c.FetchMaxBytes = DefaultFetchMaxBytes
+	}
+	if c.RecordSize == 0 {
+		c.RecordSize = DefaultRecordSize
+	}
+	if c.Counters == nil {
+		c.Counters = ProcCounters()
+	}
+	if c.Progress == nil {
+		c.Progress = io.Discard
+	}
+	return nil
+}
+
+// cpus returns the data-thread and consumer CPUs (-1: not pinned).
+func (c *Config) cpus() (int, int) {
+	if c.NoPin || runtime.NumCPU() < 2 {
+		return -1, -1
+	}
+	return 0, 1
+}
+
+// Result is one path, variant and run: the bench JSON record of
+// design.md. The embedded metrics.Record holds the data thread's counters
+// (fields not measured are omitted); the consumer's own thread counters
+// follow.
+type Result struct {
+	Path                string  `json:"path"`
+	Variant             string  `json:"variant"` // broker or raw
+	Run                 int     `json:"run"`
+	Chunk               int     `json:"chunk"`
+	Seconds             float64 `json:"seconds"`
+	ThroughputBytesPerS float64 `json:"throughput_bytes_per_s"`
+	metrics.Record
+
+	ConsumerCPUNs          *uint64  `json:"consumer_cpu_ns,omitempty"`
+	ConsumerCtxVoluntary   *uint64  `json:"consumer_ctx_switches_voluntary,omitempty"`
+	ConsumerCtxInvoluntary *uint64  `json:"consumer_ctx_switches_involuntary,omitempty"`
+	ConsumerReads          uint64   `json:"consumer_reads"`
+	Fetches                uint64   `json:"fetches,omitempty"`
+	RcvLowat               int      `json:"rcvlowat,omitempty"`
+	Notes                  []string `json:"notes,omitempty"`
+}
+
+// Run produces cfg.Size bytes into a fresh log, then for run 1..Runs and
+// every path consumes it through the broker and raw, in that order.
+func Run(ctx context.Context, cfg Config) ([]Result, error) {
+	if err := cfg.normalize(); err != nil {
+		return nil, err
+	}
+	dir := cfg.DataDir
+	if dir == "" {
+		d, err := os.MkdirTemp("", "copyscope-bench-")
+		if err != nil {
+			return nil, fmt.Errorf("create bench data dir: %w (use --data DIR)", err)
+		}
+		defer os.RemoveAll(d)
+		dir = d
+	}
+	lc := log.DefaultConfig()
+	lc.Fsync = log.FsyncNever
+	store, err := log.Open(dir, lc)
+	if err != nil {
+		return nil, fmt.Errorf("open bench log in %s: %w", dir, err)
+	}
+	defer store.Close()
+	table := crc32.MakeTable(crc32.Castagnoli)
+	part, end, err := produce(store, cfg, table)
+	if err != nil {
+		return nil, err
+	}
+	spans, bytes, release, err := logSpans(part, end)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	fmt.Fprintf(cfg.Progress, "produced %d records, %d bytes in %d segment span(s) in %s\n", end, bytes, len(spans), dir)
+
+	srv, err := startBroker(part, cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer srv.stop()
+
+	var out []Result
+	for run := 1; run <= cfg.Runs; run++ {
+		for _, path := range cfg.Paths {
+			if err := ctx.Err(); err != nil {
+				return out, err
+			}
+			br, err := consume(ctx, srv, cfg, path, end, bytes, table)
+			if err != nil {
+				return out, fmt.Errorf("run %d, %s through the broker: %w", run, path, err)
+			}
+			br.Run = run
+			out = append(out, br)
+			fmt.Fprintf(cfg.Progress, "run %d %-8s broker %6.2f GB/s\n", run, path, br.ThroughputBytesPerS/1e9)
+			rr, err := rawRecord(path, spans, bytes, cfg)
+			if err != nil {
+				return out, fmt.Errorf("run %d, %s raw: %w", run, path, err)
+			}
+			rr.Run = run
+			out = append(out, rr)
+			fmt.Fprintf(cfg.Progress, "run %d %-8s raw    %6.2f GB/s\n", run, path, rr.ThroughputBytesPerS/1e9)
+		}
+	}
+	return out, nil
+}
+
+// produce appends batches of cfg.RecordSize-byte records straight through
+// the log API until cfg.Size bytes are in, and returns the end offset.
+func produce(store *log.Store, cfg Config, table *crc32.Table) (*log.Partition, int64, error) {
+	if err := store.CreateTopic(topic, 1); err != nil && !errors.Is(err, log.ErrTopicExists) {
+		return nil, 0, fmt.Errorf("create topic %q: %w", topic, err)
+	}
+	part, err := store.Partition(topic, 0)
+	if err != nil {
+		return nil, 0, fmt.Errorf("open %s-0: %w", topic, err)
+	}
+	bb := newBatchBuilder(table, DefaultBatchRecords, cfg.RecordSize)
+	now := time.Now().UnixMilli()
+	for written := int64(0); written < cfg.Size; {
+		b := bb.next(now)
+		if _, err := part.Append(b); err != nil {
+			return nil, 0, fmt.Errorf("append batch at %d of %d bytes: %w", written, cfg.Size, err)
+		}
+		written += int64(len(b))
+	}
+	return part, part.EndOffset(), nil
+}
+
+// logSpans returns the file spans holding offsets [0, end): what the raw
+// variant sends. release lets retention close the files again.
+func logSpans(part *log.Partition, end int64) ([]transfer.Span, int64, func(), error) {
+	var spans []transfer.Span
+	var results []log.ReadResult
+	release := func() {
+		for _, r := range results {
+			r.Release()
+		}
+	}
+	var total int64
+	for off := int64(0); off < end; {
+		res, err := part.Read(off, 1<<30)
+		if err != nil {
+			release()
+			return nil, 0, nil, fmt.Errorf("read log at offset %d: %w", off, err)
+		}
+		results = append(results, res)
+		if len(res.Slices) == 0 {
+			break
+		}
+		for _, s := range res.Slices {
+			spans = append(spans, transfer.Span{Fd: int(s.File.Fd()), Off: s.Pos, Len: s.Len})
+			total += s.Len
+		}
+		next, err := nextOffset(res.Slices[len(res.Slices)-1])
+		if err != nil {
+			release()
+			return nil, 0, nil, err
+		}
+		off = next
+	}
+	return spans, total, release, nil
+}

@@ -1,0 +1,46 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"testing"
+
+	"github.com/copyscope/copyscope/broker/transfer"
+)
+
+// TestRunSmall runs the whole sweep on a small log: every path, both
+// variants, CRC verification on, and checks the records' shape.
+func TestRunSmall(t *testing.T) {
+	var progress bytes.Buffer
+	cfg := Config{Size: 24 << 20, Runs: 2, Verify: true, DataDir: t.TempDir(), Progress: &progress, FetchMaxBytes: 5 << 20}
+	res, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("Run: %v\n%s", err, progress.String())
+	}
+	if want := 2 * 2 * len(transfer.Names()); len(res) != want {
+		t.Fatalf("%d results, want %d", len(res), want)
+	}
+	for _, r := range res {
+		if r.ThroughputBytesPerS <= 0 || r.Seconds <= 0 || r.DeliveredBytes == nil || *r.DeliveredBytes < 24<<20 {
+			t.Errorf("%s/%s run %d: nothing measured: %+v", r.Path, r.Variant, r.Run, r)
+		}
+		if r.CPUNs == nil || r.CtxSwitchesVol == nil || r.ConsumerCtxVoluntary == nil {
+			t.Errorf("%s/%s: missing thread counters", r.Path, r.Variant)
+		}
+		if r.Path == "zerocopy" && r.Variant == "raw" && (r.ZerocopyCopiedBytes == nil || *r.ZerocopyCopiedBytes != *r.ZerocopyBytes) {
+			t.Errorf("zerocopy raw on loopback: copied %v of %v bytes, want all", r.ZerocopyCopiedBytes, r.ZerocopyBytes)
+		}
+		b, _ := json.Marshal(r)
+		var m map[string]any
+		if err := json.Unmarshal(b, &m); err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range []string{"path", "variant", "run", "chunk", "seconds", "throughput_bytes_per_s", "delivered_bytes", "cpu_ns"} {
+			if _, ok := m[k]; !ok {
+				t.Errorf("%s/%s JSON lacks %q: %s", r.Path, r.Variant, k, b)
+			}
+		}
+	}
+	t.Log(progress.String())
+}

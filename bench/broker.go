@@ -1,0 +1,193 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"hash/crc32"
+	"runtime"
+	"time"
+
+	"github.com/copyscope/copyscope/broker/transfer"
+	"golang.org/x/sys/unix"
+)
+
+// fetchServer is the broker a bench consumes from: one listener per path,
+// data threads published in a registry.
+type fetchServer interface {
+	// addr is the listener serving path.
+	addr(path string) (string, error)
+	// registry publishes the connections' data threads.
+	registry() *transfer.Registry
+	// ledger returns a connection's path ledger when the server exposes
+	// it (nil otherwise), by data-thread id.
+	ledger(tid int) *transfer.Ledger
+	stop()
+}
+
+// consume runs the broker variant once: a lean Fetch client on a locked
+// thread (pinned to the consumer CPU) reads offsets [0, end) from the
+// path's listener; the connection's data thread is found in the registry
+// and pinned to the data CPU for the run.
+func consume(ctx context.Context, srv fetchServer, cfg Config, path string, end, bytes int64, table *crc32.Table) (Result, error) {
+	addr, err := srv.addr(path)
+	if err != nil {
+		return Result{}, err
+	}
+	dataCPU, consCPU := cfg.cpus()
+	events, cancel := srv.registry().Subscribe()
+	defer cancel()
+
+	type outcome struct {
+		r   Result
+		err error
+	}
+	done := make(chan outcome, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread dies with us
+		var o outcome
+		defer func() { done <- o }()
+		o.r, o.err = consumeOnThread(ctx, srv, cfg, events, addr, path, end, bytes, table, dataCPU, consCPU)
+	}()
+	select {
+	case o := <-done:
+		return o.r, o.err
+	case <-time.After(10 * time.Minute):
+		return Result{}, fmt.Errorf("consumer did not finish within 10 minutes")
+	}
+}
+
+func consumeOnThread(ctx context.Context, srv fetchServer, cfg Config, events <-chan transfer.Event, addr, path string, end, bytes int64, table *crc32.Table, dataCPU, consCPU int) (Result, error) {
+	tc := cfg.Counters
+	ctid := unix.Gettid()
+	if err := pinThread(0, consCPU); err != nil {
+		return Result{}, err
+	}
+	fd, err := dialBlocking(addr, cfg.RcvLowat)
+	if err != nil {
+		return Result{}, err
+	}
+	defer unix.Close(fd)
+	local := localAddr(fd)
+	// The data thread registers when the server accepts us.
+	var dtid int
+	deadline := time.After(10 * time.Second)
+	for dtid == 0 {
+		select {
+		case ev, ok := <-events:
+			if !ok {
+				return Result{}, fmt.Errorf("registry subscription dropped before the data thread of %s appeared", local)
+			}
+			if ev.Open && ev.Conn.Peer == local {
+				dtid = ev.Conn.TID
+			}
+		case <-deadline:
+			return Result{}, fmt.Errorf("no data thread registered for connection %s -> %s within 10s", local, addr)
+		case <-ctx.Done():
+			return Result{}, ctx.Err()
+		}
+	}
+	if err := pinThread(dtid, dataCPU); err != nil {
+		return Result{}, err
+	}
+	if dataCPU >= 0 {
+		// The server may reuse the thread after we leave: free it again.
+		defer unpinTID(dtid)
+	}
+	if err := tc.Watch(dtid, ctid); err != nil {
+		return Result{}, fmt.Errorf("watch data thread %d and consumer %d: %w", dtid, ctid, err)
+	}
+	defer tc.Unwatch(dtid, ctid)
+	var ledBefore transfer.Ledger
+	if l := srv.ledger(dtid); l != nil {
+		ledBefore = *l
+	}
+	dBefore, err := tc.Read(dtid)
+	if err != nil {
+		return Result{}, err
+	}
+	cBefore, err := tc.Read(ctid)
+	if err != nil {
+		return Result{}, err
+	}
+	fc := newFetchClient(fd, topic, 0, cfg.FetchMaxBytes, cfg.Verify, table)
+	start := time.Now()
+	for off := int64(0); off < end; {
+		if err := ctx.Err(); err != nil {
+			return Result{}, err
+		}
+		res, err := fc.fetch(off)
+		if err != nil {
+			return Result{}, fmt.Errorf("fetch at offset %d: %w", off, err)
+		}
+		if res.errCode != 0 {
+			return Result{}, fmt.Errorf("fetch at offset %d: Kafka error code %d", off, res.errCode)
+		}
+		if res.next <= off {
+			return Result{}, fmt.Errorf("fetch at offset %d made no progress (high watermark %d)", off, res.hw)
+		}
+		off = res.next
+	}
+	secs := time.Since(start).Seconds()
+	dAfter, err := tc.Read(dtid)
+	if err != nil {
+		return Result{}, err
+	}
+	cAfter, err := tc.Read(ctid)
+	if err != nil {
+		return Result{}, err
+	}
+	if fc.RecordBytes != bytes {
+		return Result{}, fmt.Errorf("consumed %d record bytes, the log holds %d", fc.RecordBytes, bytes)
+	}
+	r := Result{
+		Path: path, Variant: "broker", Chunk: cfg.Chunk, Seconds: secs,
+		ThroughputBytesPerS: float64(bytes) / secs,
+		ConsumerReads:       fc.Reads, Fetches: fc.Fetches, RcvLowat: cfg.RcvLowat,
+	}
+	var led *transfer.Ledger
+	if l := srv.ledger(dtid); l != nil {
+		d := ledgerSub(*l, ledBefore)
+		led = &d
+		r.Notes = append(r.Notes, d.Notes...)
+		if n := zerocopyNote(d); n != "" {
+			r.Notes = append(r.Notes, n)
+		}
+	} else if path == "zerocopy" {
+		r.Notes = append(r.Notes, "zerocopy: on loopback the kernel copies MSG_ZEROCOPY sends (see the raw variant's zerocopy_copied_bytes)")
+	}
+	r.Record = dataRecord(path, tc.Mode(), start, secs, bytes, dAfter.Sub(dBefore), led)
+	consumerFields(&r, cAfter.Sub(cBefore))
+	if cfg.Verify {
+		r.Notes = append(r.Notes, fmt.Sprintf("verified CRC-32C of %d batches", fc.Batches))
+	}
+	return r, nil
+}
+
+// ledgerSub is the ledger activity between two snapshots.
+func ledgerSub(a, b transfer.Ledger) transfer.Ledger {
+	d := a
+	d.Calls = map[string]uint64{}
+	for k, v := range a.Calls {
+		if x := v - b.Calls[k]; x > 0 {
+			d.Calls[k] = x
+		}
+	}
+	d.BytesSent -= b.BytesSent
+	d.SpanBytes -= b.SpanBytes
+	d.ZCSends -= b.ZCSends
+	d.ZCNotes -= b.ZCNotes
+	d.ZCBytes -= b.ZCBytes
+	d.ZCCopiedByte -= b.ZCCopiedByte
+	d.ZCCopied -= b.ZCCopied
+	d.Notes = a.Notes[min(len(b.Notes), len(a.Notes)):]
+	return d
+}
+
+// unpinTID lets thread tid run on every CPU again.
+func unpinTID(tid int) {
+	var set unix.CPUSet
+	for i := 0; i < runtime.NumCPU(); i++ {
+		set.Set(i)
+	}
+	_ = unix.SchedSetaffinity(tid, &set)
+}
