@@ -551,7 +551,7 @@ func (p *ebpfProbe) Read() (Reading, error) {
 			update(k, func(c *metrics.Counters) {
 				for _, x := range v {
 					c.PageFaults += x.UserFaults + x.KernelUserFaults
-					c.FileFaults += x.FilemapFaults + x.MapPagesPages
+					c.FileFaults += x.FilemapFaults + x.MapPagesEvents
 					c.PageCacheMisses += x.PageCacheAdds
 					c.DiskReadBytes += x.DiskReadBytes
 				}

@@ -24,6 +24,7 @@ type schedSchedCounters struct {
 	Involuntary uint64
 	CpuNs       uint64
 	LastIn      uint64
+	ExecAtIn    uint64
 }
 
 // Names of all BPF objects in the ELF.

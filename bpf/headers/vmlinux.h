@@ -115,7 +115,12 @@ struct css_set {
 	struct cgroup *dfl_cgrp;
 };
 
+struct sched_entity {
+	u64 sum_exec_runtime;
+};
+
 struct task_struct {
+	struct sched_entity se;
 	pid_t pid;
 	pid_t tgid;
 	struct files_struct *files;

@@ -1,0 +1,660 @@
+//go:build linux && amd64
+
+package probes
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/copyscope/copyscope/metrics"
+)
+
+// openEBPFOrSkip opens the eBPF probe, or skips the test saying exactly what
+// is missing (root, BTF, permission). It never skips silently.
+func openEBPFOrSkip(t *testing.T) Probe {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("eBPF probes need root (CAP_BPF + CAP_PERFMON): run the probes tests as root")
+	}
+	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
+		t.Skipf("eBPF probes need kernel BTF: %v (build the kernel with CONFIG_DEBUG_INFO_BTF=y)", err)
+	}
+	p, err := OpenEBPF(EBPFOptions{})
+	if errors.Is(err, unix.EPERM) || errors.Is(err, os.ErrPermission) {
+		t.Skipf("loading BPF programs is not permitted here: %v", err)
+	}
+	if err != nil {
+		t.Fatalf("OpenEBPF: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := p.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	for _, n := range p.Notes() {
+		t.Logf("note: %s", n)
+	}
+	return p
+}
+
+// procSample is what the kernel itself says about one thread.
+type procSample struct {
+	rchar, wchar        uint64
+	voluntary, invol    uint64
+	minflt, majflt      uint64
+	runtimeNs           uint64
+	probe               metrics.Counters
+	probeTID, probePID  int
+	probeComm           string
+	probeThreadReported bool
+}
+
+func taskPath(tid int, file string) string {
+	return fmt.Sprintf("/proc/%d/task/%d/%s", os.Getpid(), tid, file)
+}
+
+func sampleThread(t *testing.T, p Probe, tid int) procSample {
+	t.Helper()
+	var s procSample
+	r, err := p.Read()
+	if err != nil {
+		t.Fatalf("probe Read: %v", err)
+	}
+	if th, ok := r.Threads[tid]; ok {
+		s.probe = th.Counters
+		s.probeTID, s.probePID, s.probeComm, s.probeThreadReported = th.TID, th.PID, th.Comm, true
+	}
+	kv := func(file string) map[string]uint64 {
+		b, err := os.ReadFile(taskPath(tid, file))
+		if err != nil {
+			t.Fatalf("read %s: %v", file, err)
+		}
+		m := map[string]uint64{}
+		for _, line := range strings.Split(string(b), "\n") {
+			k, v, ok := strings.Cut(line, ":")
+			if !ok {
+				continue
+			}
+			if n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64); err == nil {
+				m[k] = n
+			}
+		}
+		return m
+	}
+	io := kv("io")
+	s.rchar, s.wchar = io["rchar"], io["wchar"]
+	st := kv("status")
+	s.voluntary, s.invol = st["voluntary_ctxt_switches"], st["nonvoluntary_ctxt_switches"]
+	b, err := os.ReadFile(taskPath(tid, "stat"))
+	if err != nil {
+		t.Fatalf("read stat: %v", err)
+	}
+	// Fields after the ")" of comm: state is field 3; minflt 10, majflt 12.
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	s.minflt, _ = strconv.ParseUint(f[7], 10, 64)
+	s.majflt, _ = strconv.ParseUint(f[9], 10, 64)
+	b, err = os.ReadFile(taskPath(tid, "schedstat"))
+	if err != nil {
+		t.Fatalf("read schedstat: %v", err)
+	}
+	s.runtimeNs, _ = strconv.ParseUint(strings.Fields(string(b))[0], 10, 64)
+	return s
+}
+
+// waitInRead waits until thread tid is blocked in read(fd), so that none of
+// its counters can move while both sides are sampled.
+func waitInRead(t *testing.T, tid, fd int) {
+	t.Helper()
+	want := fmt.Sprintf("0 0x%x ", fd)
+	for i := 0; i < 5000; i++ {
+		b, err := os.ReadFile(taskPath(tid, "syscall"))
+		if err == nil && strings.HasPrefix(string(b), want) {
+			stat, _ := os.ReadFile(taskPath(tid, "stat"))
+			if f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:])); len(f) > 0 && f[0] == "S" {
+				return
+			}
+		}
+		time.Sleep(time.Millisecond)
+	}
+	t.Fatalf("thread %d never blocked in read(%d)", tid, fd)
+}
+
+// runLocked runs work on a fresh OS thread that only the work uses, and
+// samples the probe and /proc while the thread is parked before and after
+// the work (blocked in read on a pipe, so nothing moves while sampling).
+// The thread exits afterwards (it is never unlocked).
+//
+// Besides the work, the window holds the parking itself: the exit of the
+// 1-byte read from the start pipe, one 1-byte write to the done pipe and
+// the entry of the read on the exit pipe (harness* below).
+func runLocked(t *testing.T, p Probe, work func() error) (before, after procSample, tid int) {
+	t.Helper()
+	start, done, exit := pipe(t), pipe(t), pipe(t)
+	tidc := make(chan int, 1)
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		tidc <- unix.Gettid()
+		var b [1]byte
+		if _, err := unix.Read(start[0], b[:]); err != nil {
+			errc <- fmt.Errorf("wait for start: %w", err)
+			return
+		}
+		err := work()
+		if _, werr := unix.Write(done[1], b[:]); werr != nil && err == nil {
+			err = werr
+		}
+		if _, rerr := unix.Read(exit[0], b[:]); rerr != nil && err == nil {
+			err = rerr
+		}
+		errc <- err
+	}()
+	tid = <-tidc
+	if err := p.AddThreads(tid); err != nil {
+		t.Fatalf("AddThreads(%d): %v", tid, err)
+	}
+	one := []byte{1}
+	waitInRead(t, tid, start[0])
+	before = sampleThread(t, p, tid)
+	if _, err := unix.Write(start[1], one); err != nil {
+		t.Fatal(err)
+	}
+	var b [1]byte
+	if _, err := unix.Read(done[0], b[:]); err != nil {
+		t.Fatal(err)
+	}
+	waitInRead(t, tid, exit[0])
+	after = sampleThread(t, p, tid)
+	if _, err := unix.Write(exit[1], one); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatalf("workload: %v", err)
+	}
+	return before, after, tid
+}
+
+// What runLocked's parking adds to every window.
+const (
+	harnessReads      = 1 // read entered on the exit pipe
+	harnessWrites     = 1 // write of one byte to the done pipe
+	harnessPipeIn     = 1 // byte read from the start pipe (copied to user, pipe)
+	harnessPipeOutput = 1 // byte written to the done pipe (copied from user, pipe)
+)
+
+func pipe(t *testing.T) [2]int {
+	t.Helper()
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(p[0]); unix.Close(p[1]) })
+	return p
+}
+
+// drain reads fd until EOF or error on its own thread; the returned
+// function waits for it.
+func drain(fd int) func() {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 1<<16)
+		for i := 0; i < 1<<24; i++ {
+			n, err := unix.Read(fd, buf)
+			if n <= 0 || err != nil {
+				return
+			}
+		}
+	}()
+	return func() { <-done }
+}
+
+func tempFile(t *testing.T, size int) *os.File {
+	t.Helper()
+	f, err := os.OpenFile(filepath.Join(t.TempDir(), "data"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, size)
+	for i := range buf {
+		buf[i] = byte(i)
+	}
+	if _, err := f.Write(buf); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
+func within(a, b uint64, frac float64, abs uint64) bool {
+	d := a - b
+	if b > a {
+		d = b - a
+	}
+	return d <= abs || float64(d) <= frac*float64(max(a, b))
+}
+
+// TestEBPFGroundTruth runs a workload whose syscalls are known exactly on a
+// thread of its own and compares the probe with the workload's own counts
+// and with the kernel's per-thread counters in /proc.
+func TestEBPFGroundTruth(t *testing.T) {
+	p := openEBPFOrSkip(t)
+	defer debug.SetGCPercent(debug.SetGCPercent(-1))
+
+	const (
+		n        = 200  // each of pread64, pwrite64, write, sendto
+		k        = 4096 // bytes per call
+		getpids  = 1000
+		sleeps   = 100
+		anonPg   = 512
+		filePg   = 256
+		spinIter = 20_000_000
+	)
+	src := tempFile(t, filePg*4096)
+	dst := tempFile(t, 0)
+	pp := pipe(t)
+	waitPipe := drain(pp[0])
+	sp, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitSock := drain(sp[1])
+	pageSize := os.Getpagesize()
+
+	var sink uint64
+	before, after, tid := runLocked(t, p, func() error {
+		buf := make([]byte, k)
+		for i := 0; i < n; i++ {
+			if got, err := unix.Pread(int(src.Fd()), buf, int64(i*k)%int64(filePg*4096)); err != nil || got != k {
+				return fmt.Errorf("pread: %d, %v", got, err)
+			}
+			if got, err := unix.Pwrite(int(dst.Fd()), buf, int64(i*k)); err != nil || got != k {
+				return fmt.Errorf("pwrite: %d, %v", got, err)
+			}
+			if got, err := unix.Write(pp[1], buf); err != nil || got != k {
+				return fmt.Errorf("write pipe: %d, %v", got, err)
+			}
+			if err := unix.Sendto(sp[0], buf, 0, nil); err != nil {
+				return fmt.Errorf("sendto: %v", err)
+			}
+		}
+		for i := 0; i < getpids; i++ {
+			unix.Syscall(unix.SYS_GETPID, 0, 0, 0)
+		}
+		ts := unix.Timespec{Nsec: 100_000}
+		for i := 0; i < sleeps; i++ {
+			if err := unix.Nanosleep(&ts, nil); err != nil {
+				return fmt.Errorf("nanosleep: %v", err)
+			}
+		}
+		anon, err := unix.Mmap(-1, 0, anonPg*pageSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+		if err != nil {
+			return fmt.Errorf("mmap anon: %v", err)
+		}
+		for i := 0; i < anonPg; i++ {
+			anon[i*pageSize] = 1
+		}
+		fm, err := unix.Mmap(int(src.Fd()), 0, filePg*4096, unix.PROT_READ, unix.MAP_SHARED)
+		if err != nil {
+			return fmt.Errorf("mmap file: %v", err)
+		}
+		for i := 0; i < filePg*4096/pageSize; i++ {
+			sink += uint64(fm[i*pageSize])
+		}
+		for i := 0; i < spinIter; i++ {
+			sink = sink*31 + uint64(i)
+		}
+		if err := unix.Munmap(fm); err != nil {
+			return err
+		}
+		return unix.Munmap(anon)
+	})
+	unix.Close(pp[1])
+	unix.Close(sp[0])
+	waitPipe()
+	waitSock()
+	unix.Close(sp[1])
+	t.Logf("sink %d", sink)
+
+	if !after.probeThreadReported {
+		t.Fatalf("probe did not report thread %d", tid)
+	}
+	if after.probeTID != tid || after.probePID != os.Getpid() || after.probeComm == "" {
+		t.Errorf("identity: tid %d pid %d comm %q, want tid %d pid %d and a name", after.probeTID, after.probePID, after.probeComm, tid, os.Getpid())
+	}
+	d := after.probe.Sub(before.probe)
+	if !d.Measured.Has(metrics.FAll) {
+		t.Errorf("measured %b, want every field %b (notes: %v)", d.Measured, metrics.FAll, p.Notes())
+	}
+
+	// Syscalls by name: exactly what the workload issued.
+	for name, want := range map[string]uint64{
+		"pread64": n, "pwrite64": n, "write": n + harnessWrites, "sendto": n, "getpid": getpids,
+		"nanosleep": sleeps, "munmap": 2, "read": harnessReads,
+	} {
+		if got := d.SyscallsByName[name]; got != want {
+			t.Errorf("syscalls_by_name[%s] = %d, want %d", name, got, want)
+		}
+	}
+	var byName uint64
+	for _, v := range d.SyscallsByName {
+		byName += v
+	}
+	if byName != d.Syscalls {
+		t.Errorf("syscalls %d != sum by name %d", d.Syscalls, byName)
+	}
+	t.Logf("syscalls %d by name %v", d.Syscalls, d.SyscallsByName)
+
+	// Bytes by class: exactly what the workload moved.
+	nk := uint64(n * k)
+	checks := []struct {
+		what      string
+		got, want uint64
+	}{
+		{"copied_to_user[file]", d.CopiedToUser[metrics.ClassFile], nk},
+		{"copied_from_user[file]", d.CopiedFromUser[metrics.ClassFile], nk},
+		{"copied_from_user[pipe]", d.CopiedFromUser[metrics.ClassPipe], nk + harnessPipeOutput},
+		{"copied_to_user[pipe]", d.CopiedToUser[metrics.ClassPipe], harnessPipeIn},
+		{"copied_to_user[socket]", d.CopiedToUser[metrics.ClassSocket], 0},
+		{"copied_from_user[socket]", d.CopiedFromUser[metrics.ClassSocket], nk},
+		{"delivered", d.DeliveredBytes, nk},
+		{"moved_in_kernel", d.MovedInKernel.Total(), 0},
+		// /proc rchar/wchar count read/write-family bytes (not sendto).
+		{"rchar delta vs copied_to_user", after.rchar - before.rchar, d.CopiedToUser.Total()},
+		{"wchar delta vs copied_from_user minus sendto", after.wchar - before.wchar, d.CopiedFromUser.Total() - nk},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("%s = %d, want %d", c.what, c.got, c.want)
+		}
+	}
+
+	// The scheduler: the kernel's own per-thread counters.
+	vol, invol := after.voluntary-before.voluntary, after.invol-before.invol
+	if !within(d.CtxVoluntary, vol, 0.01, 2) {
+		t.Errorf("ctx_switches_voluntary = %d, /proc says %d", d.CtxVoluntary, vol)
+	}
+	if !within(d.CtxInvoluntary, invol, 0.01, 2) {
+		t.Errorf("ctx_switches_involuntary = %d, /proc says %d", d.CtxInvoluntary, invol)
+	}
+	if vol < sleeps {
+		t.Errorf("only %d voluntary switches for %d sleeps", vol, sleeps)
+	}
+	rt := after.runtimeNs - before.runtimeNs
+	if !within(d.CPUNs, rt, 0.05, 0) {
+		t.Errorf("cpu_ns = %d, schedstat says %d (%.2f%% off)", d.CPUNs, rt, 100*(float64(d.CPUNs)/float64(rt)-1))
+	}
+	flt := after.minflt + after.majflt - before.minflt - before.majflt
+	if !within(d.PageFaults, flt, 0.01, 1) {
+		t.Errorf("page_faults = %d, /proc minflt+majflt says %d", d.PageFaults, flt)
+	}
+	if d.PageFaults < anonPg {
+		t.Errorf("page_faults = %d, want at least the %d anonymous pages touched", d.PageFaults, anonPg)
+	}
+	// Reading a cached file through a mapping faults at least once and at
+	// most once per page; fault-around (16 pages) and, on 6.18 with ext4
+	// large folios, whole-folio mapping make it far fewer than the pages.
+	filePages := uint64(filePg * 4096 / pageSize)
+	if d.FileFaults < 1 || d.FileFaults > filePages || d.FileFaults > d.PageFaults {
+		t.Errorf("file_faults = %d, want between 1 and %d (pages touched) and at most page_faults %d", d.FileFaults, filePages, d.PageFaults)
+	}
+	t.Logf("ctx vol %d/%d invol %d/%d; cpu_ns %d vs %d; faults %d vs %d; file_faults %d; rchar %d wchar %d",
+		d.CtxVoluntary, vol, d.CtxInvoluntary, invol, d.CPUNs, rt, d.PageFaults, flt, d.FileFaults,
+		after.rchar-before.rchar, after.wchar-before.wchar)
+}
+
+// TestEBPFTransferPaths checks that sendfile, splice and MSG_ZEROCOPY on a
+// loopback TCP socket land in the right metrics and classes.
+func TestEBPFTransferPaths(t *testing.T) {
+	p := openEBPFOrSkip(t)
+	const (
+		n = 64
+		k = 16384
+	)
+	src := tempFile(t, n*k)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan error, 1)
+	var received int64
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			accepted <- err
+			return
+		}
+		defer c.Close()
+		received, err = io.Copy(io.Discard, c)
+		accepted <- err
+	}()
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	f, err := conn.(*net.TCPConn).File() // a blocking dup of the socket
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sock := int(f.Fd())
+	if err := unix.SetsockoptInt(sock, unix.SOL_SOCKET, unix.SO_ZEROCOPY, 1); err != nil {
+		t.Fatalf("SO_ZEROCOPY: %v", err)
+	}
+	pp := pipe(t)
+	zbuf, err := unix.Mmap(int(src.Fd()), 0, k, unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Munmap(zbuf)
+
+	var notes, copiedNotes int
+	before, after, _ := runLocked(t, p, func() error {
+		for i := 0; i < n; i++ {
+			off := int64(i * k)
+			if got, err := unix.Sendfile(sock, int(src.Fd()), &off, k); err != nil || got != k {
+				return fmt.Errorf("sendfile: %d, %v", got, err)
+			}
+		}
+		for i := 0; i < n; i++ {
+			off := int64(i * k)
+			if got, err := unix.Splice(int(src.Fd()), &off, pp[1], nil, k, 0); err != nil || got != k {
+				return fmt.Errorf("splice file->pipe: %d, %v", got, err)
+			}
+			if got, err := unix.Splice(pp[0], nil, sock, nil, k, 0); err != nil || got != k {
+				return fmt.Errorf("splice pipe->socket: %d, %v", got, err)
+			}
+		}
+		for i := 0; i < n; i++ {
+			if got, err := unix.SendmsgN(sock, zbuf, nil, nil, unix.MSG_ZEROCOPY); err != nil || got != k {
+				return fmt.Errorf("sendmsg MSG_ZEROCOPY: %d, %v", got, err)
+			}
+		}
+		// Reap the completion notifications: ids 0..n-1.
+		var next uint32
+		oob := make([]byte, 128)
+		for i := 0; i < 10_000 && next < n; i++ {
+			_, oobn, _, _, err := unix.Recvmsg(sock, nil, oob, unix.MSG_ERRQUEUE)
+			if err == unix.EAGAIN {
+				fds := []unix.PollFd{{Fd: int32(sock), Events: 0}}
+				unix.Poll(fds, 10)
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("recvmsg MSG_ERRQUEUE: %v", err)
+			}
+			msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+			if err != nil || len(msgs) != 1 {
+				return fmt.Errorf("parse zerocopy notification: %v", err)
+			}
+			ee := (*unix.SockExtendedErr)(unsafe.Pointer(&msgs[0].Data[0]))
+			if ee.Origin != unix.SO_EE_ORIGIN_ZEROCOPY {
+				return fmt.Errorf("error queue: origin %d, not zerocopy", ee.Origin)
+			}
+			notes++
+			if ee.Code&unix.SO_EE_CODE_ZEROCOPY_COPIED != 0 {
+				copiedNotes++
+			}
+			next = ee.Data + 1
+		}
+		if next < n {
+			return fmt.Errorf("only %d of %d zerocopy sends were notified", next, n)
+		}
+		return nil
+	})
+	conn.Close()
+	f.Close()
+	if err := <-accepted; err != nil {
+		t.Fatal(err)
+	}
+	nk := uint64(n * k)
+	if received != int64(3*nk) {
+		t.Errorf("receiver got %d bytes, want %d", received, 3*nk)
+	}
+	d := after.probe.Sub(before.probe)
+	checks := []struct {
+		what      string
+		got, want uint64
+	}{
+		{"moved_in_kernel[socket] (sendfile + splice to socket)", d.MovedInKernel[metrics.ClassSocket], 2 * nk},
+		{"moved_in_kernel[pipe] (splice file->pipe)", d.MovedInKernel[metrics.ClassPipe], nk},
+		{"zerocopy_bytes", d.ZerocopyBytes, nk},
+		{"delivered_bytes", d.DeliveredBytes, 3 * nk},
+		{"copied_from_user (beyond the harness byte)", d.CopiedFromUser.Total(), harnessPipeOutput},
+		{"copied_to_user (beyond the harness byte)", d.CopiedToUser.Total(), harnessPipeIn},
+		{"sendfile calls", d.SyscallsByName["sendfile"], n},
+		{"splice calls", d.SyscallsByName["splice"], 2 * n},
+		{"sendmsg calls", d.SyscallsByName["sendmsg"], n},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("%s = %d, want %d", c.what, c.got, c.want)
+		}
+	}
+	// On loopback every notification says the kernel copied; the probe turns
+	// the copied id ranges back into bytes.
+	if copiedNotes == notes && d.ZerocopyCopiedBytes != nk {
+		t.Errorf("zerocopy_copied_bytes = %d, want %d (all %d notifications said copied)", d.ZerocopyCopiedBytes, nk, notes)
+	}
+	if copiedNotes == 0 && d.ZerocopyCopiedBytes != 0 {
+		t.Errorf("zerocopy_copied_bytes = %d, want 0 (no notification said copied)", d.ZerocopyCopiedBytes)
+	}
+	t.Logf("zerocopy: %d notifications, %d copied; copied bytes %d of %d", notes, copiedNotes, d.ZerocopyCopiedBytes, d.ZerocopyBytes)
+}
+
+// TestEBPFUnwatchedNotCounted checks the in-kernel filter: a thread that is
+// not watched leaves no counters, and a removed thread is forgotten.
+func TestEBPFUnwatchedNotCounted(t *testing.T) {
+	p := openEBPFOrSkip(t)
+	_, after, tid := runLocked(t, p, func() error {
+		for i := 0; i < 100; i++ {
+			unix.Syscall(unix.SYS_GETPID, 0, 0, 0)
+		}
+		return nil
+	})
+	if after.probe.SyscallsByName["getpid"] != 100 {
+		t.Fatalf("watched thread: getpid = %d, want 100", after.probe.SyscallsByName["getpid"])
+	}
+	r, err := p.Read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for other := range r.Threads {
+		if other != tid {
+			t.Errorf("thread %d was counted but never watched", other)
+		}
+	}
+	if err := p.RemoveThreads(tid); err != nil {
+		t.Fatal(err)
+	}
+	if r, err = p.Read(); err != nil {
+		t.Fatal(err)
+	}
+	if th, ok := r.Threads[tid]; ok {
+		t.Errorf("removed thread %d still reported: %+v", tid, th)
+	}
+}
+
+// TestEBPFProcessAndNewThreads checks AddProcesses: threads the process
+// creates after it is added are counted too.
+func TestEBPFProcessAndNewThreads(t *testing.T) {
+	p := openEBPFOrSkip(t)
+	if err := p.AddProcesses(os.Getpid()); err != nil {
+		t.Fatal(err)
+	}
+	tidc := make(chan int, 1)
+	go func() {
+		runtime.LockOSThread() // the thread exits with the goroutine
+		for i := 0; i < 50; i++ {
+			unix.Syscall(unix.SYS_GETPPID, 0, 0, 0)
+		}
+		tidc <- unix.Gettid()
+	}()
+	tid := <-tidc
+	time.Sleep(20 * time.Millisecond)
+	r, err := p.Read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	th, ok := r.Threads[tid]
+	if !ok || th.Counters.SyscallsByName["getppid"] != 50 {
+		t.Fatalf("thread %d of the watched process: %+v, want 50 getppid", tid, th)
+	}
+	if err := p.AddProcesses(1 << 30); err == nil {
+		t.Errorf("AddProcesses of a pid that does not exist: no error")
+	}
+}
+
+// TestEBPFCloseFreesEverything checks that Close releases every fd the
+// probe opened (programs, maps and links are all fds).
+func TestEBPFCloseFreesEverything(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("eBPF probes need root (CAP_BPF + CAP_PERFMON): run the probes tests as root")
+	}
+	count := func() int {
+		ents, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(ents)
+	}
+	before := count()
+	p := openEBPFOrSkip(t)
+	if err := p.AddThreads(unix.Gettid()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Read(); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if after := count(); after != before {
+		t.Errorf("%d fds open after Close, %d before", after, before)
+	}
+	if _, err := p.Read(); err == nil {
+		t.Errorf("Read after Close: no error")
+	}
+}
+
+// firstLineOf is a small helper for reading a child's announcement.
+func firstLineOf(r io.Reader) (string, error) {
+	line, err := bufio.NewReader(r).ReadString('\n')
+	return strings.TrimSpace(line), err
+}
