@@ -1,0 +1,225 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/copyscope/copyscope/broker/kafka"
+	"github.com/copyscope/copyscope/broker/log"
+	"github.com/copyscope/copyscope/broker/transfer"
+	"github.com/spf13/cobra"
+)
+
+// brokerFlags are the command-line settings of `copyscope broker`.
+type brokerFlags struct {
+	data            string
+	listen          []string
+	fetchPath       string
+	producePath     string
+	chunk           string
+	fsync           string
+	partitions      int32
+	segmentBytes    string
+	retentionBytes  string
+	retentionMs     int64
+	maxRequestBytes string
+	logAppendTime   bool
+	autoCreate      bool
+	shutdownTimeout time.Duration
+}
+
+func newBrokerCmd() *cobra.Command {
+	f := brokerFlags{}
+	cmd := &cobra.Command{
+		Use:   "broker",
+		Short: "Run the Kafka-compatible log broker in the foreground, for real clients",
+		Long: `Run copyscope's embedded log broker in the foreground. It speaks the Kafka
+protocol (ApiVersions, Metadata, Produce, Fetch, ListOffsets, CreateTopics,
+DeleteTopics, InitProducerId), so kcat, franz-go or the Java client can
+produce to it and consume from it. Consumer groups, transactions and
+replication are not supported.
+
+Each listener serves Fetch responses over one transfer path: read, mmap,
+sendfile (the default, as Kafka), splice or zerocopy. Every connection runs
+on its own OS thread, so 'copyscope watch --comm copyscope' or the probes
+can attribute each path's syscalls and copies exactly.
+
+SIGINT or SIGTERM shut the broker down cleanly: requests in flight finish,
+connections close, the log is synced.`,
+		Example: `  # one listener on the default address, data in ./copyscope-data
+  copyscope broker
+
+  # compare paths: clients choose a path by the port they connect to
+  copyscope broker --data /tmp/cs --listen sendfile=127.0.0.1:9092 \
+      --listen read=127.0.0.1:9093 --listen splice=127.0.0.1:9094
+
+  # durable acks (fsync before acks=-1 is answered), 4 partitions per topic
+  copyscope broker --fsync always --partitions 4
+
+  # then, from another terminal
+  kcat -b 127.0.0.1:9092 -L
+  seq 1000 | kcat -b 127.0.0.1:9092 -t demo -P
+  kcat -b 127.0.0.1:9092 -t demo -C -o beginning -e`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runBroker(cmd, f)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.data, "data", "copyscope-data", "data directory (created if missing; one broker per directory)")
+	fl.StringArrayVar(&f.listen, "listen", []string{kafka.DefaultAddr}, "listener as [PATH=]HOST:PORT, repeatable; PATH is one of "+strings.Join(transfer.Names(), ", "))
+	fl.StringVar(&f.fetchPath, "fetch-path", "sendfile", "transfer path of listeners that name none")
+	fl.StringVar(&f.producePath, "produce-path", "write", "how produced batches reach the segment: write (pwrite) or mmap (copy into a mapped segment)")
+	fl.StringVar(&f.chunk, "chunk", "64KiB", "bytes a transfer path moves per syscall")
+	fl.StringVar(&f.fsync, "fsync", "interval", "when to fsync: always (before acks=-1 is answered), interval (every second) or never")
+	fl.Int32Var(&f.partitions, "partitions", 1, "partitions of auto-created topics")
+	fl.StringVar(&f.segmentBytes, "segment-bytes", "1GiB", "segment size before a new segment is rolled")
+	fl.StringVar(&f.retentionBytes, "retention-bytes", "-1", "per-partition size kept; oldest segments are deleted beyond it (-1: unlimited)")
+	fl.Int64Var(&f.retentionMs, "retention-ms", 7*24*3600*1000, "age after which segments are deleted (-1: forever)")
+	fl.StringVar(&f.maxRequestBytes, "max-request-bytes", "100MiB", "largest request accepted; a bigger size prefix closes the connection")
+	fl.BoolVar(&f.logAppendTime, "log-append-time", false, "stamp batches with the broker's time (Kafka's LogAppendTime)")
+	fl.BoolVar(&f.autoCreate, "auto-create-topics", true, "create unknown topics when a client asks for their metadata")
+	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long in-flight requests may take to finish on SIGINT/SIGTERM")
+	return cmd
+}
+
+// parseListen splits "[PATH=]ADDR".
+func parseListen(s, defPath string) (kafka.Listener, error) {
+	path, addr, ok := strings.Cut(s, "=")
+	if !ok {
+		path, addr = defPath, s
+	}
+	if addr == "" || !strings.Contains(addr, ":") {
+		return kafka.Listener{}, fmt.Errorf("--listen %q: want [PATH=]HOST:PORT, e.g. sendfile=127.0.0.1:9092", s)
+	}
+	for _, n := range transfer.Names() {
+		if n == path {
+			return kafka.Listener{Addr: addr, Path: path}, nil
+		}
+	}
+	return kafka.Listener{}, fmt.Errorf("--listen %q: unknown transfer path %q (use one of %s)", s, path, strings.Join(transfer.Names(), ", "))
+}
+
+// brokerConfigs turns flags into the log and server configurations.
+func brokerConfigs(f brokerFlags) (log.Config, kafka.Config, error) {
+	lc, kc := log.DefaultConfig(), kafka.DefaultConfig()
+	var err error
+	if lc.Fsync, err = log.ParseFsync(f.fsync); err != nil {
+		return lc, kc, fmt.Errorf("--fsync: %w", err)
+	}
+	if lc.Produce, err = log.ParseProduceMode(f.producePath); err != nil {
+		return lc, kc, fmt.Errorf("--produce-path: %w", err)
+	}
+	if lc.SegmentBytes, err = parseBytes(f.segmentBytes); err != nil {
+		return lc, kc, fmt.Errorf("--segment-bytes: %w", err)
+	}
+	if strings.TrimSpace(f.retentionBytes) == "-1" {
+		lc.RetentionBytes = -1
+	} else if lc.RetentionBytes, err = parseBytes(f.retentionBytes); err != nil {
+		return lc, kc, fmt.Errorf("--retention-bytes: %w", err)
+	}
+	switch {
+	case f.retentionMs == -1:
+		lc.RetentionAge = 0
+	case f.retentionMs <= 0:
+		return lc, kc, fmt.Errorf("--retention-ms %d: give a positive age in milliseconds, or -1 to keep data forever", f.retentionMs)
+	default:
+		lc.RetentionAge = time.Duration(f.retentionMs) * time.Millisecond
+	}
+	lc.LogAppendTime = f.logAppendTime
+
+	chunk, err := parseBytes(f.chunk)
+	if err != nil {
+		return lc, kc, fmt.Errorf("--chunk: %w", err)
+	}
+	if chunk < 1 || chunk > transfer.MaxChunk {
+		return lc, kc, fmt.Errorf("--chunk %s: use 1 byte to %d MiB", f.chunk, transfer.MaxChunk>>20)
+	}
+	kc.Chunk = int(chunk)
+	mrb, err := parseBytes(f.maxRequestBytes)
+	if err != nil {
+		return lc, kc, fmt.Errorf("--max-request-bytes: %w", err)
+	}
+	if mrb < 1024 || mrb > math.MaxInt32 {
+		return lc, kc, fmt.Errorf("--max-request-bytes %s: use 1KiB to 2GiB-1", f.maxRequestBytes)
+	}
+	kc.MaxRequestBytes = int32(mrb)
+	if f.partitions < 1 || f.partitions > kafka.MaxPartitions {
+		return lc, kc, fmt.Errorf("--partitions %d: use 1..%d", f.partitions, kafka.MaxPartitions)
+	}
+	kc.DefaultPartitions = f.partitions
+	kc.AutoCreateTopics = f.autoCreate
+	if _, err := parseListen(f.fetchPath+"=x:0", ""); err != nil {
+		return lc, kc, fmt.Errorf("--fetch-path: unknown transfer path %q (use one of %s)", f.fetchPath, strings.Join(transfer.Names(), ", "))
+	}
+	kc.DefaultFetchPath = f.fetchPath
+	kc.Listeners = nil
+	for _, s := range f.listen {
+		l, err := parseListen(s, f.fetchPath)
+		if err != nil {
+			return lc, kc, err
+		}
+		kc.Listeners = append(kc.Listeners, l)
+	}
+	return lc, kc, nil
+}
+
+func runBroker(cmd *cobra.Command, f brokerFlags) error {
+	lc, kc, err := brokerConfigs(f)
+	if err != nil {
+		return err
+	}
+	errOut := cmd.ErrOrStderr()
+	logf := func(format string, args ...any) {
+		fmt.Fprintf(errOut, "%s copyscope broker: %s\n", time.Now().Format("15:04:05.000"), fmt.Sprintf(format, args...))
+	}
+	kc.Logf = logf
+
+	if err := os.MkdirAll(f.data, 0o755); err != nil {
+		return fmt.Errorf("create data directory %s: %v (choose a writable directory with --data)", f.data, err)
+	}
+	store, err := log.Open(f.data, lc)
+	if errors.Is(err, log.ErrLocked) {
+		return err // already says which directory, who holds it and what to do
+	}
+	if err != nil {
+		return fmt.Errorf("open data directory %s: %w", f.data, err)
+	}
+	srv, err := kafka.NewServer(store, kc)
+	if err != nil {
+		store.Close()
+		return err
+	}
+	if err := srv.Start(); err != nil {
+		store.Close()
+		return err
+	}
+	ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	for _, a := range srv.Addrs() {
+		logf("listening on %s (fetch path %s, chunk %d bytes)", a.Addr, a.Path, kc.Chunk)
+	}
+	logf("data in %s (fsync %s, produce %s); Ctrl-C to stop", f.data, f.fsync, f.producePath)
+	<-ctx.Done()
+	stop()
+	logf("shutting down: finishing in-flight requests (up to %v)", f.shutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), f.shutdownTimeout)
+	defer cancel()
+	serr := srv.Shutdown(sctx)
+	cerr := store.Close()
+	if serr != nil {
+		return serr
+	}
+	if cerr != nil {
+		return fmt.Errorf("close data directory %s: %w (the next start recovers the log)", f.data, cerr)
+	}
+	logf("stopped cleanly")
+	return nil
+}
