@@ -153,7 +153,7 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 	defer release()
 	fmt.Fprintf(cfg.Progress, "produced %d records, %d bytes in %d segment span(s) in %s\n", end, bytes, len(spans), dir)
 
-	srv, err := startBroker(part, cfg)
+	srv, err := startBroker(store, cfg)
 	if err != nil {
 		return nil, err
 	}
