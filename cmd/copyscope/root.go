@@ -53,6 +53,7 @@ Run 'copyscope doctor' to see what this machine allows.`,
 	root.CompletionOptions.HiddenDefaultCmd = true
 	root.AddCommand(newVersionCmd())
 	root.AddCommand(newBrokerCmd())
+	root.AddCommand(newDemoCmd())
 	return root
 }
 

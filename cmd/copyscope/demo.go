@@ -1,0 +1,203 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/mattn/go-isatty"
+	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
+
+	"github.com/copyscope/copyscope/demo"
+	"github.com/copyscope/copyscope/tui"
+)
+
+func newDemoCmd() *cobra.Command {
+	def := demo.DefaultConfig()
+	var (
+		paths, chunk, rate, rcvlowat, preload string
+		mode, data, probe, record             string
+		duration, interval, slot              time.Duration
+		asJSON                                bool
+	)
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "Broker, producer, one consumer per transfer path and probes, side by side live",
+		Long: `demo starts the embedded broker on 127.0.0.1 with one listener per transfer
+path, a producer (franz-go, through the Kafka protocol) and one consumer per
+path on its own OS thread, attaches the probes to every broker data thread
+and consumer thread, and shows what each path costs, side by side.
+
+Modes: fair (every path delivers the same --rate, so costs per GB compare)
+and race (each path alone at full speed for --race-slot, in turn).
+On a terminal it is a live UI (keys: q quit, p pause, r reset, m mode,
+c chunk, 1-6 paths, ? help); otherwise it prints one line per path per
+interval, or JSON records with --json. Without eBPF permission it falls
+back to /proc estimates and says so.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg := def
+			cfg.Mode, cfg.DataDir, cfg.Probe = mode, data, probe
+			cfg.Interval, cfg.RaceSlot = interval, slot
+			cfg.Paths = nil
+			for _, p := range strings.Split(paths, ",") {
+				if p = strings.TrimSpace(p); p != "" {
+					cfg.Paths = append(cfg.Paths, p)
+				}
+			}
+			sizes := []struct {
+				name, val string
+				set       func(int64)
+			}{
+				{"--chunk", chunk, func(n int64) { cfg.Chunk = int(n) }},
+				{"--rate", rate, func(n int64) { cfg.Rate = float64(n) }},
+				{"--rcvlowat", rcvlowat, func(n int64) { cfg.RcvLowat = int(n) }},
+				{"--preload", preload, func(n int64) { cfg.Preload = n }},
+			}
+			for _, sz := range sizes {
+				n, err := parseBytes(sz.val)
+				if err != nil {
+					return fmt.Errorf("%s: %w", sz.name, err)
+				}
+				sz.set(n)
+			}
+			return runDemo(cmd, cfg, duration, asJSON, record)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&paths, "paths", strings.Join(def.Paths, ","), "transfer paths to run, comma-separated")
+	f.StringVar(&chunk, "chunk", "64KiB", "bytes per data-path syscall (4K, 64K, 1M; key c cycles)")
+	f.StringVar(&rate, "rate", "200MB", "fair mode: bytes per second per path")
+	f.StringVar(&rcvlowat, "rcvlowat", "0", "consumers' SO_RCVLOWAT in bytes (0: kernel default)")
+	f.StringVar(&preload, "preload", "64MiB", "bytes produced before the consumers start")
+	f.StringVar(&mode, "mode", def.Mode, "fair or race")
+	f.DurationVar(&slot, "race-slot", def.RaceSlot, "race mode: how long each path runs alone")
+	f.DurationVar(&duration, "duration", 0, "stop after this long (0: until q or Ctrl-C)")
+	f.DurationVar(&interval, "interval", def.Interval, "sampling interval")
+	f.BoolVar(&asJSON, "json", false, "print JSON records (one per subject per interval) instead of the UI")
+	f.StringVar(&data, "data", "", "log directory (default: a temporary one, removed on exit)")
+	f.StringVar(&probe, "probe", def.Probe, "probe backend: auto (eBPF, else /proc), ebpf or proc")
+	f.StringVar(&record, "record", "", "also write every sample as a JSON line to this file (UI test fixtures)")
+	f.MarkHidden("record")
+	return cmd
+}
+
+func runDemo(cmd *cobra.Command, cfg demo.Config, duration time.Duration, asJSON bool, record string) error {
+	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if duration > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, duration)
+		defer cancel()
+	}
+	d, err := demo.Start(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	samples := d.Samples()
+	if record != "" {
+		samples, err = recordSamples(ctx, record, samples)
+		if err != nil {
+			return err
+		}
+	}
+	out := cmd.OutOrStdout()
+	tty := false
+	if f, ok := out.(*os.File); ok {
+		tty = isatty.IsTerminal(f.Fd())
+	}
+	if tty && !asJSON {
+		ui := tui.Config{
+			Title:      "copyscope demo",
+			Kernel:     kernelRelease(),
+			Demo:       true,
+			Subjects:   cfg.Paths,
+			Mode:       cfg.Mode,
+			Rate:       cfg.Rate,
+			Chunk:      cfg.Chunk,
+			Controller: d,
+		}
+		if err := tui.Run(ctx, ui, samples, nil, nil); err != nil {
+			return err
+		}
+		return d.Close()
+	}
+	w := bufio.NewWriter(out)
+	if !asJSON {
+		fmt.Fprintf(w, "copyscope demo: kernel %s, probes %s, paths %s, mode %s\n", kernelRelease(), modeLabel(string(d.ProbeMode())), strings.Join(cfg.Paths, ","), cfg.Mode)
+		for _, n := range d.Notes() {
+			fmt.Fprintln(w, "note:", n)
+		}
+		w.Flush()
+	}
+	enc := json.NewEncoder(w)
+	for s := range samples {
+		if asJSON {
+			for _, r := range s.Records {
+				enc.Encode(r)
+			}
+			for _, p := range cfg.Paths {
+				if c, ok := s.Consumers[p]; ok {
+					enc.Encode(c)
+				}
+			}
+		} else {
+			for _, l := range tui.PlainLines(s) {
+				fmt.Fprintln(w, l)
+			}
+		}
+		if err := w.Flush(); err != nil {
+			return fmt.Errorf("write output: %w", err)
+		}
+	}
+	return d.Close()
+}
+
+// recordSamples copies every sample to a JSON-lines file on its way to
+// the output.
+func recordSamples(ctx context.Context, path string, in <-chan tui.Sample) (<-chan tui.Sample, error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("--record: %w", err)
+	}
+	out := make(chan tui.Sample, 1)
+	go func() {
+		defer close(out)
+		defer f.Close()
+		enc := json.NewEncoder(f)
+		for s := range in {
+			enc.Encode(s)
+			select {
+			case out <- s:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out, nil
+}
+
+// modeLabel names a probe mode for people.
+func modeLabel(m string) string {
+	if m == "proc" {
+		return "/proc (estimates)"
+	}
+	return "eBPF (exact)"
+}
+
+// kernelRelease is uname -r.
+func kernelRelease() string {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return "unknown"
+	}
+	return unix.ByteSliceToString(u.Release[:])
+}

@@ -1,0 +1,404 @@
+// Package demo runs copyscope's live demonstration: the embedded broker on
+// loopback with one listener per transfer path, a producer, one paced
+// consumer per path on its own OS thread, and the probes on every data and
+// consumer thread, turned into one tui.Sample per interval.
+package demo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"slices"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/copyscope/copyscope/broker/transfer"
+	"github.com/copyscope/copyscope/metrics"
+	"github.com/copyscope/copyscope/probes"
+	"github.com/copyscope/copyscope/tui"
+)
+
+// Config says what the demo runs.
+type Config struct {
+	Paths       []string      // transfer paths, one consumer each (default all)
+	Chunk       int           // bytes per data-path syscall (0: the path's default)
+	Rate        float64       // fair mode: bytes per second per path
+	RcvLowat    int           // consumers' SO_RCVLOWAT (0: kernel default)
+	Mode        string        // ModeFair or ModeRace
+	RaceSlot    time.Duration // race mode: how long each path runs alone
+	DataDir     string        // log directory; "" means a temporary one, removed on Close
+	Probe       string        // auto, ebpf or proc
+	Interval    time.Duration // sampling interval
+	Topic       string        // topic produced and consumed
+	Preload     int64         // bytes produced before the consumers start
+	ProduceRate float64       // bytes per second produced after the preload
+	RecordSize  int           // bytes per produced record value
+	FetchBytes  int           // max bytes per Fetch
+}
+
+// DefaultConfig is the demo as `make demo` runs it.
+func DefaultConfig() Config {
+	return Config{
+		Paths:       transfer.Names(),
+		Chunk:       64 << 10,
+		Rate:        200e6,
+		Mode:        ModeFair,
+		RaceSlot:    5 * time.Second,
+		Probe:       "auto",
+		Interval:    time.Second,
+		Topic:       "copyscope-demo",
+		Preload:     64 << 20,
+		ProduceRate: 4e6,
+		RecordSize:  16 << 10,
+		FetchBytes:  1 << 20,
+	}
+}
+
+func (c Config) validate() error {
+	if len(c.Paths) == 0 {
+		return errors.New("demo: no transfer path chosen (use --paths with some of " + fmt.Sprint(transfer.Names()) + ")")
+	}
+	for _, p := range c.Paths {
+		if !slices.Contains(transfer.Names(), p) {
+			return fmt.Errorf("demo: unknown transfer path %q (valid: %v)", p, transfer.Names())
+		}
+	}
+	if c.Mode != ModeFair && c.Mode != ModeRace {
+		return fmt.Errorf("demo: unknown mode %q (use fair or race)", c.Mode)
+	}
+	if c.Rate <= 0 || c.Interval <= 0 || c.RaceSlot <= 0 || c.FetchBytes <= 0 || c.RecordSize <= 0 {
+		return fmt.Errorf("demo: rate, interval, race slot, fetch size and record size must be positive (rate %v, interval %v, slot %v, fetch %d, record %d)",
+			c.Rate, c.Interval, c.RaceSlot, c.FetchBytes, c.RecordSize)
+	}
+	return nil
+}
+
+// Demo is a running demonstration. It implements tui.Controller.
+type Demo struct {
+	cfg     Config
+	ctx     context.Context
+	cancel  context.CancelFunc
+	dir     string
+	tempDir bool
+	reg     *transfer.Registry
+	brk     *brokerSide
+	probe   probes.Probe
+	grp     *grouper
+	ctl     *control
+	samples chan tui.Sample
+	notes   []string
+
+	produced atomic.Int64 // record bytes produced
+	leo      atomic.Int64 // log end offset seen by the producer
+
+	wg      sync.WaitGroup // consumers, producer, sampler, event pump
+	closeMu sync.Mutex
+	closed  bool
+}
+
+// Start brings the demo up: broker, probe, producer (preloading the log),
+// consumers and sampler. Samples then arrive on Samples() until ctx is done
+// or Close is called; Close must always be called.
+func Start(ctx context.Context, cfg Config) (d *Demo, err error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	d = &Demo{cfg: cfg, reg: transfer.NewRegistry(), samples: make(chan tui.Sample, 4)}
+	d.ctx, d.cancel = context.WithCancel(ctx)
+	defer func() {
+		if err != nil {
+			d.Close()
+			d = nil
+		}
+	}()
+	d.dir = cfg.DataDir
+	if d.dir == "" {
+		d.dir, err = os.MkdirTemp("", "copyscope-demo-")
+		if err != nil {
+			return nil, fmt.Errorf("demo: create a temporary data dir: %w (set TMPDIR or use --data)", err)
+		}
+		d.tempDir = true
+	}
+	d.probe, d.notes, err = openProbe(cfg.Probe)
+	if err != nil {
+		return nil, err
+	}
+	d.grp = newGrouper(d.probe, cfg.Paths)
+	d.ctl = newControl(cfg.Paths, cfg.Mode, cfg.Rate, cfg.Chunk, cfg.RaceSlot)
+
+	events, unsub := d.reg.Subscribe()
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		defer unsub()
+		for {
+			select {
+			case ev, ok := <-events:
+				if !ok {
+					return
+				}
+				d.grp.connEvent(ev)
+			case <-d.ctx.Done():
+				return
+			}
+		}
+	}()
+
+	d.brk, err = startBroker(d.dir, cfg, d.reg)
+	if err != nil {
+		return nil, err
+	}
+	if err := d.startProducer(); err != nil {
+		return nil, err
+	}
+	for _, p := range cfg.Paths {
+		d.wg.Add(1)
+		go d.consume(p)
+	}
+	d.wg.Add(1)
+	go d.sample()
+	return d, nil
+}
+
+// Samples delivers one sample per interval; it is closed when the demo
+// stops.
+func (d *Demo) Samples() <-chan tui.Sample { return d.samples }
+
+// Notes explains degraded measurements (e.g. the /proc fallback and why).
+func (d *Demo) Notes() []string { return d.notes }
+
+// ProbeMode is the probe's mode: ebpf (exact) or proc (estimates).
+func (d *Demo) ProbeMode() metrics.Mode { return d.probe.Mode() }
+
+// Act applies a key press from the UI.
+func (d *Demo) Act(a tui.Action) {
+	now := time.Now()
+	switch a.Kind {
+	case tui.ActionMode:
+		if a.Value == ModeFair || a.Value == ModeRace {
+			d.ctl.setMode(a.Value, now)
+		}
+	case tui.ActionPaths:
+		d.ctl.setEnabled(a.Enabled, now)
+	case tui.ActionChunk:
+		if err := d.brk.setChunk(a.Bytes); err != nil {
+			d.grp.mu.Lock()
+			d.grp.noteErr(err)
+			d.grp.mu.Unlock()
+			return
+		}
+		d.ctl.setChunk(a.Bytes)
+	}
+}
+
+// consume is one path's consumer: a locked OS thread fetching the topic
+// over the path's listener, paced in fair mode, wrapping to the log start
+// at the end of the log.
+func (d *Demo) consume(path string) {
+	defer d.wg.Done()
+	runtime.LockOSThread() // never unlocked: the thread dies with the consumer
+	tid := unix.Gettid()
+	if err := d.grp.addConsumer(tid, path); err != nil {
+		d.grp.mu.Lock()
+		d.grp.noteErr(err)
+		d.grp.mu.Unlock()
+	}
+	defer d.grp.removeConsumer(tid)
+	var (
+		f         *fetcher
+		connGen   uint64
+		offset    int64
+		paceGen   = ^uint64(0)
+		paceStart time.Time
+		paceBytes float64
+		failures  int
+	)
+	defer func() {
+		if f != nil {
+			f.close()
+		}
+	}()
+	for d.ctx.Err() == nil {
+		st, ok := d.ctl.wait(path)
+		if !ok {
+			return
+		}
+		if f != nil && st.connGen != connGen {
+			d.grp.dropPeer(f.local)
+			f.close()
+			f = nil
+		}
+		if f == nil {
+			var err error
+			connGen = st.connGen
+			f, err = dialFetcher(d.brk.addr(path), d.cfg.Topic, d.cfg.RcvLowat)
+			if err != nil {
+				if !d.backoff(&failures, err) {
+					return
+				}
+				continue
+			}
+			d.grp.addPeer(f.local, path)
+		}
+		if st.mode == ModeFair {
+			if st.gen != paceGen {
+				paceGen, paceStart, paceBytes = st.gen, time.Now(), 0
+			}
+			due := paceStart.Add(time.Duration(paceBytes / st.rate * 1e9))
+			if wait := time.Until(due); wait > 0 {
+				time.Sleep(min(wait, 100*time.Millisecond))
+				continue
+			}
+		}
+		res, err := f.fetch(offset, int32(d.cfg.FetchBytes), 100*time.Millisecond)
+		if err != nil {
+			d.grp.dropPeer(f.local)
+			f.close()
+			f = nil
+			if !d.backoff(&failures, err) {
+				return
+			}
+			continue
+		}
+		failures = 0
+		paceBytes += float64(res.bytes)
+		switch {
+		case res.errCode != 0 || res.next == offset && offset >= res.hw:
+			offset = max(res.logStart, 0) // end of the log (or out of range): read it again
+		default:
+			offset = res.next
+		}
+	}
+}
+
+// backoff waits a little after a failed fetch; it gives up (false) when
+// the demo is stopping.
+func (d *Demo) backoff(failures *int, err error) bool {
+	*failures++
+	if d.ctx.Err() != nil {
+		return false
+	}
+	if *failures == 3 {
+		d.grp.mu.Lock()
+		d.grp.noteErr(err)
+		d.grp.mu.Unlock()
+	}
+	select {
+	case <-d.ctx.Done():
+		return false
+	case <-time.After(time.Duration(min(*failures, 10)) * 50 * time.Millisecond):
+		return true
+	}
+}
+
+// sample turns probe readings into one tui.Sample per interval.
+func (d *Demo) sample() {
+	defer d.wg.Done()
+	defer close(d.samples)
+	prev, err := d.grp.snapshot()
+	if err != nil {
+		d.notes = append(d.notes, err.Error())
+		return
+	}
+	prevProduced := d.produced.Load()
+	tk := time.NewTicker(d.cfg.Interval)
+	defer tk.Stop()
+	raceTk := time.NewTicker(100 * time.Millisecond)
+	defer raceTk.Stop()
+	for {
+		select {
+		case <-d.ctx.Done():
+			return
+		case now := <-raceTk.C:
+			d.ctl.tick(now)
+			continue
+		case <-tk.C:
+		}
+		cur, err := d.grp.snapshot()
+		if err != nil {
+			d.grp.mu.Lock()
+			d.grp.noteErr(err)
+			d.grp.mu.Unlock()
+			continue
+		}
+		produced := d.produced.Load()
+		secs := cur.Time.Sub(prev.Time).Seconds()
+		s := d.buildSample(metrics.Records(prev, cur))
+		bs := d.brk.stats()
+		if secs > 0 {
+			bs.ProduceBytesPerS = float64(produced-prevProduced) / secs
+		}
+		s.Broker = &bs
+		s.Status = d.ctl.status(time.Now())
+		for _, e := range d.grp.takeErrs() {
+			s.Status += " · " + e.Error()
+		}
+		prev, prevProduced = cur, produced
+		select {
+		case d.samples <- s:
+		case <-d.ctx.Done():
+			return
+		}
+	}
+}
+
+// buildSample splits records into path columns (in --paths order) and
+// their consumers.
+func (d *Demo) buildSample(recs []metrics.Record) tui.Sample {
+	s := tui.Sample{Consumers: map[string]metrics.Record{}}
+	order := map[string]int{}
+	for i, p := range d.cfg.Paths {
+		order[p] = i
+	}
+	for _, r := range recs {
+		if r.Kind == metrics.KindThread {
+			for _, p := range d.cfg.Paths {
+				if r.Subject == ConsumerSubject(p) {
+					s.Consumers[p] = r
+				}
+			}
+			continue
+		}
+		s.Records = append(s.Records, r)
+	}
+	sort.SliceStable(s.Records, func(i, j int) bool { return order[s.Records[i].Subject] < order[s.Records[j].Subject] })
+	return s
+}
+
+// Close stops everything the demo started, in order, and removes a
+// temporary data directory. It is safe to call more than once.
+func (d *Demo) Close() error {
+	d.closeMu.Lock()
+	defer d.closeMu.Unlock()
+	if d.closed {
+		return nil
+	}
+	d.closed = true
+	d.cancel()
+	if d.ctl != nil {
+		d.ctl.stop()
+	}
+	var errs []error
+	if d.brk != nil {
+		errs = append(errs, d.brk.close()) // closes the consumers' connections
+	}
+	d.wg.Wait()
+	if d.probe != nil {
+		errs = append(errs, d.probe.Close())
+	}
+	if d.brk != nil {
+		errs = append(errs, d.brk.closeStore())
+	}
+	if d.tempDir {
+		if err := os.RemoveAll(d.dir); err != nil {
+			errs = append(errs, fmt.Errorf("demo: remove temporary data dir %s: %w", d.dir, err))
+		}
+	}
+	return errors.Join(errs...)
+}

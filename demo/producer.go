@@ -1,0 +1,88 @@
+package demo
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// produceBatch is how many records one ProduceSync carries.
+const produceBatch = 32
+
+// startProducer connects a franz-go producer to the broker through the
+// Kafka protocol, preloads cfg.Preload bytes so the consumers have a log to
+// read, then keeps producing at cfg.ProduceRate until the demo stops.
+func (d *Demo) startProducer() error {
+	cl, err := kgo.NewClient(
+		kgo.SeedBrokers(d.brk.produceAddr()),
+		kgo.DefaultProduceTopic(d.cfg.Topic),
+		kgo.RequiredAcks(kgo.LeaderAck()),
+		kgo.DisableIdempotentWrite(),
+		kgo.ProducerBatchMaxBytes(int32(produceBatch*(d.cfg.RecordSize+128))),
+		kgo.ProducerLinger(0),
+		kgo.ProducerBatchCompression(kgo.NoCompression()),
+	)
+	if err != nil {
+		return fmt.Errorf("demo producer: connect to %s: %w", d.brk.produceAddr(), err)
+	}
+	value := make([]byte, d.cfg.RecordSize)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range value {
+		value[i] = byte(rng.IntN(256))
+	}
+	batch := make([]*kgo.Record, produceBatch)
+	produce := func(ctx context.Context) error {
+		for i := range batch {
+			batch[i] = &kgo.Record{Value: value}
+		}
+		res := cl.ProduceSync(ctx, batch...)
+		if err := res.FirstErr(); err != nil {
+			return err
+		}
+		for _, r := range res {
+			d.produced.Add(int64(len(r.Record.Value)))
+			if o := r.Record.Offset + 1; o > d.leo.Load() {
+				d.leo.Store(o)
+			}
+		}
+		return nil
+	}
+	// Preload synchronously, bounded by a deadline so a broken broker
+	// fails the start instead of hanging it.
+	pctx, cancel := context.WithTimeout(d.ctx, 30*time.Second)
+	defer cancel()
+	for d.produced.Load() < d.cfg.Preload {
+		if err := produce(pctx); err != nil {
+			cl.Close()
+			return fmt.Errorf("demo producer: preload %d bytes into %s: %w", d.cfg.Preload, d.cfg.Topic, err)
+		}
+	}
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		defer cl.Close()
+		if d.cfg.ProduceRate <= 0 {
+			<-d.ctx.Done()
+			return
+		}
+		perBatch := time.Duration(float64(produceBatch*d.cfg.RecordSize) / d.cfg.ProduceRate * 1e9)
+		tk := time.NewTicker(perBatch)
+		defer tk.Stop()
+		for {
+			select {
+			case <-d.ctx.Done():
+				return
+			case <-tk.C:
+			}
+			if err := produce(d.ctx); err != nil && d.ctx.Err() == nil {
+				d.grp.mu.Lock()
+				d.grp.noteErr(fmt.Errorf("producer: %w", err))
+				d.grp.mu.Unlock()
+			}
+		}
+	}()
+	return nil
+}
