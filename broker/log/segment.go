@@ -33,7 +33,7 @@ type segment struct {
 	maxTs int64 // (mu) largest batch max timestamp, -1 if none
 	idxN  int   // (mu) index entries published to readers
 
-	idxW     int    // (append) index entries written, published as idxN
+	idxW int // (append) index entries written, published as idxN
 
 	sinceIdx int64  // (append) bytes appended since the last index entry
 	data     []byte // (append) ProduceMmap: writable mapping of the preallocated file
