@@ -52,6 +52,7 @@ Run 'copyscope doctor' to see what this machine allows.`,
 	}
 	root.CompletionOptions.HiddenDefaultCmd = true
 	root.AddCommand(newVersionCmd())
+	root.AddCommand(newBenchCmd())
 	root.AddCommand(newBrokerCmd())
 	root.AddCommand(newDemoCmd())
 	return root

@@ -1,0 +1,130 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/copyscope/copyscope/bench"
+	"github.com/copyscope/copyscope/broker/transfer"
+	"github.com/copyscope/copyscope/metrics"
+	"github.com/spf13/cobra"
+)
+
+func newBenchCmd() *cobra.Command {
+	var (
+		paths, size, chunk, rcvlowat, fetchMax, csvFile, data string
+		runs                                                  int
+		verify, asJSON, noPin                                 bool
+	)
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Sweep every transfer path through the broker and raw, side by side",
+		Long: `bench produces --size bytes of ~1 KiB records into a fresh log, starts the
+broker in process with one listener per path, and consumes the whole log
+with a lean Fetch client (variant "broker"). Alongside each broker run it
+moves the same segment bytes with the bare path loop to a loopback receiver
+(variant "raw"). Runs are interleaved: run 1 does every path, then run 2...
+
+The data thread is pinned to CPU0 and the consumer to CPU1 (as
+shared/ref/xfer.c does) unless --no-pin. Thread counters come from /proc
+(estimates, marked ~); raw rows' syscalls come from the path's ledger.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg := bench.Config{Runs: runs, Verify: verify, DataDir: data, NoPin: noPin}
+			if paths != "" && paths != "all" {
+				for _, p := range strings.Split(paths, ",") {
+					if p = strings.TrimSpace(p); p != "" {
+						cfg.Paths = append(cfg.Paths, p)
+					}
+				}
+			}
+			var err error
+			if cfg.Size, err = parseBytes(size); err != nil {
+				return fmt.Errorf("--size: %w", err)
+			}
+			if cfg.Size == 0 {
+				return fmt.Errorf("--size 0: give the bytes to produce, e.g. 1GiB")
+			}
+			n, err := parseBytes(chunk)
+			if err != nil {
+				return fmt.Errorf("--chunk: %w", err)
+			}
+			if n <= 0 || n > transfer.MaxChunk {
+				return fmt.Errorf("--chunk %s: use 1 byte to %d MiB", chunk, transfer.MaxChunk>>20)
+			}
+			cfg.Chunk = int(n)
+			if rcvlowat != "" {
+				n, err := parseBytes(rcvlowat)
+				if err != nil {
+					return fmt.Errorf("--rcvlowat: %w", err)
+				}
+				if n > 1<<30 {
+					return fmt.Errorf("--rcvlowat %s: at most 1GiB", rcvlowat)
+				}
+				cfg.RcvLowat = int(n)
+			}
+			m, err := parseBytes(fetchMax)
+			if err != nil {
+				return fmt.Errorf("--fetch-max-bytes: %w", err)
+			}
+			if m < 1<<10 || m > 1<<30 {
+				return fmt.Errorf("--fetch-max-bytes %s: use 1KiB to 1GiB", fetchMax)
+			}
+			cfg.FetchMaxBytes = int32(m)
+			if !asJSON {
+				cfg.Progress = cmd.ErrOrStderr()
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			results, err := bench.Run(ctx, cfg)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if csvFile != "" {
+				f, err := os.Create(csvFile)
+				if err != nil {
+					return fmt.Errorf("--csv: %w", err)
+				}
+				if err := bench.WriteCSV(f, results); err != nil {
+					f.Close()
+					return fmt.Errorf("write %s: %w", csvFile, err)
+				}
+				if err := f.Close(); err != nil {
+					return fmt.Errorf("write %s: %w", csvFile, err)
+				}
+			}
+			if asJSON {
+				enc := json.NewEncoder(out)
+				for _, r := range results {
+					if err := enc.Encode(r); err != nil {
+						return err
+					}
+				}
+				return nil
+			}
+			mode := metrics.ModeProc
+			if len(results) > 0 {
+				mode = results[0].Mode
+			}
+			return bench.WriteTable(out, bench.Summarize(results), mode == metrics.ModeProc)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&paths, "paths", "all", "comma-separated transfer paths ("+strings.Join(transfer.Names(), ",")+")")
+	f.StringVar(&size, "size", "1GiB", "bytes of records to produce and consume per run")
+	f.IntVar(&runs, "runs", bench.DefaultRuns, "runs per path and variant (interleaved)")
+	f.StringVar(&chunk, "chunk", "64KiB", "bytes per syscall on the data thread")
+	f.StringVar(&rcvlowat, "rcvlowat", "", "SO_RCVLOWAT bytes on the consumer socket (default: kernel's)")
+	f.StringVar(&fetchMax, "fetch-max-bytes", "64MiB", "Fetch max_bytes (and per-partition max)")
+	f.BoolVar(&verify, "verify", false, "check every record batch's CRC-32C in the broker variant")
+	f.BoolVar(&asJSON, "json", false, "one JSON record per path, variant and run")
+	f.StringVar(&csvFile, "csv", "", "also write one CSV row per path, variant and run to FILE")
+	f.StringVar(&data, "data", "", "log directory (default: a temp dir, removed afterwards)")
+	f.BoolVar(&noPin, "no-pin", false, "do not pin the data thread to CPU0 and the consumer to CPU1")
+	return cmd
+}
