@@ -34,12 +34,13 @@ const (
 // Config says what to sweep.
 type Config struct {
 	Paths         []string       // transfer paths, default all (transfer.Names)
+	Variants      []string       // "broker", "raw" or both (default)
 	Size          int64          // bytes of records to produce, default 1 GiB
 	Runs          int            // consume the log this many times per path and variant
 	Chunk         int            // bytes per syscall, default transfer.DefaultChunk
 	RcvLowat      int            // SO_RCVLOWAT on the consumer socket (0: kernel default)
 	Verify        bool           // check every batch's CRC-32C in the broker variant
-	DataDir       string         // log directory; default a temp dir removed afterwards
+	DataDir       string         // log directory, kept (and reused) between runs; default a temp dir removed afterwards
 	NoPin         bool           // do not pin data thread to CPU0 and consumer to CPU1
 	FetchMaxBytes int32          // Fetch max_bytes and partition_max_bytes, default 64 MiB
 	RecordSize    int            // record value bytes, default 1 KiB
@@ -54,6 +55,14 @@ func (c *Config) normalize() error {
 	for _, p := range c.Paths {
 		if !slices.Contains(transfer.Names(), p) {
 			return fmt.Errorf("unknown path %q in --paths (valid: %v)", p, transfer.Names())
+		}
+	}
+	if len(c.Variants) == 0 {
+		c.Variants = []string{"broker", "raw"}
+	}
+	for _, v := range c.Variants {
+		if v != "broker" && v != "raw" {
+			return fmt.Errorf("unknown variant %q (valid: broker, raw)", v)
 		}
 	}
 	if c.Size == 0 {
@@ -165,27 +174,29 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 			if err := ctx.Err(); err != nil {
 				return out, err
 			}
-			br, err := consume(ctx, srv, cfg, path, end, bytes, table)
-			if err != nil {
-				return out, fmt.Errorf("run %d, %s through the broker: %w", run, path, err)
+			for _, v := range cfg.Variants {
+				var r Result
+				var err error
+				if v == "broker" {
+					r, err = consume(ctx, srv, cfg, path, end, bytes, table)
+				} else {
+					r, err = rawRecord(path, spans, bytes, cfg)
+				}
+				if err != nil {
+					return out, fmt.Errorf("run %d, %s %s: %w", run, path, v, err)
+				}
+				r.Run = run
+				out = append(out, r)
+				fmt.Fprintf(cfg.Progress, "run %d %-8s %-6s %6.2f GB/s\n", run, path, v, r.ThroughputBytesPerS/1e9)
 			}
-			br.Run = run
-			out = append(out, br)
-			fmt.Fprintf(cfg.Progress, "run %d %-8s broker %6.2f GB/s\n", run, path, br.ThroughputBytesPerS/1e9)
-			rr, err := rawRecord(path, spans, bytes, cfg)
-			if err != nil {
-				return out, fmt.Errorf("run %d, %s raw: %w", run, path, err)
-			}
-			rr.Run = run
-			out = append(out, rr)
-			fmt.Fprintf(cfg.Progress, "run %d %-8s raw    %6.2f GB/s\n", run, path, rr.ThroughputBytesPerS/1e9)
 		}
 	}
 	return out, nil
 }
 
 // produce appends batches of cfg.RecordSize-byte records straight through
-// the log API until cfg.Size bytes are in, and returns the end offset.
+// the log API until the partition holds cfg.Size bytes (a log already in
+// --data counts), and returns the end offset.
 func produce(store *log.Store, cfg Config, table *crc32.Table) (*log.Partition, int64, error) {
 	if err := store.CreateTopic(topic, 1); err != nil && !errors.Is(err, log.ErrTopicExists) {
 		return nil, 0, fmt.Errorf("create topic %q: %w", topic, err)
@@ -196,7 +207,8 @@ func produce(store *log.Store, cfg Config, table *crc32.Table) (*log.Partition, 
 	}
 	bb := newBatchBuilder(table, DefaultBatchRecords, cfg.RecordSize)
 	now := time.Now().UnixMilli()
-	for written := int64(0); written < cfg.Size; {
+	// A reused --data dir keeps its log: top it up to cfg.Size only.
+	for written := part.Stats().Bytes; written < cfg.Size; {
 		b := bb.next(now)
 		if _, err := part.Append(b); err != nil {
 			return nil, 0, fmt.Errorf("append batch at %d of %d bytes: %w", written, cfg.Size, err)

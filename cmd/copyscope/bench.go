@@ -16,9 +16,9 @@ import (
 
 func newBenchCmd() *cobra.Command {
 	var (
-		paths, size, chunk, rcvlowat, fetchMax, csvFile, data string
-		runs                                                  int
-		verify, asJSON, noPin                                 bool
+		paths, variants, size, chunk, rcvlowat, fetchMax, csvFile, data string
+		runs                                                            int
+		verify, asJSON, noPin                                           bool
 	)
 	cmd := &cobra.Command{
 		Use:   "bench",
@@ -39,6 +39,13 @@ shared/ref/xfer.c does) unless --no-pin. Thread counters come from /proc
 				for _, p := range strings.Split(paths, ",") {
 					if p = strings.TrimSpace(p); p != "" {
 						cfg.Paths = append(cfg.Paths, p)
+					}
+				}
+			}
+			if variants != "" && variants != "all" {
+				for _, v := range strings.Split(variants, ",") {
+					if v = strings.TrimSpace(v); v != "" {
+						cfg.Variants = append(cfg.Variants, v)
 					}
 				}
 			}
@@ -116,6 +123,7 @@ shared/ref/xfer.c does) unless --no-pin. Thread counters come from /proc
 	}
 	f := cmd.Flags()
 	f.StringVar(&paths, "paths", "all", "comma-separated transfer paths ("+strings.Join(transfer.Names(), ",")+")")
+	f.StringVar(&variants, "variants", "all", "comma-separated variants (broker,raw)")
 	f.StringVar(&size, "size", "1GiB", "bytes of records to produce and consume per run")
 	f.IntVar(&runs, "runs", bench.DefaultRuns, "runs per path and variant (interleaved)")
 	f.StringVar(&chunk, "chunk", "64KiB", "bytes per syscall on the data thread")
