@@ -61,6 +61,13 @@ func BenchmarkProduceKgo(b *testing.B) {
 	produceN(b, cl, b.N)
 	el := time.Since(start)
 	b.StopTimer()
+	p, err := br.store.Partition("bench", 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if end := p.EndOffset(); end != int64(b.N)+1000 {
+		b.Fatalf("log holds %d records after %d acknowledged", end, b.N+1000)
+	}
 	b.ReportMetric(float64(b.N)/el.Seconds(), "records/s")
 }
 
