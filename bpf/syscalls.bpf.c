@@ -77,6 +77,13 @@ struct io_counters {
 	__u64 zerocopy_notes;   /* zerocopy completion notifications read */
 };
 
+/* Who a thread was, kept past its exit so the reader can still name it. */
+struct thread_id {
+	__u32 tgid;
+	__u32 pad;
+	char comm[16];
+};
+
 struct zc_key {
 	__u32 tgid;
 	__s32 fd;
@@ -108,6 +115,13 @@ struct {
 	__type(key, struct zc_key);
 	__type(value, struct zc_ring);
 } zc_socks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, MAX_THREADS);
+	__type(key, __u32); /* tid */
+	__type(value, struct thread_id);
+} thread_ids SEC(".maps");
 
 /* Scratch zero values (maps, not stack: struct zc_ring is 528 bytes). */
 struct {
@@ -172,8 +186,16 @@ int BPF_PROG(sys_enter, struct pt_regs *regs, long id)
 	struct sys_key key = {.tid = (__u32)pid_tgid, .nr = (__u32)id};
 	__u64 zero = 0;
 	__u64 *n = lookup_or_init(&sys_counts, &key, &zero);
-	if (n)
-		*n += 1;
+	if (!n)
+		return 0;
+	if (*n == 0) {
+		/* First time this thread makes this syscall on this CPU: cheap
+		 * enough a moment to record who the thread is. */
+		struct thread_id ti = {.tgid = pid_tgid >> 32};
+		bpf_get_current_comm(ti.comm, sizeof(ti.comm));
+		bpf_map_update_elem(&thread_ids, &key.tid, &ti, BPF_ANY);
+	}
+	*n += 1;
 	return 0;
 }
 

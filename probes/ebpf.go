@@ -79,6 +79,8 @@ type ebpfProbe struct {
 	tgids, tids, filter, drops *ebpf.Map
 	// Counter maps; nil when their object did not load.
 	sysCounts, ioCounts, schedCounts, faultCounts *ebpf.Map
+	// Thread identities recorded in the kernel, for threads gone from /proc.
+	threadIDs *ebpf.Map
 
 	// What userspace asked for, to keep watched_tgids consistent.
 	procs    map[int]bool         // tgids watched whole
@@ -159,6 +161,7 @@ func (p *ebpfProbe) open(opts EBPFOptions) error {
 			p.drops = coll.Maps["drops"]
 			p.sysCounts = coll.Maps["sys_counts"]
 			p.ioCounts = coll.Maps["io_counts"]
+			p.threadIDs = coll.Maps["thread_ids"]
 		}
 		if m := coll.Maps["sched_counts"]; m != nil {
 			p.schedCounts = m
@@ -371,7 +374,7 @@ func (p *ebpfProbe) forget(tids map[uint32]bool) error {
 		return nil
 	}
 	var errs []error
-	for _, m := range []*ebpf.Map{p.ioCounts, p.schedCounts, p.faultCounts} {
+	for _, m := range []*ebpf.Map{p.ioCounts, p.schedCounts, p.faultCounts, p.threadIDs} {
 		if m == nil {
 			continue
 		}
@@ -576,7 +579,7 @@ func (p *ebpfProbe) Read() (Reading, error) {
 }
 
 // identify returns a thread's process and name, from /proc while it lives
-// and from the last sight once it has exited.
+// and from the last sight (ours or the kernel side's) once it has exited.
 func (p *ebpfProbe) identify(tid int) threadInfo {
 	old, known := p.info[tid]
 	if known && old.exited {
@@ -585,11 +588,31 @@ func (p *ebpfProbe) identify(tid int) threadInfo {
 	ti, err := readThreadInfo(tid)
 	if err != nil {
 		old.exited = true
+		var kid syscallsThreadId
+		if p.threadIDs != nil && p.threadIDs.Lookup(uint32(tid), &kid) == nil {
+			if old.pid == 0 {
+				old.pid = int(kid.Tgid)
+			}
+			if old.comm == "" {
+				old.comm = cString(kid.Comm[:])
+			}
+		}
 		p.info[tid] = old
 		return old
 	}
 	p.info[tid] = ti
 	return ti
+}
+
+func cString(b []int8) string {
+	var sb strings.Builder
+	for _, c := range b {
+		if c == 0 {
+			break
+		}
+		sb.WriteByte(byte(c))
+	}
+	return sb.String()
 }
 
 // readThreadInfo reads Name and Tgid from /proc/<tid>/status (a path that

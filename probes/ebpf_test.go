@@ -9,11 +9,13 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 	"unsafe"
@@ -657,4 +659,81 @@ func TestEBPFCloseFreesEverything(t *testing.T) {
 func firstLineOf(r io.Reader) (string, error) {
 	line, err := bufio.NewReader(r).ReadString('\n')
 	return strings.TrimSpace(line), err
+}
+
+// TestEBPFCgroupAndExitedProcess watches a fresh cgroup v2 and runs dd in
+// it: every byte dd moves between /dev/zero and /dev/null is counted
+// (class other), dd is still named after it exits, and this test's own
+// threads, outside the cgroup, are not counted.
+func TestEBPFCgroupAndExitedProcess(t *testing.T) {
+	p := openEBPFOrSkip(t)
+	dd, err := exec.LookPath("dd")
+	if err != nil {
+		t.Skipf("dd not installed: %v", err)
+	}
+	root := cgroup2Mount(t)
+	dir := filepath.Join(root, fmt.Sprintf("copyscope-test-%d", os.Getpid()))
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Skipf("cannot create a cgroup: %v", err)
+	}
+	t.Cleanup(func() { os.Remove(dir) })
+	if err := p.AddCgroup(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.AddCgroup("/tmp"); err == nil {
+		t.Errorf("AddCgroup(/tmp): no error for a directory that is not a cgroup")
+	}
+	cg, err := os.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cg.Close()
+	const blocks, bs = 100, 4096
+	cmd := exec.Command(dd, "if=/dev/zero", "of=/dev/null", fmt.Sprintf("bs=%d", bs), fmt.Sprintf("count=%d", blocks), "status=none")
+	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(cg.Fd())}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("dd in cgroup: %v: %s", err, out)
+	}
+	r, err := p.Read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var total metrics.Counters
+	total.Measured = metrics.FAll
+	for tid, th := range r.Threads {
+		if th.PID == os.Getpid() {
+			t.Errorf("thread %d of the test process (outside the cgroup) was counted", tid)
+		}
+		if !th.Exited || th.Comm != "dd" || th.PID != cmd.Process.Pid {
+			t.Errorf("thread %d: pid %d comm %q exited %v, want dd's pid %d, comm dd, exited", tid, th.PID, th.Comm, th.Exited, cmd.Process.Pid)
+		}
+		total = total.Add(th.Counters)
+	}
+	if got, want := total.CopiedToUser[metrics.ClassOther], uint64(blocks*bs); got != want {
+		t.Errorf("dd copied_to_user[other] = %d, want %d (/dev/zero reads)", got, want)
+	}
+	if got, want := total.CopiedFromUser[metrics.ClassOther], uint64(blocks*bs); got != want {
+		t.Errorf("dd copied_from_user[other] = %d, want %d (/dev/null writes)", got, want)
+	}
+	if total.SyscallsByName["read"] < blocks || total.SyscallsByName["write"] < blocks {
+		t.Errorf("dd: %d reads, %d writes, want at least %d each", total.SyscallsByName["read"], total.SyscallsByName["write"], blocks)
+	}
+	t.Logf("dd in a cgroup: %d threads, %d syscalls", len(r.Threads), total.Syscalls)
+}
+
+// cgroup2Mount finds where the cgroup v2 hierarchy is mounted (often
+// /sys/fs/cgroup, /sys/fs/cgroup/unified on hybrid hosts), or skips.
+func cgroup2Mount(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/mounts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) > 2 && f[2] == "cgroup2" {
+			return f[1]
+		}
+	}
+	t.Skip("no cgroup2 filesystem mounted: cgroup watching needs the unified hierarchy (mount -t cgroup2 none /sys/fs/cgroup)")
+	return ""
 }

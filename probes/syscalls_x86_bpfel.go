@@ -36,6 +36,13 @@ type syscallsSysKey struct {
 	Nr  uint32
 }
 
+type syscallsThreadId struct {
+	_    structs.HostLayout
+	Tgid uint32
+	Pad  uint32
+	Comm [16]int8
+}
+
 type syscallsZcKey struct {
 	_    structs.HostLayout
 	Tgid uint32
@@ -57,6 +64,7 @@ const (
 	syscallsMapFilter       = "filter"
 	syscallsMapIoCounts     = "io_counts"
 	syscallsMapSysCounts    = "sys_counts"
+	syscallsMapThreadIds    = "thread_ids"
 	syscallsMapWatchedTgids = "watched_tgids"
 	syscallsMapWatchedTids  = "watched_tids"
 	syscallsMapZcSocks      = "zc_socks"
@@ -119,6 +127,7 @@ type syscallsMapSpecs struct {
 	Filter       *ebpf.MapSpec `ebpf:"filter"`
 	IoCounts     *ebpf.MapSpec `ebpf:"io_counts"`
 	SysCounts    *ebpf.MapSpec `ebpf:"sys_counts"`
+	ThreadIds    *ebpf.MapSpec `ebpf:"thread_ids"`
 	WatchedTgids *ebpf.MapSpec `ebpf:"watched_tgids"`
 	WatchedTids  *ebpf.MapSpec `ebpf:"watched_tids"`
 	ZcSocks      *ebpf.MapSpec `ebpf:"zc_socks"`
@@ -155,6 +164,7 @@ type syscallsMaps struct {
 	Filter       *ebpf.Map `ebpf:"filter"`
 	IoCounts     *ebpf.Map `ebpf:"io_counts"`
 	SysCounts    *ebpf.Map `ebpf:"sys_counts"`
+	ThreadIds    *ebpf.Map `ebpf:"thread_ids"`
 	WatchedTgids *ebpf.Map `ebpf:"watched_tgids"`
 	WatchedTids  *ebpf.Map `ebpf:"watched_tids"`
 	ZcSocks      *ebpf.Map `ebpf:"zc_socks"`
@@ -167,6 +177,7 @@ func (m *syscallsMaps) Close() error {
 		m.Filter,
 		m.IoCounts,
 		m.SysCounts,
+		m.ThreadIds,
 		m.WatchedTgids,
 		m.WatchedTids,
 		m.ZcSocks,
