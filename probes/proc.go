@@ -1,0 +1,534 @@
+package probes
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/copyscope/copyscope/metrics"
+)
+
+// procMeasured is what the /proc backend can count. Delivered bytes,
+// copies, zerocopy, file faults, page cache misses and disk reads need the
+// fd class or the fault kind, which /proc does not give per thread.
+const procMeasured = metrics.FSyscalls | metrics.FPageFaults | metrics.FCtxSwitches | metrics.FCPU
+
+// procNotes explains the /proc backend's estimates. The rchar/wchar
+// findings were checked on Linux 6.18 (see TaskIO).
+func procNotes() []string {
+	return []string{
+		"proc mode: every figure is an estimate sampled from /proc/<pid>/task/<tid>; run as root for exact eBPF counts (copyscope doctor says what is missing)",
+		"syscalls = syscr+syscw from /proc/<tid>/io: a lower bound that counts only the read/write family (read, readv, pread*, write, writev, pwrite*, sendfile, copy_file_range); send*/recv*, splice, mmap, futex, epoll and every other syscall are not counted; mode_switches inherit the same bound",
+		"delivered bytes, copies by fd class, zerocopy, file faults, page cache misses and disk reads are not measured in proc mode (absent, not zero)",
+		"page_faults = minflt+majflt from /proc/<tid>/stat; ctx switches from /proc/<tid>/status; cpu_ns from /proc/<tid>/schedstat (the scheduler's exact run time), or utime+stime in clock ticks where schedstat is missing",
+		"a thread that exits between two samples loses what it did since the previous sample",
+	}
+}
+
+// TaskIO is one thread's /proc/<pid>/task/<tid>/io byte and call counts.
+// Measured on Linux 6.18: RChar/WChar count bytes returned by the
+// read/write family (read, readv, pread*, write, writev, pwrite*, on any fd
+// including sockets) and by sendfile, which adds its bytes to both RChar
+// and WChar; send*, recv*, sendmsg, recvmsg and splice add nothing. They
+// are bytes passed through syscalls, not bytes copied by the CPU: a
+// sendfile counts in both although it copies nothing. SyscR/SyscW count
+// the same calls.
+type TaskIO struct {
+	RChar, WChar, SyscR, SyscW uint64
+}
+
+// ReadTaskIO reads /proc/<pid>/task/<tid>/io. Reading another user's
+// threads needs ptrace access (root or the same user).
+func ReadTaskIO(pid, tid int) (TaskIO, error) {
+	b, err := os.ReadFile(procTaskPath(pid, tid, "io"))
+	if err != nil {
+		return TaskIO{}, err
+	}
+	var io TaskIO
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+		if err != nil {
+			return TaskIO{}, fmt.Errorf("parse %s in %s: %w", k, procTaskPath(pid, tid, "io"), err)
+		}
+		switch k {
+		case "rchar":
+			io.RChar = n
+		case "wchar":
+			io.WChar = n
+		case "syscr":
+			io.SyscR = n
+		case "syscw":
+			io.SyscW = n
+		}
+	}
+	return io, nil
+}
+
+func procTaskPath(pid, tid int, file string) string {
+	return "/proc/" + strconv.Itoa(pid) + "/task/" + strconv.Itoa(tid) + "/" + file
+}
+
+// procTask is one sample of one thread.
+type procTask struct {
+	comm     string
+	zombie   bool
+	counters metrics.Counters
+	io       TaskIO
+	ioErr    error
+}
+
+// procReadTask samples one thread. An error wrapping fs.ErrNotExist or
+// ESRCH means the thread is gone.
+func procReadTask(pid, tid int) (procTask, error) {
+	var t procTask
+	c := &t.counters
+	c.Measured = procMeasured
+
+	stat, err := os.ReadFile(procTaskPath(pid, tid, "stat"))
+	if err != nil {
+		return t, err
+	}
+	// comm is in parentheses and may itself hold spaces and parentheses.
+	s := string(stat)
+	open, closing := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+	if open < 0 || closing < open {
+		return t, fmt.Errorf("parse %s: no (comm) in %q", procTaskPath(pid, tid, "stat"), s)
+	}
+	t.comm = s[open+1 : closing]
+	f := strings.Fields(s[closing+1:])
+	// f[0] is field 3 (state); field N is f[N-3].
+	if len(f) < 13 {
+		return t, fmt.Errorf("parse %s: %d fields after comm, want at least 13", procTaskPath(pid, tid, "stat"), len(f))
+	}
+	t.zombie = f[0] == "Z" || f[0] == "X"
+	var minflt, majflt, utime, stime uint64
+	for _, x := range []struct {
+		dst *uint64
+		i   int
+	}{{&minflt, 10}, {&majflt, 12}, {&utime, 14}, {&stime, 15}} {
+		if *x.dst, err = strconv.ParseUint(f[x.i-3], 10, 64); err != nil {
+			return t, fmt.Errorf("parse field %d of %s: %w", x.i, procTaskPath(pid, tid, "stat"), err)
+		}
+	}
+	c.PageFaults = minflt + majflt
+
+	status, err := os.ReadFile(procTaskPath(pid, tid, "status"))
+	if err != nil {
+		return t, err
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		var dst *uint64
+		switch k {
+		case "voluntary_ctxt_switches":
+			dst = &c.CtxVoluntary
+		case "nonvoluntary_ctxt_switches":
+			dst = &c.CtxInvoluntary
+		default:
+			continue
+		}
+		if *dst, err = strconv.ParseUint(strings.TrimSpace(v), 10, 64); err != nil {
+			return t, fmt.Errorf("parse %s in %s: %w", k, procTaskPath(pid, tid, "status"), err)
+		}
+	}
+
+	if ss, err := os.ReadFile(procTaskPath(pid, tid, "schedstat")); err == nil {
+		first, _, _ := strings.Cut(strings.TrimSpace(string(ss)), " ")
+		if c.CPUNs, err = strconv.ParseUint(first, 10, 64); err != nil {
+			return t, fmt.Errorf("parse %s: %w", procTaskPath(pid, tid, "schedstat"), err)
+		}
+	} else if procGone(err) {
+		return t, err
+	} else {
+		// No CONFIG_SCHED_INFO: fall back to tick-granular utime+stime.
+		c.CPUNs = (utime + stime) * uint64(time.Second) / procClockTicks
+	}
+
+	t.io, t.ioErr = ReadTaskIO(pid, tid)
+	switch {
+	case t.ioErr == nil:
+		c.Syscalls = t.io.SyscR + t.io.SyscW
+	case procGone(t.ioErr):
+		return t, t.ioErr
+	default:
+		c.Measured &^= metrics.FSyscalls
+	}
+	return t, nil
+}
+
+// procClockTicks is USER_HZ, fixed at 100 on every Linux architecture Go
+// supports.
+const procClockTicks = 100
+
+// procGone reports whether err means the process or thread no longer exists.
+func procGone(err error) bool {
+	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESRCH)
+}
+
+// procTgid returns the thread group id of any thread id, from
+// /proc/<tid>/status.
+func procTgid(tid int) (int, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(tid) + "/status")
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "Tgid:"); ok {
+			return strconv.Atoi(strings.TrimSpace(v))
+		}
+	}
+	return 0, fmt.Errorf("no Tgid line in /proc/%d/status", tid)
+}
+
+// procListTasks lists the thread ids of a process.
+func procListTasks(pid int) ([]int, error) {
+	ents, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/task")
+	if err != nil {
+		return nil, err
+	}
+	tids := make([]int, 0, len(ents))
+	for _, e := range ents {
+		if tid, err := strconv.Atoi(e.Name()); err == nil {
+			tids = append(tids, tid)
+		}
+	}
+	return tids, nil
+}
+
+// procThread is what the /proc backend remembers about one thread.
+type procThread struct {
+	pid      int
+	comm     string
+	exited   bool
+	last     metrics.Counters // last sample, cumulative since the thread began
+	baseline metrics.Counters // counts before it was first watched
+}
+
+// procProbe is the /proc backend of Probe.
+type procProbe struct {
+	mu      sync.Mutex
+	closed  bool
+	procs   map[int]bool // pids watched whole
+	tids    map[int]bool // threads watched one by one
+	cgroups []string     // cgroup v2 directories, rescanned at every Read
+	threads map[int]*procThread
+	notes   []string
+}
+
+// OpenProc returns the /proc backend: no privileges needed, estimates only
+// (see Notes), a sample of /proc/<pid>/task/<tid>/{io,stat,status,schedstat}
+// at every Read. Counts start when a thread is first watched; threads that
+// appear later in a watched process or cgroup count from their start.
+func OpenProc() (Probe, error) {
+	if _, err := os.Stat("/proc/self/task"); err != nil {
+		return nil, fmt.Errorf("open /proc backend: %w (mount procfs: mount -t proc proc /proc)", err)
+	}
+	return &procProbe{
+		procs:   map[int]bool{},
+		tids:    map[int]bool{},
+		threads: map[int]*procThread{},
+	}, nil
+}
+
+// Mode reports ModeProc: every count is an estimate.
+func (p *procProbe) Mode() metrics.Mode { return metrics.ModeProc }
+
+// Measured is syscalls (a lower bound), page faults, context switches and
+// CPU time.
+func (p *procProbe) Measured() metrics.Field { return procMeasured }
+
+// Notes says what the /proc estimates mean and what they miss.
+func (p *procProbe) Notes() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append(procNotes(), p.notes...)
+}
+
+// track starts remembering a thread, with a baseline when it existed
+// before it was watched.
+func (p *procProbe) trackLocked(pid, tid int, baseline bool) error {
+	if _, ok := p.threads[tid]; ok {
+		return nil
+	}
+	t, err := procReadTask(pid, tid)
+	if err != nil {
+		return err
+	}
+	pt := &procThread{pid: pid, comm: t.comm, last: t.counters}
+	if baseline {
+		pt.baseline = t.counters
+	}
+	p.threads[tid] = pt
+	return nil
+}
+
+// AddThreads counts the given threads only.
+func (p *procProbe) AddThreads(tids ...int) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return errors.New("add threads: probe is closed")
+	}
+	for _, tid := range tids {
+		pid, err := procTgid(tid)
+		if err != nil {
+			if procGone(err) {
+				return fmt.Errorf("no such thread: %d (is the thread id right and the thread alive?)", tid)
+			}
+			return fmt.Errorf("watch thread %d: %w", tid, err)
+		}
+		if err := p.trackLocked(pid, tid, true); err != nil {
+			return fmt.Errorf("watch thread %d of process %d: %w", tid, pid, err)
+		}
+		p.tids[tid] = true
+	}
+	return nil
+}
+
+// RemoveThreads stops counting the given threads and forgets them.
+func (p *procProbe) RemoveThreads(tids ...int) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return errors.New("remove threads: probe is closed")
+	}
+	for _, tid := range tids {
+		delete(p.tids, tid)
+		if t, ok := p.threads[tid]; ok && !p.procs[t.pid] {
+			delete(p.threads, tid)
+		}
+	}
+	return nil
+}
+
+// AddProcesses counts every thread of the given processes, present and
+// future. A pid that is not a live process is an error.
+func (p *procProbe) AddProcesses(pids ...int) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return errors.New("add processes: probe is closed")
+	}
+	for _, pid := range pids {
+		tgid, err := procTgid(pid)
+		if err != nil {
+			if procGone(err) {
+				return fmt.Errorf("no such process: %d", pid)
+			}
+			return fmt.Errorf("watch process %d: %w", pid, err)
+		}
+		if tgid != pid {
+			return fmt.Errorf("watch process %d: %d is a thread of process %d, not a process (watch %d, or the thread alone)", pid, pid, tgid, tgid)
+		}
+		tids, err := procListTasks(pid)
+		if err != nil {
+			if procGone(err) {
+				return fmt.Errorf("no such process: %d", pid)
+			}
+			return fmt.Errorf("watch process %d: list threads: %w", pid, err)
+		}
+		if lead, err := procReadTask(pid, pid); err == nil && lead.zombie {
+			return fmt.Errorf("no such process: %d (it has exited and awaits its parent)", pid)
+		}
+		for _, tid := range tids {
+			if err := p.trackLocked(pid, tid, true); err != nil && !procGone(err) {
+				return fmt.Errorf("watch thread %d of process %d: %w", tid, pid, err)
+			}
+		}
+		p.procs[pid] = true
+	}
+	return nil
+}
+
+// procCgroupDir resolves a cgroup v2 path given absolute or relative to
+// /sys/fs/cgroup.
+func procCgroupDir(path string) string {
+	if filepath.IsAbs(path) {
+		return filepath.Clean(path)
+	}
+	return filepath.Join("/sys/fs/cgroup", path)
+}
+
+// procCgroupTids lists the threads of a cgroup v2 directory: cgroup.threads
+// where it exists, else every task of the processes in cgroup.procs.
+func procCgroupTids(dir string) ([]int, error) {
+	parse := func(file string) ([]int, error) {
+		b, err := os.ReadFile(filepath.Join(dir, file))
+		if err != nil {
+			return nil, err
+		}
+		var ids []int
+		for _, f := range strings.Fields(string(b)) {
+			id, err := strconv.Atoi(f)
+			if err != nil {
+				return nil, fmt.Errorf("parse %s: %q is not a number", filepath.Join(dir, file), f)
+			}
+			ids = append(ids, id)
+		}
+		return ids, nil
+	}
+	if tids, err := parse("cgroup.threads"); err == nil {
+		return tids, nil
+	}
+	pids, err := parse("cgroup.procs")
+	if err != nil {
+		return nil, err
+	}
+	var tids []int
+	for _, pid := range pids {
+		ts, err := procListTasks(pid)
+		if err != nil {
+			continue // exited since the listing
+		}
+		tids = append(tids, ts...)
+	}
+	return tids, nil
+}
+
+// AddCgroup counts every thread in a cgroup v2 directory, given as
+// /sys/fs/cgroup/... or relative to /sys/fs/cgroup; its membership is
+// rescanned at every Read.
+func (p *procProbe) AddCgroup(path string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return errors.New("add cgroup: probe is closed")
+	}
+	dir := procCgroupDir(path)
+	if _, err := os.Stat(filepath.Join(dir, "cgroup.procs")); err != nil {
+		return fmt.Errorf("watch cgroup %s: %w (give a cgroup v2 directory, e.g. /sys/fs/cgroup/system.slice/kafka.service or system.slice/kafka.service)", path, err)
+	}
+	tids, err := procCgroupTids(dir)
+	if err != nil {
+		return fmt.Errorf("watch cgroup %s: %w", path, err)
+	}
+	for _, tid := range tids {
+		pid, err := procTgid(tid)
+		if err != nil {
+			continue // exited since the listing
+		}
+		if err := p.trackLocked(pid, tid, true); err != nil && !procGone(err) {
+			return fmt.Errorf("watch thread %d of cgroup %s: %w", tid, path, err)
+		}
+	}
+	for _, c := range p.cgroups {
+		if c == dir {
+			return nil
+		}
+	}
+	p.cgroups = append(p.cgroups, dir)
+	return nil
+}
+
+// Read samples every watched thread. New threads of watched processes and
+// cgroups are picked up; a vanished thread keeps its last counts and is
+// marked Exited.
+func (p *procProbe) Read() (Reading, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return Reading{}, errors.New("read probe: probe is closed")
+	}
+	// Discover threads born since the last Read: they count from zero.
+	for pid := range p.procs {
+		tids, err := procListTasks(pid)
+		if err != nil {
+			continue // the process is gone; its threads are marked below
+		}
+		for _, tid := range tids {
+			if err := p.trackLocked(pid, tid, false); err != nil && !procGone(err) {
+				return Reading{}, fmt.Errorf("sample new thread %d of process %d: %w", tid, pid, err)
+			}
+		}
+	}
+	for _, dir := range p.cgroups {
+		tids, err := procCgroupTids(dir)
+		if err != nil {
+			p.noteLocked(fmt.Sprintf("cgroup %s could not be listed: %v (was it removed?)", dir, err))
+			continue
+		}
+		for _, tid := range tids {
+			pid, err := procTgid(tid)
+			if err != nil {
+				continue
+			}
+			if err := p.trackLocked(pid, tid, false); err != nil && !procGone(err) {
+				return Reading{}, fmt.Errorf("sample new thread %d of cgroup %s: %w", tid, dir, err)
+			}
+		}
+	}
+
+	r := Reading{Time: time.Now(), Mode: metrics.ModeProc, Threads: make(map[int]Thread, len(p.threads))}
+	tids := make([]int, 0, len(p.threads))
+	for tid := range p.threads {
+		tids = append(tids, tid)
+	}
+	sort.Ints(tids)
+	for _, tid := range tids {
+		pt := p.threads[tid]
+		if !pt.exited {
+			t, err := procReadTask(pt.pid, tid)
+			switch {
+			case err == nil:
+				pt.comm, pt.last = t.comm, t.counters
+				pt.exited = t.zombie
+				if t.ioErr != nil {
+					p.noteLocked(fmt.Sprintf("syscalls of thread %d (%s) unreadable: %v (run as root or as the process's user)", tid, t.comm, t.ioErr))
+				}
+			case procGone(err):
+				pt.exited = true
+			default:
+				return Reading{}, fmt.Errorf("sample thread %d of process %d: %w", tid, pt.pid, err)
+			}
+		}
+		r.Threads[tid] = Thread{
+			TID: tid, PID: pt.pid, Comm: pt.comm, Exited: pt.exited,
+			Counters: procSince(pt.last, pt.baseline),
+		}
+	}
+	return r, nil
+}
+
+// procSince subtracts a thread's pre-watch baseline, keeping the measured
+// set of the current sample.
+func procSince(cur, base metrics.Counters) metrics.Counters {
+	d := cur.Sub(base)
+	d.SyscallsByName = nil
+	return d
+}
+
+// noteLocked adds a note once.
+func (p *procProbe) noteLocked(n string) {
+	for _, x := range p.notes {
+		if x == n {
+			return
+		}
+	}
+	if len(p.notes) < 32 {
+		p.notes = append(p.notes, n)
+	}
+}
+
+// Close forgets every thread. The /proc backend holds no kernel objects.
+func (p *procProbe) Close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.closed = true
+	p.threads, p.procs, p.tids, p.cgroups = nil, nil, nil, nil
+	return nil
+}
