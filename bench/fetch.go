@@ -168,7 +168,14 @@ type fetchResult struct {
 
 // fetch sends one request for offset and reads the whole response.
 func (c *fetchClient) fetch(offset int64) (fetchResult, error) {
-	res := fetchResult{next: offset}
+	if err := c.send(offset); err != nil {
+		return fetchResult{next: offset}, err
+	}
+	return c.response(offset)
+}
+
+// send writes a Fetch request for offset.
+func (c *fetchClient) send(offset int64) error {
 	req := c.request(offset)
 	for len(req) > 0 {
 		c.Writes++
@@ -177,11 +184,17 @@ func (c *fetchClient) fetch(offset int64) (fetchResult, error) {
 			continue
 		}
 		if err != nil {
-			return res, fmt.Errorf("write fetch request: %w", err)
+			return fmt.Errorf("write fetch request: %w", err)
 		}
 		req = req[n:]
 	}
 	c.Fetches++
+	return nil
+}
+
+// response reads the response to the request sent for offset.
+func (c *fetchClient) response(offset int64) (fetchResult, error) {
+	res := fetchResult{next: offset}
 	size, err := c.u32()
 	if err != nil {
 		return res, err

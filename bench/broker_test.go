@@ -1,0 +1,208 @@
+package bench
+
+import (
+	"context"
+	"hash/crc32"
+	"testing"
+	"time"
+
+	"github.com/copyscope/copyscope/broker/kafka"
+	"github.com/copyscope/copyscope/broker/log"
+	"github.com/copyscope/copyscope/broker/transfer"
+	"golang.org/x/sys/unix"
+)
+
+// testBroker is a kafka server over a log of small segments with nbytes of
+// records in topic "bench", one listener per path.
+type testBroker struct {
+	store *log.Store
+	part  *log.Partition
+	srv   *kafka.Server
+	reg   *transfer.Registry
+	addrs map[string]string
+	table *crc32.Table
+	end   int64
+}
+
+func newTestBroker(t *testing.T, segBytes, retention, nbytes int64) *testBroker {
+	t.Helper()
+	lc := log.DefaultConfig()
+	lc.SegmentBytes, lc.RetentionBytes, lc.Fsync = segBytes, retention, log.FsyncNever
+	lc.RetentionCheck = time.Hour // the tests call Retain themselves
+	store, err := log.Open(t.TempDir(), lc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb := &testBroker{store: store, table: crc32.MakeTable(crc32.Castagnoli), addrs: map[string]string{}, reg: transfer.NewRegistry()}
+	t.Cleanup(func() { store.Close() })
+	part, end, err := produce(store, Config{Size: nbytes, RecordSize: DefaultRecordSize}, tb.table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb.part, tb.end = part, end
+	kc := kafka.DefaultConfig()
+	kc.Listeners = nil
+	for _, p := range transfer.Names() {
+		kc.Listeners = append(kc.Listeners, kafka.Listener{Addr: "127.0.0.1:0", Path: p})
+	}
+	kc.Registry = tb.reg
+	kc.AutoCreateTopics = false
+	tb.srv, err = kafka.NewServer(store, kc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tb.srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := tb.srv.Shutdown(ctx); err != nil {
+			t.Errorf("broker shutdown: %v", err)
+		}
+	})
+	for _, a := range tb.srv.Addrs() {
+		tb.addrs[a.Path] = a.Addr
+	}
+	return tb
+}
+
+func (tb *testBroker) client(t *testing.T, path string, maxBytes int32) *fetchClient {
+	t.Helper()
+	fd, err := dialBlocking(tb.addrs[path], 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	return newFetchClient(fd, topic, 0, maxBytes, true, tb.table)
+}
+
+// consumeAll fetches [from, end) with CRC checks: the broker is healthy.
+func (tb *testBroker) consumeAll(t *testing.T, path string, from int64) {
+	t.Helper()
+	c := tb.client(t, path, 4<<20)
+	for off := from; off < tb.end; {
+		res, err := c.fetch(off)
+		if err != nil {
+			t.Fatalf("%s: fetch at %d after the fault: %v", path, off, err)
+		}
+		if res.errCode != 0 || res.next <= off {
+			t.Fatalf("%s: fetch at %d after the fault: error code %d, next %d", path, off, res.errCode, res.next)
+		}
+		off = res.next
+	}
+}
+
+// waitConns waits until the registry holds n connections.
+func (tb *testBroker) waitConns(t *testing.T, n int) {
+	t.Helper()
+	for i := 0; i < 500; i++ {
+		if len(tb.reg.List()) == n {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("registry holds %d connections after 5s, want %d (a data thread did not exit)", len(tb.reg.List()), n)
+}
+
+// TestBrokerClientDisconnectsMidFetch: a consumer that resets its
+// connection in the middle of a large response leaves the data thread to
+// exit cleanly and the broker serving others.
+func TestBrokerClientDisconnectsMidFetch(t *testing.T) {
+	tb := newTestBroker(t, 4<<20, -1, 24<<20)
+	for _, path := range transfer.Names() {
+		t.Run(path, func(t *testing.T) {
+			fd, err := dialBlocking(tb.addrs[path], 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := newFetchClient(fd, topic, 0, 64<<20, false, tb.table)
+			if err := c.send(0); err != nil {
+				t.Fatal(err)
+			}
+			buf := make([]byte, 64<<10)
+			if _, err := unix.Read(fd, buf); err != nil {
+				t.Fatal(err)
+			}
+			// RST instead of FIN: the server's next send fails at once.
+			if err := unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0}); err != nil {
+				t.Fatal(err)
+			}
+			unix.Close(fd)
+			tb.waitConns(t, 0)
+			tb.consumeAll(t, path, 0)
+		})
+	}
+}
+
+// TestBrokerOffsetOutOfRange: fetches before the log start (after
+// retention) and past the end get OFFSET_OUT_OF_RANGE (1), and the same
+// connection then fetches normally.
+func TestBrokerOffsetOutOfRange(t *testing.T) {
+	tb := newTestBroker(t, 1<<20, 4<<20, 12<<20)
+	n, err := tb.part.Retain(time.Now())
+	if err != nil || n == 0 {
+		t.Fatalf("retention deleted %d segments (%v), want some", n, err)
+	}
+	start := tb.part.StartOffset()
+	if start == 0 {
+		t.Fatal("log start still 0 after retention")
+	}
+	for _, path := range transfer.Names() {
+		t.Run(path, func(t *testing.T) {
+			c := tb.client(t, path, 4<<20)
+			for _, off := range []int64{0, start - 1, tb.end + 1, tb.end + 1000} {
+				res, err := c.fetch(off)
+				if err != nil {
+					t.Fatalf("fetch at %d: %v", off, err)
+				}
+				if res.errCode != 1 || res.recordBytes != 0 {
+					t.Fatalf("fetch at %d (log is [%d, %d]): error code %d with %d record bytes, want 1 (OFFSET_OUT_OF_RANGE) and none", off, start, tb.end, res.errCode, res.recordBytes)
+				}
+			}
+			res, err := c.fetch(start)
+			if err != nil || res.errCode != 0 || res.next <= start {
+				t.Fatalf("fetch at log start %d on the same connection: code %d next %d err %v", start, res.errCode, res.next, err)
+			}
+			tb.consumeAll(t, path, start)
+		})
+	}
+}
+
+// TestBrokerSegmentDeletedWhileServed: retention deletes the segments a
+// large response is being sent from; the response still arrives whole
+// (every batch CRC checks) and the broker keeps serving.
+func TestBrokerSegmentDeletedWhileServed(t *testing.T) {
+	for _, path := range transfer.Names() {
+		t.Run(path, func(t *testing.T) {
+			tb := newTestBroker(t, 1<<20, 2<<20, 20<<20)
+			c := tb.client(t, path, 16<<20)
+			if err := c.send(0); err != nil {
+				t.Fatal(err)
+			}
+			// The response (16 MiB) exceeds the socket buffers: the data
+			// thread is blocked mid-send while retention runs.
+			time.Sleep(50 * time.Millisecond)
+			n, err := tb.part.Retain(time.Now())
+			if err != nil || n == 0 {
+				t.Fatalf("retention deleted %d segments (%v), want some", n, err)
+			}
+			res, err := c.response(0)
+			if err != nil {
+				t.Fatalf("response whose segments were deleted mid-send: %v", err)
+			}
+			if res.errCode != 0 || res.recordBytes < 8<<20 {
+				t.Fatalf("response: code %d, %d record bytes, want 0 and the full fetch", res.errCode, res.recordBytes)
+			}
+			start := tb.part.StartOffset()
+			if start == 0 {
+				t.Fatal("log start still 0 after retention")
+			}
+			res, err = c.fetch(0)
+			if err != nil || res.errCode != 1 {
+				t.Fatalf("fetch at deleted offset 0: code %d err %v, want 1", res.errCode, err)
+			}
+			tb.consumeAll(t, path, start)
+		})
+	}
+}
