@@ -108,6 +108,7 @@ func crash(s *Store) {
 	<-s.done
 	for _, p := range s.partitions() {
 		p.appendMu.Lock()
+		p.waitFlush() // a killed process's flush goroutine dies with it; here it must not outlive the "crash"
 		p.down = true
 		p.mu.Lock()
 		p.closed = true

@@ -227,6 +227,9 @@ func TestRetention(t *testing.T) {
 				}
 				mustAppend(t, p, makeBatch(sp))
 			}
+			p.appendMu.Lock()
+			p.waitFlush() // background flushes of rolled segments hold references too
+			p.appendMu.Unlock()
 			before := p.Stats()
 			// An outstanding read of the oldest data must survive deletion.
 			held, err := p.Read(0, 1<<20)
@@ -333,12 +336,11 @@ func TestRecovery(t *testing.T) {
 			}
 		}, true, 0, false},
 		{"stale index of sealed segment", func(t *testing.T, pdir string, _ int64) {
-			idx := segFiles(t, pdir, ".index")
-			b, err := os.ReadFile(idx[0]) // another segment's entries
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(idx[2], b, 0o644); err != nil {
+			// entries of another layout: the second points inside a batch
+			stale := make([]byte, 2*indexEntrySize)
+			binary.BigEndian.PutUint32(stale[8:], 3)
+			binary.BigEndian.PutUint32(stale[12:], 37)
+			if err := os.WriteFile(segFiles(t, pdir, ".index")[2], stale, 0o644); err != nil {
 				t.Fatal(err)
 			}
 		}, true, 0, false},
@@ -405,9 +407,14 @@ func TestRecovery(t *testing.T) {
 				if r.BaseOffset != p.EndOffset()-2 {
 					t.Fatalf("append after recovery at %d", r.BaseOffset)
 				}
-				for _, idx := range segFiles(t, pdir, ".index") {
-					if fileSize(t, idx)%indexEntrySize != 0 {
-						t.Fatalf("index %s has a partial entry", idx)
+				idxs := segFiles(t, pdir, ".index")
+				if len(idxs) != len(segFiles(t, pdir, ".log")) {
+					t.Fatalf("%d index files for %d segments", len(idxs), len(segFiles(t, pdir, ".log")))
+				}
+				for _, idx := range idxs[:len(idxs)-1] {
+					b, err := os.ReadFile(idx)
+					if err != nil || len(b)%indexEntrySize != 0 || len(b) < 2*indexEntrySize || binary.BigEndian.Uint32(b[12:]) == 37 {
+						t.Fatalf("index %s not rebuilt: %d bytes, %v", idx, len(b), err)
 					}
 				}
 				if n := len(readAll(t, p, 0, 5000)); n != len(got)+1 {

@@ -26,6 +26,7 @@ type Partition struct {
 	infos     []batchInfo              // (append) scratch
 	pend      []pendingProducer        // (append) scratch
 	down      bool                     // (append) closed or deleted
+	flushing  chan struct{}            // (append) closed when the last roll's background flush is done
 	failed    atomic.Pointer[failure]  // a sync failed: durability is lost
 
 	mu      sync.RWMutex
@@ -242,11 +243,15 @@ func (p *Partition) pending(id int64) *pendingProducer {
 	return &p.pend[len(p.pend)-1]
 }
 
-// roll seals the active segment (synced, trimmed), starts a new one at the
-// end offset and snapshots the producer state there. Called with appendMu.
+// roll seals the active segment, starts a new one at the end offset, and
+// hands the sealed segment to a background flush that syncs it and then
+// writes the producer snapshot at the new base. A snapshot at offset S thus
+// says every segment below S is on disk, so recovery trusts those (as
+// Kafka's recovery point). Flushes run one after another, in roll order.
+// Called with appendMu.
 func (p *Partition) roll(minCap int64) (*segment, error) {
 	old := p.segs[len(p.segs)-1]
-	if err := old.seal(); err != nil {
+	if err := old.seal(false); err != nil {
 		p.failed.Store(&failure{err})
 		return nil, fmt.Errorf("roll %s: %w", p.name(), err)
 	}
@@ -254,15 +259,43 @@ func (p *Partition) roll(minCap int64) (*segment, error) {
 	if err != nil {
 		return nil, fmt.Errorf("roll %s: %w", p.name(), err)
 	}
-	if err := writeSnapshot(p.dir, p.end, p.producers); err != nil {
+	if err := syncDir(p.dir); err != nil {
 		ns.release()
 		_ = ns.remove()
-		return nil, fmt.Errorf("roll %s: %w", p.name(), err)
+		return nil, fmt.Errorf("roll %s: sync directory: %w", p.name(), err)
 	}
 	p.mu.Lock()
 	p.segs = append(p.segs, ns)
 	p.mu.Unlock()
+
+	snap := encodeSnapshot(p.end, p.producers)
+	base := p.end
+	prev, done := p.flushing, make(chan struct{})
+	p.flushing = done
+	old.acquire()
+	go func() {
+		defer close(done)
+		defer old.release()
+		if prev != nil {
+			<-prev
+		}
+		err := old.syncFiles()
+		if err == nil {
+			err = writeSnapshotBytes(p.dir, base, snap)
+		}
+		if err != nil {
+			p.failed.Store(&failure{fmt.Errorf("flush rolled segment of %s: %w", p.name(), err)})
+		}
+	}()
 	return ns, nil
+}
+
+// waitFlush waits for the background flushes of rolled segments. Called
+// with appendMu.
+func (p *Partition) waitFlush() {
+	if p.flushing != nil {
+		<-p.flushing
+	}
 }
 
 // Read returns slices of whole batches starting with the one holding
@@ -532,8 +565,9 @@ func (p *Partition) shutdown(durable bool) error {
 	}
 	p.down = true
 	var err error
+	p.waitFlush()
 	if durable && len(p.segs) > 0 {
-		if err = p.segs[len(p.segs)-1].seal(); err == nil {
+		if err = p.segs[len(p.segs)-1].seal(true); err == nil {
 			err = writeSnapshot(p.dir, p.end, p.producers)
 		}
 	}
@@ -576,6 +610,12 @@ func openPartition(dir, topic string, id int32, cfg *Config, clean bool) (*Parti
 	if err != nil {
 		return nil, fmt.Errorf("list segments of %s: %w", dir, err)
 	}
+	// Segments below the newest producer snapshot were synced before it was
+	// written: their index is enough. Later ones are scanned.
+	recoveryPoint := int64(-1)
+	if offs, _ := listOffsets(dir, snapshotExt); len(offs) > 0 {
+		recoveryPoint = offs[len(offs)-1]
+	}
 	fail := func(err error) (*Partition, error) {
 		for _, s := range p.segs {
 			s.release()
@@ -593,7 +633,8 @@ func openPartition(dir, topic string, id int32, cfg *Config, clean bool) (*Parti
 			return fail(fmt.Errorf("stat segment %s: %w", s.logPath, err))
 		}
 		last := i == len(bases)-1
-		if !((!last || clean) && s.checkIndex(st.Size())) {
+		trust := clean || (!last && i+1 < len(bases) && bases[i+1] <= recoveryPoint)
+		if !(trust && s.checkIndex(st.Size())) {
 			if err := s.rebuild(st.Size(), cfg); err != nil {
 				s.release()
 				return fail(err)

@@ -155,13 +155,18 @@ func decodeSnapshot(b []byte) (int64, map[int64]*producerState, error) {
 // writeSnapshot durably writes the producer state as of offset and keeps
 // only the newest snapshotsKept snapshot files.
 func writeSnapshot(dir string, offset int64, producers map[int64]*producerState) error {
+	return writeSnapshotBytes(dir, offset, encodeSnapshot(offset, producers))
+}
+
+// writeSnapshotBytes durably writes an encoded snapshot.
+func writeSnapshotBytes(dir string, offset int64, snap []byte) error {
 	name := filepath.Join(dir, segmentName(offset, snapshotExt))
 	tmp := name + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
 		return fmt.Errorf("write producer snapshot %s: %w (check that the data directory is writable)", tmp, err)
 	}
-	_, err = f.Write(encodeSnapshot(offset, producers))
+	_, err = f.Write(snap)
 	if err == nil {
 		err = f.Sync()
 	}

@@ -144,19 +144,28 @@ func (s *segment) mapData(capacity int64) error {
 	return nil
 }
 
-// seal ends the segment's active life: the data mapping goes, the log and
-// index files are trimmed to their contents and synced.
-func (s *segment) seal() error {
-	if s.sealed {
-		return nil
+// seal ends the segment's active life: the data mapping goes and the log
+// and index files are trimmed to their contents. With durable it also
+// syncs them; a roll leaves that to the partition's background flush.
+func (s *segment) seal(durable bool) error {
+	if !s.sealed {
+		if s.data != nil {
+			_ = unix.Munmap(s.data)
+			s.data = nil
+		}
+		if err := s.trim(); err != nil {
+			return err
+		}
+		s.sealed = true
 	}
-	if s.data != nil {
-		_ = unix.Munmap(s.data)
-		s.data = nil
+	if durable {
+		return s.syncFiles()
 	}
-	if err := s.trim(); err != nil {
-		return err
-	}
+	return nil
+}
+
+// syncFiles forces the log and index to disk.
+func (s *segment) syncFiles() error {
 	if err := unix.Fdatasync(int(s.log.Fd())); err != nil {
 		return fmt.Errorf("fdatasync segment %s: %w", s.logPath, err)
 	}
@@ -165,7 +174,6 @@ func (s *segment) seal() error {
 			return fmt.Errorf("fdatasync index %s: %w", s.idxPath, err)
 		}
 	}
-	s.sealed = true
 	return nil
 }
 
