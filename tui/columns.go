@@ -3,6 +3,7 @@ package tui
 import (
 	"fmt"
 	"math"
+	"sort"
 	"strings"
 
 	"github.com/copyscope/copyscope/metrics"
@@ -64,7 +65,7 @@ type subject struct {
 	tot      totals
 	cur      metrics.Record
 	cons     *metrics.Record
-	held     *metrics.Record // last record with traffic (race mode shows it)
+	held     *metrics.Record // the interval of peak throughput (race mode shows it)
 	heldCons *metrics.Record
 	seen     bool
 }
@@ -104,10 +105,17 @@ func (m *columnsModel) apply(s Sample) {
 		}
 		st.hist.push(fval(r.DeliveredBytesPerS))
 		st.tot.add(r)
-		if val(r.DeliveredBytes) > 0 {
+		if val(r.DeliveredBytes) > 0 && (st.held == nil || fval(r.DeliveredBytesPerS) > fval(st.held.DeliveredBytesPerS)) {
 			rc := r
 			st.held, st.heldCons = &rc, st.cons
 		}
+	}
+}
+
+// forgetPeaks drops the held peak records (their chunk or mode is gone).
+func (m *columnsModel) forgetPeaks() {
+	for _, st := range m.subjects {
+		st.held, st.heldCons = nil, nil
 	}
 }
 
@@ -170,7 +178,7 @@ func (m columnsModel) layout(n int) (labelW, colW, fits int) {
 type cell struct {
 	rec  metrics.Record
 	cons *metrics.Record
-	held bool // rec is the last active interval, not the current one
+	held bool // rec is the subject's peak interval, not the current one
 	st   *subject
 }
 
@@ -260,7 +268,7 @@ func (m columnsModel) rows() []row {
 			}
 			v := *c.rec.CopyAmplification
 			txt := fmt.Sprintf("%.2f", v)
-			return txt + " " + bar(v, 2, w-len(txt)-2), v, true
+			return txt + " " + bar(v, 2, w-len(txt)-2), math.Round(v*100) / 100, true
 		}},
 		row{label: "faults/s", better: -1, cell: func(c cell, w int) (string, float64, bool) {
 			pf, ok := c.perS(c.rec.PageFaults)
@@ -360,7 +368,8 @@ func (m columnsModel) view(height int) string {
 			}
 		}
 		if cells[i].held {
-			title += " (last)"
+			b.WriteString(fit(st.dim.Render(fit(title, w)), colW))
+			continue
 		}
 		b.WriteString(fit(st.name.Render(fit(title, w)), colW))
 	}
@@ -441,6 +450,10 @@ func (m columnsModel) view(height int) string {
 			lines = append(lines, fit(b.String(), m.c.width))
 		}
 	}
+	// With room to spare: the busiest syscalls per MB and the verdict.
+	if extra := m.extraLines(cells, labelW, w, height-len(lines)-noteH); len(extra) > 0 {
+		lines = append(lines, extra...)
+	}
 	if noteH > 0 {
 		mode := "this probe mode"
 		if m.sample.Mode() == metrics.ModeProc {
@@ -452,6 +465,145 @@ func (m columnsModel) view(height int) string {
 		lines = lines[:height]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// topSyscalls is how many syscall names the wide view lists per subject.
+const topSyscalls = 4
+
+// extraLines draws, when room allows, each subject's busiest syscalls (per
+// MB delivered, or per second when nothing was delivered) and its verdict.
+func (m columnsModel) extraLines(cells []cell, labelW, w, room int) []string {
+	st := m.c.st
+	var lines []string
+	var b strings.Builder
+	hasNames := false
+	for _, c := range cells {
+		hasNames = hasNames || len(c.rec.SyscallsByName) > 0
+	}
+	if hasNames && room >= topSyscalls+1 {
+		cols := make([][]string, len(cells))
+		for i, c := range cells {
+			cols[i] = syscallLines(c.rec, topSyscalls)
+		}
+		for l := 0; l < topSyscalls; l++ {
+			b.Reset()
+			lab := ""
+			if l == 0 {
+				lab = "syscalls/MB"
+				if !m.anyActive(cells) {
+					lab = "syscalls/s"
+				}
+			}
+			b.WriteString(fit(st.label.Render(lab), labelW))
+			for i := range cells {
+				t := ""
+				if l < len(cols[i]) {
+					t = cols[i][l]
+				}
+				b.WriteString(fit(t, w) + " ")
+			}
+			lines = append(lines, fit(b.String(), m.c.width))
+		}
+		room -= topSyscalls
+	}
+	const verdictLines = 3
+	if room >= verdictLines+1 && m.c.width >= 100 {
+		cols := make([][]string, len(cells))
+		any := false
+		for i, c := range cells {
+			if c.rec.CopiedToUserBytes != nil {
+				cols[i] = wrap(metrics.Verdict(c.rec), w, verdictLines)
+				any = true
+			}
+		}
+		if any {
+			for l := 0; l < verdictLines; l++ {
+				b.Reset()
+				lab := ""
+				if l == 0 {
+					lab = "verdict"
+				}
+				b.WriteString(fit(st.label.Render(lab), labelW))
+				for i := range cells {
+					t := ""
+					if l < len(cols[i]) {
+						t = cols[i][l]
+					}
+					b.WriteString(fit(st.header.Render(t), w) + " ")
+				}
+				lines = append(lines, fit(b.String(), m.c.width))
+			}
+		}
+	}
+	return lines
+}
+
+func (m columnsModel) anyActive(cells []cell) bool {
+	for _, c := range cells {
+		if c.active() {
+			return true
+		}
+	}
+	return false
+}
+
+// syscallLines lists a record's busiest syscalls, "name rate", per MB
+// delivered when it delivered anything, else per second.
+func syscallLines(r metrics.Record, n int) []string {
+	type kv struct {
+		name string
+		v    uint64
+	}
+	var all []kv
+	for k, v := range r.SyscallsByName {
+		all = append(all, kv{k, v})
+	}
+	sort.Slice(all, func(i, j int) bool {
+		if all[i].v != all[j].v {
+			return all[i].v > all[j].v
+		}
+		return all[i].name < all[j].name
+	})
+	var out []string
+	for i := 0; i < len(all) && i < n; i++ {
+		per := float64(all[i].v)
+		if d := val(r.DeliveredBytes); d > 0 {
+			per /= float64(d) / 1e6
+		} else if r.IntervalS > 0 {
+			per /= r.IntervalS
+		}
+		out = append(out, all[i].name+" "+si(per))
+	}
+	return out
+}
+
+// wrap breaks s into at most n lines of at most w cells, at spaces.
+func wrap(s string, w, n int) []string {
+	var out []string
+	line := ""
+	for _, word := range strings.Fields(s) {
+		switch {
+		case line == "":
+			line = word
+		case len([]rune(line))+1+len([]rune(word)) <= w:
+			line += " " + word
+		default:
+			out = append(out, line)
+			line = word
+		}
+	}
+	if line != "" {
+		out = append(out, line)
+	}
+	if len(out) > n {
+		out = out[:n]
+		last := []rune(out[n-1])
+		if len(last) >= w {
+			last = last[:w-1]
+		}
+		out[n-1] = string(last) + "…"
+	}
+	return out
 }
 
 // rowLine draws one metric row across the shown subjects.
@@ -493,12 +645,16 @@ func bestOf(better int, keys []float64, oks []bool, cells []cell) []bool {
 	if better == 0 {
 		return marks
 	}
+	keys = append([]float64(nil), keys...)
+	for i, k := range keys {
+		keys[i] = round3(k)
+	}
 	bestV := math.Inf(-better)
 	n := 0
 	allEqual := true
 	first := math.NaN()
 	for i, k := range keys {
-		if !oks[i] || !cells[i].active() || cells[i].held {
+		if !oks[i] || !cells[i].active() {
 			continue
 		}
 		n++
@@ -515,9 +671,19 @@ func bestOf(better int, keys []float64, oks []bool, cells []cell) []bool {
 		return marks
 	}
 	for i, k := range keys {
-		if oks[i] && cells[i].active() && !cells[i].held && k == bestV {
+		if oks[i] && cells[i].active() && k == bestV {
 			marks[i] = true
 		}
 	}
 	return marks
+}
+
+// round3 rounds to 3 significant digits, the precision the cells show, so
+// values that look equal rank equal.
+func round3(v float64) float64 {
+	if v == 0 || math.IsInf(v, 0) || math.IsNaN(v) {
+		return v
+	}
+	mag := math.Pow(10, 2-math.Floor(math.Log10(math.Abs(v))))
+	return math.Round(v*mag) / mag
 }

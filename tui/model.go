@@ -112,9 +112,11 @@ func (m Model) key(msg tea.KeyMsg) (tea.Model, tea.Cmd) {
 		} else {
 			m.c.mode = "race"
 		}
+		m.columns.forgetPeaks()
 		m.c.act(Action{Kind: ActionMode, Value: m.c.mode})
 	case key.Matches(msg, k.Chunk):
 		m.c.chunk = nextChunk(m.c.cfg.Chunks, m.c.chunk)
+		m.columns.forgetPeaks()
 		m.c.act(Action{Kind: ActionChunk, Bytes: m.c.chunk})
 	case key.Matches(msg, k.Paths):
 		i := int(msg.String()[0] - '1')
@@ -246,7 +248,11 @@ func (m Model) footer() string {
 	if m.c.width < 100 {
 		hm.ShortSeparator = " "
 	}
-	return fit(hm.ShortHelpView(keys)+m.c.st.dim.Render("  * best"), m.c.width)
+	legend := "  * best"
+	if m.c.cfg.Demo && m.c.mode == "race" {
+		legend += ", dim = peak of its turn"
+	}
+	return fit(hm.ShortHelpView(keys)+m.c.st.dim.Render(legend), m.c.width)
 }
 
 // Run shows samples from ch until the user quits, ch is closed or ctx is

@@ -92,6 +92,9 @@ func watchConfig() Config {
 func TestGolden(t *testing.T) {
 	demo := loadSamples(t, "testdata/demo_samples.jsonl")
 	watch := loadSamples(t, "testdata/watch_proc.jsonl")
+	race := loadSamples(t, "testdata/demo_race_samples.jsonl")
+	raceCfg := demoConfig(nil)
+	raceCfg.Mode = "race"
 	cases := []struct {
 		name    string
 		cfg     Config
@@ -103,7 +106,8 @@ func TestGolden(t *testing.T) {
 		{"demo_80x24", demoConfig(nil), 80, 24, demo, ""},
 		{"demo_help_80x24", demoConfig(nil), 80, 24, demo, "?"},
 		{"demo_paused_80x24", demoConfig(nil), 80, 24, demo, "p"},
-		{"demo_race_120x40", demoConfig(nil), 120, 40, demo, "m"},
+		{"demo_race_120x40", raceCfg, 120, 40, race, ""},
+		{"demo_race_80x24", raceCfg, 80, 24, race, ""},
 		{"watch_proc_120x40", watchConfig(), 120, 40, watch, ""},
 		{"watch_proc_80x24", watchConfig(), 80, 24, watch, ""},
 	}
