@@ -2,7 +2,10 @@ package bench
 
 import (
 	"context"
+	"crypto/sha256"
+	"fmt"
 	"hash/crc32"
+	"io"
 	"testing"
 	"time"
 
@@ -203,6 +206,141 @@ func TestBrokerSegmentDeletedWhileServed(t *testing.T) {
 				t.Fatalf("fetch at deleted offset 0: code %d err %v, want 1", res.errCode, err)
 			}
 			tb.consumeAll(t, path, start)
+		})
+	}
+}
+
+// logHash hashes the log's batches [0, end) as stored in the segments.
+func logHash(t *testing.T, part *log.Partition, end int64) ([32]byte, int64) {
+	t.Helper()
+	h := sha256.New()
+	var n int64
+	for off := int64(0); off < end; {
+		res, err := part.Read(off, 8<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range res.Slices {
+			if _, err := io.Copy(h, io.NewSectionReader(s.File, s.Pos, s.Len)); err != nil {
+				t.Fatal(err)
+			}
+			n += s.Len
+		}
+		next, err := nextOffset(res.Slices[len(res.Slices)-1])
+		res.Release()
+		if err != nil {
+			t.Fatal(err)
+		}
+		off = next
+	}
+	var sum [32]byte
+	copy(sum[:], h.Sum(nil))
+	return sum, n
+}
+
+// TestBrokerHash consumes the whole log through the broker on every path
+// and chunk size while a producer keeps appending (so the active segment
+// grows and rolls under the consumer, and fetches span segment
+// boundaries), and compares the sha256 of the batches received with the
+// log's own bytes.
+func TestBrokerHash(t *testing.T) {
+	for _, chunk := range []int{4 << 10, 64 << 10, 1 << 20} {
+		t.Run(fmt.Sprint(chunk), func(t *testing.T) {
+			lc := log.DefaultConfig()
+			lc.SegmentBytes, lc.Fsync = 2<<20, log.FsyncNever
+			store, err := log.Open(t.TempDir(), lc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer store.Close()
+			table := crc32.MakeTable(crc32.Castagnoli)
+			part, _, err := produce(store, Config{Size: 6 << 20, RecordSize: 1000}, table)
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv, err := startBroker(store, Config{Paths: transfer.Names(), Chunk: chunk})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer srv.stop()
+			// Keep producing while the consumers read: 6 MiB more.
+			bb := newBatchBuilder(table, 16, 1000)
+			prodDone := make(chan error, 1)
+			go func() {
+				for i := 0; i < 400; i++ {
+					if _, err := part.Append(bb.next(time.Now().UnixMilli())); err != nil {
+						prodDone <- err
+						return
+					}
+					if i%10 == 0 {
+						time.Sleep(time.Millisecond)
+					}
+				}
+				prodDone <- nil
+			}()
+			type got struct {
+				path string
+				sum  [32]byte
+				n    int64
+				err  error
+			}
+			results := make(chan got, len(transfer.Names()))
+			endc := make(chan int64)
+			for _, path := range transfer.Names() {
+				go func() {
+					g := got{path: path}
+					defer func() { results <- g }()
+					addr, _ := srv.addr(path)
+					fd, err := dialBlocking(addr, 0)
+					if err != nil {
+						g.err = err
+						return
+					}
+					defer unix.Close(fd)
+					h := sha256.New()
+					c := newFetchClient(fd, topic, 0, 3<<20, true, table)
+					c.tap = h
+					end := int64(-1)
+					for off := int64(0); end < 0 || off < end; {
+						if end < 0 && off >= part.EndOffset() {
+							select {
+							case end = <-endc:
+							case <-time.After(time.Millisecond):
+							}
+							continue
+						}
+						res, err := c.fetch(off)
+						if err != nil || res.errCode != 0 {
+							g.err = fmt.Errorf("fetch at %d: code %d: %v", off, res.errCode, err)
+							return
+						}
+						off = max(off, res.next)
+					}
+					copy(g.sum[:], h.Sum(nil))
+					g.n = c.RecordBytes
+				}()
+			}
+			if err := <-prodDone; err != nil {
+				t.Fatal(err)
+			}
+			end := part.EndOffset()
+			for range transfer.Names() {
+				endc <- end
+			}
+			want, wantN := logHash(t, part, end)
+			if st := part.Stats(); st.Segments < 4 {
+				t.Fatalf("log has %d segments, want several (segment boundaries)", st.Segments)
+			}
+			for range transfer.Names() {
+				g := <-results
+				if g.err != nil {
+					t.Errorf("%s chunk %d: %v", g.path, chunk, g.err)
+					continue
+				}
+				if g.sum != want || g.n != wantN {
+					t.Errorf("%s chunk %d: consumed %d bytes sha256 %x, log holds %d bytes %x", g.path, chunk, g.n, g.sum[:8], wantN, want[:8])
+				}
+			}
 		})
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
 
 	"golang.org/x/sys/unix"
 )
@@ -30,6 +31,10 @@ type fetchClient struct {
 	maxBytes  int32
 	verify    bool
 	table     *crc32.Table
+
+	// tap, if set, receives every complete batch's bytes in order (tests
+	// hash them against the log).
+	tap io.Writer
 
 	buf    []byte
 	r, w   int // unread bytes are buf[r:w]
@@ -316,16 +321,28 @@ func (c *fetchClient) records(n int64) (int64, error) {
 		}
 		lastDelta := int64(int32(binary.BigEndian.Uint32(h[23:])))
 		body := total - batchHeaderSize
+		if c.tap != nil {
+			c.tap.Write(h)
+		}
 		if c.verify {
 			want := binary.BigEndian.Uint32(h[crcPos:])
 			crc := crc32.Update(0, c.table, h[attrPos:])
-			if err := c.stream(body, func(b []byte) { crc = crc32.Update(crc, c.table, b) }); err != nil {
+			if err := c.stream(body, func(b []byte) {
+				crc = crc32.Update(crc, c.table, b)
+				if c.tap != nil {
+					c.tap.Write(b)
+				}
+			}); err != nil {
 				return next, err
 			}
 			if crc != want {
 				return next, fmt.Errorf("batch at offset %d: CRC-32C %08x, header says %08x (corrupt record batch)", base, crc, want)
 			}
-		} else if err := c.stream(body, nil); err != nil {
+		} else if err := c.stream(body, func(b []byte) {
+			if c.tap != nil {
+				c.tap.Write(b)
+			}
+		}); err != nil {
 			return next, err
 		}
 		c.Batches++
