@@ -16,8 +16,13 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// makeBatch encodes a v2 record batch of values with a valid CRC.
-func makeBatch(values ...[]byte) []byte {
+// makeBatch encodes a v2 record batch of values with a valid CRC and no
+// producer id.
+func makeBatch(values ...[]byte) []byte { return makeIdempotentBatch(-1, -1, -1, values...) }
+
+// makeIdempotentBatch encodes a v2 record batch from producer pid at epoch
+// with first sequence seq.
+func makeIdempotentBatch(pid int64, epoch int16, seq int32, values ...[]byte) []byte {
 	var recs []byte
 	for i, v := range values {
 		var r []byte
@@ -42,9 +47,9 @@ func makeBatch(values ...[]byte) []byte {
 	b = binary.BigEndian.AppendUint32(b, uint32(len(values)-1))
 	b = binary.BigEndian.AppendUint64(b, uint64(now))
 	b = binary.BigEndian.AppendUint64(b, uint64(now))
-	b = binary.BigEndian.AppendUint64(b, 0xffffffffffffffff) // producer id -1
-	b = binary.BigEndian.AppendUint16(b, 0xffff)             // producer epoch -1
-	b = binary.BigEndian.AppendUint32(b, 0xffffffff)         // base sequence -1
+	b = binary.BigEndian.AppendUint64(b, uint64(pid))
+	b = binary.BigEndian.AppendUint16(b, uint16(epoch))
+	b = binary.BigEndian.AppendUint32(b, uint32(seq))
 	b = binary.BigEndian.AppendUint32(b, uint32(len(values)))
 	b = append(b, recs...)
 	binary.BigEndian.PutUint32(b[8:], uint32(len(b)-12))
@@ -177,6 +182,12 @@ func TestMalformedFrames(t *testing.T) {
 	if r := rawRequest(t, conn, f13).(*kmsg.FetchResponse); r.ErrorCode != kerr.UnsupportedVersion.Code {
 		t.Fatalf("Fetch v13: error %d, want UNSUPPORTED_VERSION", r.ErrorCode)
 	}
+	fc := kmsg.NewPtrFindCoordinatorRequest()
+	fc.SetVersion(2)
+	fc.CoordinatorKey = "group"
+	if r := rawRequest(t, conn, fc).(*kmsg.FindCoordinatorResponse); r.ErrorCode != kerr.UnsupportedVersion.Code {
+		t.Fatalf("FindCoordinator: error %d, want UNSUPPORTED_VERSION (consumer groups are not served)", r.ErrorCode)
+	}
 	long := strings.Repeat("a", 300)
 	for _, name := range []string{"../x", long, "", "a/b", ".."} {
 		md := kmsg.NewPtrMetadataRequest()
@@ -218,5 +229,51 @@ func TestMalformedFrames(t *testing.T) {
 	}
 	if err := good.ProduceSync(ctx, &kgo.Record{Value: []byte("after")}).FirstErr(); err != nil {
 		t.Fatalf("healthy client after bad input: %v", err)
+	}
+}
+
+// TestIdempotentRetry sends the same idempotent produce twice, as a client
+// retrying after a lost response does: the second gets the original
+// offsets and the log holds the records once; a gap in sequence numbers is
+// refused.
+func TestIdempotentRetry(t *testing.T) {
+	b := startBroker(t, t.TempDir(), nil)
+	if err := b.store.CreateTopic("idem", 1); err != nil {
+		t.Fatal(err)
+	}
+	c := dialRaw(t, b.addr)
+	ip := kmsg.NewPtrInitProducerIDRequest()
+	ip.SetVersion(4)
+	ipr := rawRequest(t, c, ip).(*kmsg.InitProducerIDResponse)
+	if ipr.ErrorCode != 0 || ipr.ProducerID < 0 {
+		t.Fatalf("InitProducerId: error %d id %d", ipr.ErrorCode, ipr.ProducerID)
+	}
+	if again := rawRequest(t, c, ip).(*kmsg.InitProducerIDResponse); again.ProducerID == ipr.ProducerID {
+		t.Fatalf("two InitProducerId calls returned the same id %d", again.ProducerID)
+	}
+	produce := func(batch []byte) kmsg.ProduceResponseTopicPartition {
+		req := kmsg.NewPtrProduceRequest()
+		req.SetVersion(9)
+		req.Acks, req.TimeoutMillis = -1, 1000
+		req.Topics = []kmsg.ProduceRequestTopic{{Topic: "idem", Partitions: []kmsg.ProduceRequestTopicPartition{{Partition: 0, Records: batch}}}}
+		return rawRequest(t, c, req).(*kmsg.ProduceResponse).Topics[0].Partitions[0]
+	}
+	pid, epoch := ipr.ProducerID, ipr.ProducerEpoch
+	first := produce(makeIdempotentBatch(pid, epoch, 0, []byte("a"), []byte("b")))
+	second := produce(makeIdempotentBatch(pid, epoch, 2, []byte("c")))
+	retry := produce(makeIdempotentBatch(pid, epoch, 2, []byte("c")))
+	gap := produce(makeIdempotentBatch(pid, epoch, 7, []byte("d")))
+	if first.ErrorCode != 0 || first.BaseOffset != 0 || second.ErrorCode != 0 || second.BaseOffset != 2 {
+		t.Fatalf("first %+v second %+v", first, second)
+	}
+	if retry.ErrorCode != 0 || retry.BaseOffset != 2 {
+		t.Fatalf("retry: error %d base %d, want the original offset 2", retry.ErrorCode, retry.BaseOffset)
+	}
+	if gap.ErrorCode != kerr.OutOfOrderSequenceNumber.Code {
+		t.Fatalf("sequence gap: error %d, want OUT_OF_ORDER_SEQUENCE_NUMBER", gap.ErrorCode)
+	}
+	p, _ := b.store.Partition("idem", 0)
+	if end := p.EndOffset(); end != 3 {
+		t.Fatalf("log holds %d records, want 3 (the retry must not duplicate)", end)
 	}
 }

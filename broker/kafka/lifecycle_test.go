@@ -2,7 +2,9 @@ package kafka
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"strings"
@@ -103,8 +105,30 @@ func TestShutdownEndsLongPoll(t *testing.T) {
 	rp.PartitionMaxBytes = 1 << 20
 	rt.Partitions = append(rt.Partitions, rp)
 	req.Topics = append(req.Topics, rt)
-	done := make(chan kmsg.Response, 1)
-	go func() { done <- rawRequest(t, c, req) }()
+	if _, err := c.Write(kmsg.NewRequestFormatter().AppendRequest(nil, req, 9)); err != nil {
+		t.Fatal(err)
+	}
+	type answer struct {
+		resp *kmsg.FetchResponse
+		err  error
+	}
+	done := make(chan answer, 1)
+	go func() {
+		c.SetReadDeadline(time.Now().Add(20 * time.Second))
+		var size [4]byte
+		if _, err := io.ReadFull(c, size[:]); err != nil {
+			done <- answer{err: err}
+			return
+		}
+		body := make([]byte, binary.BigEndian.Uint32(size[:]))
+		if _, err := io.ReadFull(c, body); err != nil {
+			done <- answer{err: err}
+			return
+		}
+		resp := kmsg.NewPtrFetchResponse()
+		resp.SetVersion(12)
+		done <- answer{resp, resp.ReadFrom(body[5:])} // correlation id, header tags
+	}()
 	time.Sleep(200 * time.Millisecond) // let the fetch start waiting
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -116,8 +140,11 @@ func TestShutdownEndsLongPoll(t *testing.T) {
 		t.Fatalf("shutdown took %v with a long-polling fetch", el)
 	}
 	select {
-	case r := <-done:
-		p := r.(*kmsg.FetchResponse).Topics[0].Partitions[0]
+	case a := <-done:
+		if a.err != nil {
+			t.Fatalf("long poll answer: %v", a.err)
+		}
+		p := a.resp.Topics[0].Partitions[0]
 		if p.ErrorCode != 0 || p.HighWatermark != 0 {
 			t.Fatalf("long poll answer: error %d hw %d", p.ErrorCode, p.HighWatermark)
 		}
