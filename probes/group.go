@@ -1,0 +1,193 @@
+package probes
+
+import (
+	"fmt"
+	"strconv"
+
+	"github.com/copyscope/copyscope/metrics"
+)
+
+// Grouping says how watch sums threads into subjects.
+type Grouping string
+
+const (
+	// ByThread makes one subject per thread, named "comm:tid".
+	ByThread Grouping = "thread"
+	// ByProcess makes one subject per process, named "comm[pid]".
+	ByProcess Grouping = "process"
+	// ByComm makes one subject per process command name.
+	ByComm Grouping = "comm"
+)
+
+// ParseGrouping accepts thread, process or comm.
+func ParseGrouping(s string) (Grouping, error) {
+	switch g := Grouping(s); g {
+	case ByThread, ByProcess, ByComm:
+		return g, nil
+	}
+	return "", fmt.Errorf("unknown grouping %q (use thread, process or comm)", s)
+}
+
+// processNames maps each pid in r to its process name: the comm of the
+// thread whose tid is the pid (the leader), else of its lowest tid.
+func processNames(r Reading, into map[int]string) map[int]string {
+	if into == nil {
+		into = map[int]string{}
+	}
+	lowest := map[int]int{} // pid -> lowest tid seen, when no leader
+	for tid, t := range r.Threads {
+		if tid == t.PID {
+			into[t.PID] = t.Comm
+			continue
+		}
+		if l, ok := lowest[t.PID]; !ok || tid < l {
+			lowest[t.PID] = tid
+		}
+	}
+	for pid, tid := range lowest {
+		if _, ok := into[pid]; !ok {
+			into[pid] = r.Threads[tid].Comm
+		}
+	}
+	return into
+}
+
+// subjectFunc returns the subject of a thread under a grouping, naming
+// processes from names.
+func subjectFunc(by Grouping, names map[int]string) func(Thread) (metrics.Subject, bool) {
+	return func(t Thread) (metrics.Subject, bool) {
+		proc := names[t.PID]
+		if proc == "" {
+			proc = t.Comm
+		}
+		switch by {
+		case ByThread:
+			return metrics.Subject{Kind: metrics.KindThread, Name: t.Comm + ":" + strconv.Itoa(t.TID)}, true
+		case ByProcess:
+			if proc == "" {
+				return metrics.Subject{Kind: metrics.KindProcess, Name: strconv.Itoa(t.PID)}, true
+			}
+			return metrics.Subject{Kind: metrics.KindProcess, Name: proc + "[" + strconv.Itoa(t.PID) + "]"}, true
+		case ByComm:
+			return metrics.Subject{Kind: metrics.KindComm, Name: proc}, true
+		}
+		return metrics.Subject{}, false
+	}
+}
+
+// GroupBy sums a reading's threads into subjects by thread, process or
+// command name. It is stateless: it relies on the backend keeping exited
+// threads' last counts in every Reading (both backends do); use a Grouper
+// when threads can be forgotten.
+func GroupBy(r Reading, by Grouping) metrics.Snapshot {
+	return GroupFunc(r, subjectFunc(by, processNames(r, nil)))
+}
+
+// GroupFunc sums a reading's threads into the subjects that subject
+// returns; threads for which it returns false are left out. The demo uses
+// it to map data threads to transfer paths.
+func GroupFunc(r Reading, subject func(Thread) (metrics.Subject, bool)) metrics.Snapshot {
+	s := metrics.Snapshot{Time: r.Time, Mode: r.Mode, Subjects: map[metrics.Subject]metrics.Counters{}}
+	for _, t := range r.Threads {
+		sub, ok := subject(t)
+		if !ok {
+			continue
+		}
+		s.Subjects[sub] = addCounters(s.Subjects[sub], t.Counters)
+	}
+	return s
+}
+
+// addCounters sums counters, treating an empty accumulator (nothing
+// measured yet) as the identity, so the measured set is the intersection
+// over the threads actually summed.
+func addCounters(acc, c metrics.Counters) metrics.Counters {
+	if acc.Measured == 0 {
+		c.SyscallsByName = copyNames(c.SyscallsByName)
+		return c
+	}
+	return acc.Add(c)
+}
+
+func copyNames(m map[string]uint64) map[string]uint64 {
+	if m == nil {
+		return nil
+	}
+	out := make(map[string]uint64, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// Grouper sums threads into subjects across readings and keeps every
+// subject's totals monotonic: the last counts of a thread that leaves the
+// reading (forgotten by RemoveThreads, or a backend that drops exited
+// threads) are retired into its subject, and a thread that exits keeps
+// counting in the group it belonged to. Not safe for concurrent use.
+type Grouper struct {
+	subject func(Thread) (metrics.Subject, bool)
+	by      Grouping        // "" when subject was given directly
+	names   map[int]string  // pid -> process name, remembered
+	last    map[int]grouped // tid -> its subject and last counters
+	retired map[metrics.Subject]metrics.Counters
+}
+
+type grouped struct {
+	subject  metrics.Subject
+	counters metrics.Counters
+}
+
+// NewGrouper groups by thread, process or command name.
+func NewGrouper(by Grouping) *Grouper {
+	g := newGrouper(nil)
+	g.by = by
+	return g
+}
+
+// NewGrouperFunc groups with a caller's mapping from thread to subject.
+func NewGrouperFunc(subject func(Thread) (metrics.Subject, bool)) *Grouper {
+	return newGrouper(subject)
+}
+
+func newGrouper(subject func(Thread) (metrics.Subject, bool)) *Grouper {
+	return &Grouper{
+		subject: subject,
+		names:   map[int]string{},
+		last:    map[int]grouped{},
+		retired: map[metrics.Subject]metrics.Counters{},
+	}
+}
+
+// Snapshot groups one reading. A thread keeps the subject it was first
+// grouped into, so a rename (prctl, exec) does not move its history.
+func (g *Grouper) Snapshot(r Reading) metrics.Snapshot {
+	subject := g.subject
+	if subject == nil {
+		subject = subjectFunc(g.by, processNames(r, g.names))
+	}
+	s := metrics.Snapshot{Time: r.Time, Mode: r.Mode, Subjects: map[metrics.Subject]metrics.Counters{}}
+	for tid, t := range r.Threads {
+		prev, known := g.last[tid]
+		sub := prev.subject
+		if !known {
+			var ok bool
+			if sub, ok = subject(t); !ok {
+				continue
+			}
+		}
+		g.last[tid] = grouped{subject: sub, counters: t.Counters}
+		s.Subjects[sub] = addCounters(s.Subjects[sub], t.Counters)
+	}
+	for tid, gr := range g.last {
+		if _, present := r.Threads[tid]; present {
+			continue
+		}
+		g.retired[gr.subject] = addCounters(g.retired[gr.subject], gr.counters)
+		delete(g.last, tid)
+	}
+	for sub, c := range g.retired {
+		s.Subjects[sub] = addCounters(s.Subjects[sub], c)
+	}
+	return s
+}
