@@ -58,6 +58,15 @@ func TestConnectionThreads(t *testing.T) {
 		rawRequest(t, c, kmsg.NewPtrApiVersionsRequest()) // the thread is registered by now
 		conns = append(conns, c)
 	}
+	// Metadata sends each client back to the listener it used.
+	for i, c := range conns {
+		md := kmsg.NewPtrMetadataRequest()
+		md.SetVersion(12)
+		r := rawRequest(t, c, md).(*kmsg.MetadataResponse)
+		if len(r.Brokers) != 1 || net.JoinHostPort(r.Brokers[0].Host, fmt.Sprint(r.Brokers[0].Port)) != addrs[i].Addr {
+			t.Fatalf("metadata on %s advertises %+v", addrs[i].Addr, r.Brokers)
+		}
+	}
 	infos := b.reg.List()
 	if len(infos) != 2 {
 		t.Fatalf("registry lists %d connections, want 2", len(infos))
