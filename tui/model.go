@@ -255,10 +255,14 @@ func (m Model) footer() string {
 	return fit(hm.ShortHelpView(keys)+m.c.st.dim.Render(legend), m.c.width)
 }
 
+// renderFPS caps how often the renderer repaints; samples come once a
+// second and keys need no more than this to feel immediate.
+const renderFPS = 20
+
 // Run shows samples from ch until the user quits, ch is closed or ctx is
 // done. It owns the terminal while it runs (alternate screen).
 func Run(ctx context.Context, cfg Config, ch <-chan Sample, in io.Reader, out io.Writer) error {
-	opts := []tea.ProgramOption{tea.WithAltScreen(), tea.WithContext(ctx)}
+	opts := []tea.ProgramOption{tea.WithAltScreen(), tea.WithContext(ctx), tea.WithFPS(renderFPS)}
 	if in != nil {
 		opts = append(opts, tea.WithInput(in))
 	}

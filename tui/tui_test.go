@@ -21,9 +21,17 @@ import (
 // loadSamples reads a recorded sample file (one JSON Sample per line).
 func loadSamples(t testing.TB, path string) []Sample {
 	t.Helper()
+	out, err := readSamples(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func readSamples(path string) ([]Sample, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		t.Fatalf("open fixture: %v", err)
+		return nil, fmt.Errorf("open fixture: %w", err)
 	}
 	defer f.Close()
 	var out []Sample
@@ -32,17 +40,17 @@ func loadSamples(t testing.TB, path string) []Sample {
 	for sc.Scan() {
 		var s Sample
 		if err := json.Unmarshal(sc.Bytes(), &s); err != nil {
-			t.Fatalf("%s: bad sample line: %v", path, err)
+			return nil, fmt.Errorf("%s: bad sample line: %w", path, err)
 		}
 		out = append(out, s)
 	}
 	if err := sc.Err(); err != nil {
-		t.Fatalf("read %s: %v", path, err)
+		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
 	if len(out) == 0 {
-		t.Fatalf("%s holds no samples", path)
+		return nil, fmt.Errorf("%s holds no samples (record one with copyscope demo --record)", path)
 	}
-	return out
+	return out, nil
 }
 
 // asciiRenderer renders without colours, so golden files are stable.
