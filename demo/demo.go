@@ -268,6 +268,7 @@ func (d *Demo) consume(path string) {
 		}
 		failures = 0
 		paceBytes += float64(res.bytes)
+		d.grp.received[path].Add(int64(res.bytes))
 		switch {
 		case res.errCode != 0 || res.next == offset && offset >= res.hw:
 			offset = max(res.logStart, 0) // end of the log (or out of range): read it again

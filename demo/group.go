@@ -3,6 +3,7 @@ package demo
 import (
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/copyscope/copyscope/broker/transfer"
 	"github.com/copyscope/copyscope/metrics"
@@ -27,10 +28,15 @@ type grouper struct {
 	retired map[metrics.Subject]metrics.Counters
 	paths   []string
 	errs    []error
+
+	// received counts the bytes each path's consumer read off its socket;
+	// it stands in for delivered bytes when the probe cannot count them
+	// (proc mode).
+	received map[string]*atomic.Int64
 }
 
 func newGrouper(p probes.Probe, paths []string) *grouper {
-	return &grouper{
+	g := &grouper{
 		probe:   p,
 		conns:   map[int]transfer.ConnInfo{},
 		pending: map[string]transfer.ConnInfo{},
@@ -39,7 +45,13 @@ func newGrouper(p probes.Probe, paths []string) *grouper {
 		gone:    map[int]metrics.Subject{},
 		retired: map[metrics.Subject]metrics.Counters{},
 		paths:   paths,
+
+		received: map[string]*atomic.Int64{},
 	}
+	for _, p := range paths {
+		g.received[p] = new(atomic.Int64)
+	}
+	return g
 }
 
 func (g *grouper) noteErr(err error) {
@@ -170,6 +182,15 @@ func (g *grouper) snapshot() (metrics.Snapshot, error) {
 	}
 	if len(drop) > 0 {
 		g.noteErr(g.probe.RemoveThreads(drop...))
+	}
+	if !measured.Has(metrics.FDelivered) {
+		for _, p := range g.paths {
+			s := metrics.Subject{Kind: metrics.KindPath, Name: p}
+			c := snap.Subjects[s]
+			c.DeliveredBytes = uint64(g.received[p].Load())
+			c.Measured |= metrics.FDelivered
+			snap.Subjects[s] = c
+		}
 	}
 	return snap, nil
 }
