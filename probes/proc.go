@@ -356,12 +356,35 @@ func (p *procProbe) AddProcesses(pids ...int) error {
 }
 
 // procCgroupDir resolves a cgroup v2 path given absolute or relative to
-// /sys/fs/cgroup.
+// the cgroup2 mount (/sys/fs/cgroup, or /sys/fs/cgroup/unified on hybrid
+// hosts).
 func procCgroupDir(path string) string {
 	if filepath.IsAbs(path) {
 		return filepath.Clean(path)
 	}
-	return filepath.Join("/sys/fs/cgroup", path)
+	return filepath.Join(Cgroup2Mount(), path)
+}
+
+// Cgroup2Mount returns where the cgroup v2 hierarchy is mounted, from
+// /proc/self/mountinfo; /sys/fs/cgroup when it cannot tell.
+func Cgroup2Mount() string {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return "/sys/fs/cgroup"
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		// ... mount-point(4) ... - fstype source options
+		for i := 6; i < len(f)-1; i++ {
+			if f[i] == "-" {
+				if f[i+1] == "cgroup2" && len(f) > 4 {
+					return f[4]
+				}
+				break
+			}
+		}
+	}
+	return "/sys/fs/cgroup"
 }
 
 // procCgroupTids lists the threads of a cgroup v2 directory: cgroup.threads
@@ -400,8 +423,8 @@ func procCgroupTids(dir string) ([]int, error) {
 	return tids, nil
 }
 
-// AddCgroup counts every thread in a cgroup v2 directory, given as
-// /sys/fs/cgroup/... or relative to /sys/fs/cgroup; its membership is
+// AddCgroup counts every thread in a cgroup v2 directory, given as an
+// absolute path or relative to the cgroup2 mount; its membership is
 // rescanned at every Read.
 func (p *procProbe) AddCgroup(path string) error {
 	p.mu.Lock()
@@ -411,7 +434,7 @@ func (p *procProbe) AddCgroup(path string) error {
 	}
 	dir := procCgroupDir(path)
 	if _, err := os.Stat(filepath.Join(dir, "cgroup.procs")); err != nil {
-		return fmt.Errorf("watch cgroup %s: %w (give a cgroup v2 directory, e.g. /sys/fs/cgroup/system.slice/kafka.service or system.slice/kafka.service)", path, err)
+		return fmt.Errorf("watch cgroup %s: %w (give a cgroup v2 directory, absolute or relative to the cgroup2 mount %s, e.g. system.slice/kafka.service)", path, err, Cgroup2Mount())
 	}
 	tids, err := procCgroupTids(dir)
 	if err != nil {
