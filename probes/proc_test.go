@@ -288,7 +288,14 @@ func TestProcProcessThreadsAndExit(t *testing.T) {
 	}
 
 	c.say(t, "x", "done")
-	r2 := readT(t, p)
+	// join returns before the OS thread has finished exiting: wait for it.
+	var r2 Reading
+	for range 100 {
+		if r2 = readT(t, p); r2.Threads[worker.TID].Exited {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	s2 := g.Snapshot(r2)
 	gone := r2.Threads[worker.TID]
 	if !gone.Exited || gone.Counters.Syscalls != worker.Counters.Syscalls {

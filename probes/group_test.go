@@ -1,0 +1,113 @@
+package probes
+
+import (
+	"testing"
+	"time"
+
+	"github.com/copyscope/copyscope/metrics"
+)
+
+func grpThread(tid, pid int, comm string, syscalls, cpu uint64, exited bool) Thread {
+	return Thread{TID: tid, PID: pid, Comm: comm, Exited: exited, Counters: metrics.Counters{
+		Measured: procMeasured, Syscalls: syscalls, CPUNs: cpu,
+	}}
+}
+
+func grpReading(at time.Time, ts ...Thread) Reading {
+	r := Reading{Time: at, Mode: metrics.ModeProc, Threads: map[int]Thread{}}
+	for _, t := range ts {
+		r.Threads[t.TID] = t
+	}
+	return r
+}
+
+func TestGroupByNames(t *testing.T) {
+	now := time.Now()
+	r := grpReading(now,
+		grpThread(10, 10, "nginx", 5, 50, false),
+		grpThread(11, 10, "worker-1", 7, 70, false),
+		grpThread(20, 20, "nginx", 1, 10, false),
+		grpThread(31, 30, "java-gc", 2, 20, false), // leader not watched
+		grpThread(32, 30, "java-io", 3, 30, false),
+	)
+	for _, tc := range []struct {
+		by   Grouping
+		want map[metrics.Subject]uint64 // syscalls
+	}{
+		{ByThread, map[metrics.Subject]uint64{
+			{Kind: metrics.KindThread, Name: "nginx:10"}: 5, {Kind: metrics.KindThread, Name: "worker-1:11"}: 7,
+			{Kind: metrics.KindThread, Name: "nginx:20"}: 1, {Kind: metrics.KindThread, Name: "java-gc:31"}: 2,
+			{Kind: metrics.KindThread, Name: "java-io:32"}: 3,
+		}},
+		{ByProcess, map[metrics.Subject]uint64{
+			{Kind: metrics.KindProcess, Name: "nginx[10]"}: 12, {Kind: metrics.KindProcess, Name: "nginx[20]"}: 1,
+			{Kind: metrics.KindProcess, Name: "java-gc[30]"}: 5,
+		}},
+		{ByComm, map[metrics.Subject]uint64{
+			{Kind: metrics.KindComm, Name: "nginx"}: 13, {Kind: metrics.KindComm, Name: "java-gc"}: 5,
+		}},
+	} {
+		s := GroupBy(r, tc.by)
+		if len(s.Subjects) != len(tc.want) || s.Mode != metrics.ModeProc || !s.Time.Equal(now) {
+			t.Errorf("by %s: %d subjects %v, want %d", tc.by, len(s.Subjects), s.Subjects, len(tc.want))
+		}
+		for sub, n := range tc.want {
+			c, ok := s.Subjects[sub]
+			if !ok || c.Syscalls != n || c.Measured != procMeasured {
+				t.Errorf("by %s: %v = %+v (present %v), want %d syscalls measured %b", tc.by, sub, c, ok, n, procMeasured)
+			}
+		}
+	}
+	if _, err := ParseGrouping("cgroup"); err == nil {
+		t.Error("ParseGrouping(cgroup) succeeded")
+	}
+}
+
+// TestGrouperNeverGoesBackwards: a thread that exits keeps counting in its
+// group, and one the backend forgets is retired into it, so no interval
+// delta is negative (metrics.Sub would clamp it to a silent zero).
+func TestGrouperNeverGoesBackwards(t *testing.T) {
+	t0 := time.Now()
+	g := NewGrouper(ByProcess)
+	sub := metrics.Subject{Kind: metrics.KindProcess, Name: "srv[1]"}
+	steps := []Reading{
+		grpReading(t0, grpThread(1, 1, "srv", 10, 100, false), grpThread(2, 1, "w", 20, 200, false)),
+		grpReading(t0.Add(time.Second), grpThread(1, 1, "srv", 11, 110, false), grpThread(2, 1, "w", 25, 250, true)),
+		// thread 2 forgotten by the backend; a new thread 3 appears
+		grpReading(t0.Add(2*time.Second), grpThread(1, 1, "srv", 12, 120, false), grpThread(3, 1, "w", 4, 40, false)),
+		// the leader is gone too; its name is remembered
+		grpReading(t0.Add(3*time.Second), grpThread(3, 1, "w", 6, 60, false)),
+	}
+	want := []uint64{30, 36, 41, 43}
+	var prev metrics.Snapshot
+	for i, r := range steps {
+		s := g.Snapshot(r)
+		c, ok := s.Subjects[sub]
+		if !ok || c.Syscalls != want[i] {
+			t.Fatalf("step %d: %v = %+v (present %v), want %d syscalls; subjects %v", i, sub, c, ok, want[i], s.Subjects)
+		}
+		if i > 0 {
+			for _, rec := range metrics.Records(prev, s) {
+				if *rec.Syscalls != want[i]-want[i-1] || rec.IntervalS != 1 {
+					t.Errorf("step %d: record %s syscalls %d over %vs, want %d over 1s", i, rec.Subject, *rec.Syscalls, rec.IntervalS, want[i]-want[i-1])
+				}
+			}
+		}
+		prev = s
+	}
+}
+
+func TestGroupFuncMeasuredIntersection(t *testing.T) {
+	a := grpThread(1, 1, "a", 1, 1, false)
+	b := grpThread(2, 1, "b", 1, 1, false)
+	b.Counters.Measured &^= metrics.FSyscalls // e.g. /proc/<tid>/io unreadable
+	c := grpThread(3, 3, "c", 1, 1, false)
+	path := metrics.Subject{Kind: metrics.KindPath, Name: "sendfile"}
+	s := GroupFunc(grpReading(time.Now(), a, b, c), func(t Thread) (metrics.Subject, bool) {
+		return path, t.PID == 1
+	})
+	got := s.Subjects[path]
+	if len(s.Subjects) != 1 || got.Measured.Has(metrics.FSyscalls) || !got.Measured.Has(metrics.FCPU) || got.CPUNs != 2 {
+		t.Errorf("GroupFunc = %+v, want one path subject without syscalls, cpu 2", s.Subjects)
+	}
+}
