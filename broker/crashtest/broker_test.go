@@ -352,7 +352,7 @@ func recordValues(t *testing.T, batch []byte) []string {
 		}
 		body := rec[k : k+int(l)]
 		rec = rec[k+int(l):]
-		body = body[1:] // attributes
+		body = body[1:]          // attributes
 		for j := 0; j < 2; j++ { // timestamp delta, offset delta
 			_, m := binary.Varint(body)
 			body = body[m:]
