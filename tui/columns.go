@@ -350,6 +350,9 @@ func (m columnsModel) view(height int) string {
 	}
 	w := colW - 1 // one blank between columns
 	var lines []string
+	if m.samples == 0 {
+		return st.dim.Render("waiting for the first sample…")
+	}
 
 	// Column headings.
 	var b strings.Builder

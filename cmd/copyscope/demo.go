@@ -90,7 +90,7 @@ back to /proc estimates and says so.`,
 }
 
 func runDemo(cmd *cobra.Command, cfg demo.Config, duration time.Duration, asJSON bool, record string) error {
-	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 	if duration > 0 {
 		var cancel context.CancelFunc
