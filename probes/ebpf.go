@@ -95,10 +95,57 @@ type threadInfo struct {
 	exited bool
 }
 
-const (
-	watchAll  uint8 = 1 // WATCH_ALL in bpf/headers/common.h
-	watchSome uint8 = 2 // WATCH_SOME
-)
+// pidMaxLimit is PID_MAX_LIMIT in bpf/headers/common.h: the filter bitmaps
+// cover thread ids below it.
+const pidMaxLimit = 4194304
+
+// setTgidBit sets or clears a process's bit in watched_tgids: all (every
+// thread) or some (listed threads only).
+func (p *ebpfProbe) setTgidBit(tgid int, all, on bool) error {
+	if tgid <= 0 || tgid >= pidMaxLimit {
+		return fmt.Errorf("process id %d outside 1..%d", tgid, pidMaxLimit-1)
+	}
+	w := uint32(tgid / 64)
+	bit := uint64(1) << (tgid % 64)
+	var v syscallsTgidBits
+	if err := p.tgids.Lookup(w, &v); err != nil {
+		return fmt.Errorf("read watched_tgids word %d: %w", w, err)
+	}
+	field := &v.Some
+	if all {
+		field = &v.All
+	}
+	if on {
+		*field |= bit
+	} else {
+		*field &^= bit
+	}
+	if err := p.tgids.Put(w, v); err != nil {
+		return fmt.Errorf("update watched_tgids word %d: %w", w, err)
+	}
+	return nil
+}
+
+// setTidBit sets or clears a thread's bit in watched_tids.
+func (p *ebpfProbe) setTidBit(tid int, on bool) error {
+	if tid <= 0 || tid >= pidMaxLimit {
+		return fmt.Errorf("thread id %d outside 1..%d", tid, pidMaxLimit-1)
+	}
+	w := uint32(tid / 64)
+	var v uint64
+	if err := p.tids.Lookup(w, &v); err != nil {
+		return fmt.Errorf("read watched_tids word %d: %w", w, err)
+	}
+	if on {
+		v |= uint64(1) << (tid % 64)
+	} else {
+		v &^= uint64(1) << (tid % 64)
+	}
+	if err := p.tids.Put(w, v); err != nil {
+		return fmt.Errorf("update watched_tids word %d: %w", w, err)
+	}
+	return nil
+}
 
 // OpenEBPF loads copyscope's BPF objects and attaches their tracepoint
 // programs. It needs CAP_BPF and CAP_PERFMON (root), tracefs and kernel BTF;
@@ -319,17 +366,15 @@ func (p *ebpfProbe) AddThreads(tids ...int) error {
 			return fmt.Errorf("watch thread %d: %w (is the thread alive?)", tid, err)
 		}
 		p.info[tid] = ti
-		if err := p.tids.Put(uint32(tid), uint8(1)); err != nil {
-			return fmt.Errorf("watch thread %d: update watched_tids: %w", tid, err)
+		if err := p.setTidBit(tid, true); err != nil {
+			return fmt.Errorf("watch thread %d: %w", tid, err)
 		}
 		if p.byThread[ti.pid] == nil {
 			p.byThread[ti.pid] = map[int]bool{}
 		}
 		p.byThread[ti.pid][tid] = true
-		if !p.procs[ti.pid] {
-			if err := p.tgids.Put(uint32(ti.pid), watchSome); err != nil {
-				return fmt.Errorf("watch thread %d of process %d: update watched_tgids: %w", tid, ti.pid, err)
-			}
+		if err := p.setTgidBit(ti.pid, false, true); err != nil {
+			return fmt.Errorf("watch thread %d of process %d: %w", tid, ti.pid, err)
 		}
 	}
 	return nil
@@ -349,12 +394,12 @@ func (p *ebpfProbe) RemoveThreads(tids ...int) error {
 	for _, tid := range tids {
 		pid := p.info[tid].pid
 		delete(p.byThread[pid], tid)
-		if err := p.tids.Delete(uint32(tid)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		if err := p.setTidBit(tid, false); err != nil {
 			errs = append(errs, fmt.Errorf("unwatch thread %d: %w", tid, err))
 		}
-		if len(p.byThread[pid]) == 0 && !p.procs[pid] {
+		if len(p.byThread[pid]) == 0 && pid > 0 {
 			delete(p.byThread, pid)
-			if err := p.tgids.Delete(uint32(pid)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			if err := p.setTgidBit(pid, false, false); err != nil {
 				errs = append(errs, fmt.Errorf("unwatch process %d of thread %d: %w", pid, tid, err))
 			}
 		}
@@ -420,8 +465,8 @@ func (p *ebpfProbe) AddProcesses(pids ...int) error {
 		if ti.pid != pid {
 			return fmt.Errorf("watch process %d: %d is a thread of process %d, not a process (use --pid %d or watch the thread)", pid, pid, ti.pid, ti.pid)
 		}
-		if err := p.tgids.Put(uint32(pid), watchAll); err != nil {
-			return fmt.Errorf("watch process %d: update watched_tgids: %w", pid, err)
+		if err := p.setTgidBit(pid, true, true); err != nil {
+			return fmt.Errorf("watch process %d: %w", pid, err)
 		}
 		p.procs[pid] = true
 	}

@@ -36,6 +36,12 @@ type faultsRqKey struct {
 	Sector uint64
 }
 
+type faultsTgidBits struct {
+	_    structs.HostLayout
+	All  uint64
+	Some uint64
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.

@@ -27,6 +27,12 @@ type schedSchedCounters struct {
 	ExecAtIn    uint64
 }
 
+type schedTgidBits struct {
+	_    structs.HostLayout
+	All  uint64
+	Some uint64
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.

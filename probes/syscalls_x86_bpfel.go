@@ -36,6 +36,12 @@ type syscallsSysKey struct {
 	Nr  uint32
 }
 
+type syscallsTgidBits struct {
+	_    structs.HostLayout
+	All  uint64
+	Some uint64
+}
+
 type syscallsThreadId struct {
 	_    structs.HostLayout
 	Tgid uint32

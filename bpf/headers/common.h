@@ -14,11 +14,22 @@
 #include <bpf/bpf_tracing.h>
 
 #define MAX_THREADS 16384
-#define MAX_PROCS 4096
 
-/* watched_tgids values. */
-#define WATCH_ALL 1  /* every thread of the process, present and future */
-#define WATCH_SOME 2 /* only the threads listed in watched_tids */
+/*
+ * The filter is two bitmaps indexed by thread id number: watched_tgids (a
+ * bit per process: watch every thread, or only the listed ones) and
+ * watched_tids (a bit per thread). They are array maps, whose lookups the
+ * verifier inlines into a bounds check and an add, so an unwatched thread
+ * costs one array read per event instead of a hash lookup. Sized for
+ * PID_MAX_LIMIT on 64-bit (4194304 ids): 1 MiB + 512 KiB.
+ */
+#define PID_MAX_LIMIT 4194304
+#define PID_WORDS (PID_MAX_LIMIT / 64)
+
+struct tgid_bits {
+	__u64 all;  /* bit set: every thread of the process, present and future */
+	__u64 some; /* bit set: only the threads set in watched_tids */
+};
 
 /* Index into the shared drops array: why an event was not counted. */
 #define DROP_MAP_FULL 0 /* a counters map had no room for a new thread */
@@ -31,17 +42,17 @@ struct filter_cfg {
 };
 
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, MAX_PROCS);
-	__type(key, __u32);  /* tgid */
-	__type(value, __u8); /* WATCH_ALL or WATCH_SOME */
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, PID_WORDS);
+	__type(key, __u32); /* tgid / 64 */
+	__type(value, struct tgid_bits);
 } watched_tgids SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, MAX_THREADS);
-	__type(key, __u32); /* tid */
-	__type(value, __u8);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, PID_WORDS);
+	__type(key, __u32); /* tid / 64 */
+	__type(value, __u64);
 } watched_tids SEC(".maps");
 
 struct {
@@ -66,18 +77,24 @@ static __always_inline void count_drop(__u32 why)
 }
 
 /*
- * tgid_watch decides from the tgid map alone: 1 watched, 0 not watched,
- * -1 not in the map (the caller may still match the cgroup). An unwatched
- * thread costs this one hash lookup.
+ * tgid_watch decides from the bitmaps alone: 1 watched, 0 not watched,
+ * -1 process not listed (the caller may still match the cgroup). An
+ * unwatched thread costs this one inlined array read.
  */
 static __always_inline int tgid_watch(__u32 tgid, __u32 tid)
 {
-	__u8 *mode = bpf_map_lookup_elem(&watched_tgids, &tgid);
-	if (!mode)
+	__u32 w = tgid / 64;
+	__u64 bit = 1ULL << (tgid % 64);
+	struct tgid_bits *b = bpf_map_lookup_elem(&watched_tgids, &w);
+	if (!b)
 		return -1;
-	if (*mode == WATCH_ALL)
+	if (b->all & bit)
 		return 1;
-	return bpf_map_lookup_elem(&watched_tids, &tid) != NULL;
+	if (!(b->some & bit))
+		return -1;
+	w = tid / 64;
+	__u64 *t = bpf_map_lookup_elem(&watched_tids, &w);
+	return t && (*t & (1ULL << (tid % 64)));
 }
 
 static __always_inline __u64 cgroup_filter(void)
