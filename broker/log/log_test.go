@@ -883,3 +883,64 @@ func BenchmarkAppend(b *testing.B) {
 		}
 	}
 }
+
+func openFDs(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skipf("cannot count open descriptors (%v): fd leak check needs /proc", err)
+	}
+	return len(ents)
+}
+
+// TestNoDescriptorLeak runs a store through rolls, reads, retention, topic
+// deletion, a crash-free close and a reopen, and checks that every segment
+// file and mapping was released.
+func TestNoDescriptorLeak(t *testing.T) {
+	before := openFDs(t)
+	dir := t.TempDir()
+	for _, mode := range []ProduceMode{ProduceWrite, ProduceMmap} {
+		cfg := testConfig()
+		cfg.SegmentBytes, cfg.RetentionBytes, cfg.Produce = 4096, 20000, mode
+		s := openStore(t, dir, cfg)
+		for _, topic := range []string{"keep-" + mode.String(), "drop"} {
+			if err := s.CreateTopic(topic, 2); err != nil {
+				t.Fatal(err)
+			}
+			p := mustPartition(t, s, topic, 1)
+			for i := 0; i < 100; i++ {
+				mustAppend(t, p, makeBatch(spec(2, fmt.Sprint(i))))
+			}
+			held, err := p.Read(0, 1<<20)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := p.Retain(time.Now()); err != nil {
+				t.Fatal(err)
+			}
+			readAll(t, p, p.StartOffset(), 3000)
+			held.Release()
+		}
+		if err := s.DeleteTopic("drop"); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := openStore(t, dir, testConfig())
+	readAll(t, mustPartition(t, s, "keep-write", 1), mustPartition(t, s, "keep-write", 1).StartOffset(), 1<<20)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if after := openFDs(t); after != before {
+		t.Fatalf("%d descriptors open before, %d after: segment files leaked", before, after)
+	}
+	maps, err := os.ReadFile("/proc/self/maps")
+	if err != nil {
+		t.Skipf("cannot read /proc/self/maps (%v): mapping leak check skipped", err)
+	}
+	if strings.Contains(string(maps), dir) {
+		t.Fatalf("segment or index mappings of %s remain after Close:\n%s", dir, maps)
+	}
+}

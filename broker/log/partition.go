@@ -162,7 +162,8 @@ func (p *Partition) Append(records []byte) (AppendResult, error) {
 	}
 	total := int64(len(records))
 	seg := p.segs[len(p.segs)-1]
-	if (seg.size > 0 && seg.size+total > p.cfg.SegmentBytes) || seg.indexFull(len(infos)) {
+	if (seg.size > 0 && seg.size+total > p.cfg.SegmentBytes) || seg.indexFull(len(infos)) || seg.sealed {
+		// (sealed: an earlier roll failed after sealing; retry it)
 		if seg, err = p.roll(total); err != nil {
 			return AppendResult{}, err
 		}
