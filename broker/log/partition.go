@@ -319,7 +319,7 @@ func (p *Partition) Read(offset int64, maxBytes int32) (ReadResult, error) {
 	i := p.segmentFor(offset)
 	var buf [batchHeaderSize]byte
 	seg := p.segs[i]
-	startPos, first, err := seg.find(offset, buf[:])
+	startPos, firstSize, err := seg.find(offset, buf[:])
 	if err != nil {
 		return res, err
 	}
@@ -342,7 +342,14 @@ func (p *Partition) Read(offset int64, maxBytes int32) (ReadResult, error) {
 			if len(res.Slices) > 0 {
 				break
 			}
-			endPos = startPos + first.size // at least one whole batch
+			if firstSize < 0 {
+				h, err := seg.readHeader(startPos, buf[:])
+				if err != nil {
+					return ReadResult{HighWatermark: p.end, LogStartOffset: p.start}, err
+				}
+				firstSize = h.size
+			}
+			endPos = startPos + firstSize // at least one whole batch
 		}
 		seg.acquire()
 		rel.segs = append(rel.segs, seg)
@@ -372,23 +379,29 @@ func (p *Partition) segmentFor(offset int64) int {
 	return max(lo-1, 0)
 }
 
-// find returns the position and header of the batch holding offset.
-func (s *segment) find(offset int64, buf []byte) (int64, header, error) {
-	pos := s.lookup(offset, s.idxN)
+// find returns the position of the batch holding offset and its size, or
+// size -1 when the index pointed straight at it and no header was read
+// (the common case for a consumer following the log with batches of at
+// least IndexIntervalBytes: no syscall at all).
+func (s *segment) find(offset int64, buf []byte) (int64, int64, error) {
+	base, pos := s.lookupEntry(offset, s.idxN)
+	if base == offset && s.idxN > 0 {
+		return pos, -1, nil
+	}
 	for pos < s.size {
 		h, err := s.readHeader(pos, buf)
 		if err != nil {
-			return 0, header{}, err
+			return 0, 0, err
 		}
 		if h.size < batchHeaderSize {
-			return 0, header{}, fmt.Errorf("segment %s: bad batch length at position %d; restart the broker to recover the log", s.logPath, pos)
+			return 0, 0, fmt.Errorf("segment %s: bad batch length at position %d; restart the broker to recover the log", s.logPath, pos)
 		}
 		if h.baseOffset+int64(h.lastDelta) >= offset {
-			return pos, h, nil
+			return pos, h.size, nil
 		}
 		pos += h.size
 	}
-	return 0, header{}, fmt.Errorf("segment %s: offset %d not found below position %d; restart the broker to recover the log", s.logPath, offset, s.size)
+	return 0, 0, fmt.Errorf("segment %s: offset %d not found below position %d; restart the broker to recover the log", s.logPath, offset, s.size)
 }
 
 // boundary returns the end of the last whole batch that starts at or after
@@ -660,6 +673,9 @@ func openPartition(dir, topic string, id int32, cfg *Config, clean bool) (*Parti
 			return nil, err
 		}
 		p.segs = append(p.segs, s)
+		if err := syncDir(dir); err != nil { // the segment's name must survive a power loss like its data
+			return fail(fmt.Errorf("sync partition directory %s: %w", dir, err))
+		}
 	} else {
 		act := p.segs[len(p.segs)-1]
 		act.sealed = false

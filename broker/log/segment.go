@@ -244,6 +244,12 @@ func (s *segment) addIndex(off, pos int64, interval int64, batchSize int64) {
 // lookup returns the position of the last indexed batch starting at or
 // before offset (0 if none), from the first n entries.
 func (s *segment) lookup(offset int64, n int) int64 {
+	_, pos := s.lookupEntry(offset, n)
+	return pos
+}
+
+// lookupEntry is lookup that also returns the indexed batch's base offset.
+func (s *segment) lookupEntry(offset int64, n int) (base, pos int64) {
 	rel := offset - s.base
 	lo, hi := 0, n // find the first entry with rel > target
 	for lo < hi {
@@ -255,10 +261,10 @@ func (s *segment) lookup(offset int64, n int) int64 {
 		}
 	}
 	if lo == 0 {
-		return 0
+		return s.base, 0
 	}
-	_, p := s.entry(lo - 1)
-	return int64(p)
+	r, p := s.entry(lo - 1)
+	return s.base + int64(r), int64(p)
 }
 
 // lookupPos returns the largest indexed batch position <= limit.
