@@ -212,3 +212,99 @@ func TestFetchErrors(t *testing.T) {
 		}
 	}
 }
+
+// fetchReq builds a Fetch v12 for partitions 0..n-1 of topic at offset 0.
+func fetchReq(topic string, n int32, maxWait, minBytes, maxBytes, partMax int32) *kmsg.FetchRequest {
+	req := kmsg.NewPtrFetchRequest()
+	req.SetVersion(12)
+	req.MaxWaitMillis, req.MinBytes, req.MaxBytes = maxWait, minBytes, maxBytes
+	rt := kmsg.NewFetchRequestTopic()
+	rt.Topic = topic
+	for p := range n {
+		rp := kmsg.NewFetchRequestTopicPartition()
+		rp.Partition, rp.PartitionMaxBytes = p, partMax
+		rt.Partitions = append(rt.Partitions, rp)
+	}
+	req.Topics = append(req.Topics, rt)
+	return req
+}
+
+// TestFetchLimits: max_bytes and partition_max_bytes bound the response,
+// except that the first batch is always returned so a consumer progresses.
+func TestFetchLimits(t *testing.T) {
+	b := startBroker(t, t.TempDir(), nil)
+	if err := b.store.CreateTopic("lim", 3); err != nil {
+		t.Fatal(err)
+	}
+	big := make([]byte, 1000)
+	var batchLen int
+	for p := int32(0); p < 3; p++ {
+		part, _ := b.store.Partition("lim", p)
+		for range 5 {
+			batch := makeBatch(big)
+			batchLen = len(batch)
+			if _, err := part.Append(batch); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	c := dialRaw(t, b.addr)
+	sizes := func(r kmsg.Response) []int {
+		var out []int
+		for _, p := range r.(*kmsg.FetchResponse).Topics[0].Partitions {
+			if p.ErrorCode != 0 {
+				t.Fatalf("partition %d: error %d", p.Partition, p.ErrorCode)
+			}
+			out = append(out, len(p.RecordBatches))
+		}
+		return out
+	}
+	cases := []struct {
+		maxBytes, partMax int32
+		want              []int
+	}{
+		{1 << 20, 1 << 20, []int{5 * batchLen, 5 * batchLen, 5 * batchLen}},
+		{1 << 20, int32(2 * batchLen), []int{2 * batchLen, 2 * batchLen, 2 * batchLen}},
+		{int32(3 * batchLen), 1 << 20, []int{3 * batchLen, 0, 0}},
+		{int32(7 * batchLen), 1 << 20, []int{5 * batchLen, 2 * batchLen, 0}},
+		{10, 10, []int{batchLen, 0, 0}}, // one oversized batch, then nothing
+	}
+	for _, tc := range cases {
+		got := sizes(rawRequest(t, c, fetchReq("lim", 3, 0, 1, tc.maxBytes, tc.partMax)))
+		if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+			t.Errorf("max %d, partition max %d: sizes %v, want %v", tc.maxBytes, tc.partMax, got, tc.want)
+		}
+	}
+}
+
+// TestLongPollWakesOnAppend: a fetch waiting for min_bytes is answered as
+// soon as a produce lands, not at max_wait_ms.
+func TestLongPollWakesOnAppend(t *testing.T) {
+	b := startBroker(t, t.TempDir(), nil)
+	if err := b.store.CreateTopic("wake", 1); err != nil {
+		t.Fatal(err)
+	}
+	part, _ := b.store.Partition("wake", 0)
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		part.Append(makeBatch([]byte("wake up")))
+	}()
+	c := dialRaw(t, b.addr)
+	start := time.Now()
+	r := rawRequest(t, c, fetchReq("wake", 1, 20_000, 1, 1<<20, 1<<20)).(*kmsg.FetchResponse)
+	el := time.Since(start)
+	p := r.Topics[0].Partitions[0]
+	if len(p.RecordBatches) == 0 || p.HighWatermark != 1 {
+		t.Fatalf("answer after %v: %d record bytes, hw %d", el, len(p.RecordBatches), p.HighWatermark)
+	}
+	if el < 250*time.Millisecond || el > 10*time.Second {
+		t.Fatalf("long poll answered after %v; want soon after the append at 300ms", el)
+	}
+	// With nothing arriving, max_wait_ms bounds the wait.
+	start = time.Now()
+	r = rawRequest(t, c, fetchReq("wake", 1, 300, 1000, 1<<20, 1<<20)).(*kmsg.FetchResponse)
+	// offset 0 has data (< min_bytes), so it waits the full 300ms then answers
+	if el := time.Since(start); el < 250*time.Millisecond || len(r.Topics[0].Partitions[0].RecordBatches) == 0 {
+		t.Fatalf("min_bytes not reached: answered after %v with %d bytes", el, len(r.Topics[0].Partitions[0].RecordBatches))
+	}
+}
