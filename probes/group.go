@@ -131,6 +131,7 @@ type Grouper struct {
 	names   map[int]string  // pid -> process name, remembered
 	last    map[int]grouped // tid -> its subject and last counters
 	retired map[metrics.Subject]metrics.Counters
+	live    map[metrics.Subject]bool // subjects with a live thread in the last reading
 }
 
 type grouped struct {
@@ -156,8 +157,13 @@ func newGrouper(subject func(Thread) (metrics.Subject, bool)) *Grouper {
 		names:   map[int]string{},
 		last:    map[int]grouped{},
 		retired: map[metrics.Subject]metrics.Counters{},
+		live:    map[metrics.Subject]bool{},
 	}
 }
+
+// Live reports whether a subject had a thread that had not exited in the
+// last reading given to Snapshot.
+func (g *Grouper) Live(s metrics.Subject) bool { return g.live[s] }
 
 // Snapshot groups one reading. A thread keeps the subject it was first
 // grouped into, so a rename (prctl, exec) does not move its history.
@@ -167,6 +173,7 @@ func (g *Grouper) Snapshot(r Reading) metrics.Snapshot {
 		subject = subjectFunc(g.by, processNames(r, g.names))
 	}
 	s := metrics.Snapshot{Time: r.Time, Mode: r.Mode, Subjects: map[metrics.Subject]metrics.Counters{}}
+	clear(g.live)
 	for tid, t := range r.Threads {
 		prev, known := g.last[tid]
 		sub := prev.subject
@@ -177,6 +184,9 @@ func (g *Grouper) Snapshot(r Reading) metrics.Snapshot {
 			}
 		}
 		g.last[tid] = grouped{subject: sub, counters: t.Counters}
+		if !t.Exited {
+			g.live[sub] = true
+		}
 		s.Subjects[sub] = addCounters(s.Subjects[sub], t.Counters)
 	}
 	for tid, gr := range g.last {

@@ -29,8 +29,9 @@ var ErrStopSampling = errors.New("stop sampling")
 
 // Run takes a baseline reading, then at every tick calls emit with the
 // previous and current snapshots and one record per subject over the
-// measured interval (never the nominal one). It returns when ctx is done
-// (nil), when emit returns ErrStopSampling (nil) or another error (that
+// measured interval (never the nominal one). When ctx is done it emits a
+// last, shorter interval up to that moment and returns nil; it also returns
+// when emit returns ErrStopSampling (nil) or another error (that
 // error), or when the probe cannot be read.
 func (s *Sampler) Run(ctx context.Context, emit func(prev, cur metrics.Snapshot, recs []metrics.Record) error) error {
 	if s.interval <= 0 {
@@ -44,9 +45,10 @@ func (s *Sampler) Run(ctx context.Context, emit func(prev, cur metrics.Snapshot,
 	tick := time.NewTicker(s.interval)
 	defer tick.Stop()
 	for {
+		last := false
 		select {
 		case <-ctx.Done():
-			return nil
+			last = true // one final, shorter interval: nothing is lost on stop
 		case <-tick.C:
 		}
 		r, err := s.probe.Read()
@@ -59,6 +61,9 @@ func (s *Sampler) Run(ctx context.Context, emit func(prev, cur metrics.Snapshot,
 				return nil
 			}
 			return err
+		}
+		if last {
+			return nil
 		}
 		prev = cur
 	}

@@ -55,6 +55,7 @@ Run 'copyscope doctor' to see what this machine allows.`,
 	root.AddCommand(newBenchCmd())
 	root.AddCommand(newBrokerCmd())
 	root.AddCommand(newDemoCmd())
+	root.AddCommand(newWatchCmd())
 	return root
 }
 

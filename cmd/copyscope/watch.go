@@ -1,0 +1,376 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/copyscope/copyscope/metrics"
+	"github.com/copyscope/copyscope/probes"
+)
+
+// watchFlags are copyscope watch's options.
+type watchFlags struct {
+	pids     []int
+	comm     string
+	cgroup   string
+	by       string
+	interval time.Duration
+	duration time.Duration
+	json     bool
+	mode     string
+}
+
+func newWatchCmd() *cobra.Command {
+	var f watchFlags
+	cmd := &cobra.Command{
+		Use:   "watch --pid PID... | --comm NAME | --cgroup PATH",
+		Short: "Attach to running processes and show what their data movement costs",
+		Long: `watch counts, per interval, what the kernel does for running processes:
+syscalls, user/kernel transitions, context switches, page faults, CPU time and,
+in eBPF mode, bytes delivered to sockets and bytes copied by the CPU, with a
+verdict per subject naming its transfer style.
+
+--mode auto uses eBPF when permitted (root) and falls back to /proc estimates,
+saying so on stderr. New threads of watched processes are picked up; a
+process that exits is reported and the rest go on; when all are gone watch
+exits 0. Output: one line per subject per interval, or JSON lines (--json).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runWatch(cmd, f) },
+	}
+	fl := cmd.Flags()
+	fl.IntSliceVar(&f.pids, "pid", nil, "process ids to watch (repeat or comma-separate)")
+	fl.StringVar(&f.comm, "comm", "", "watch every process with this command name, rescanned each interval")
+	fl.StringVar(&f.cgroup, "cgroup", "", "watch every thread of a cgroup v2 directory (absolute or relative to the cgroup2 mount)")
+	fl.StringVar(&f.by, "by", "process", "group threads by thread, process or comm")
+	fl.DurationVar(&f.interval, "interval", time.Second, "sampling interval")
+	fl.DurationVar(&f.duration, "duration", 0, "stop after this long (0: until interrupted or every process is gone)")
+	fl.BoolVar(&f.json, "json", false, "print JSON lines (one object per subject per interval)")
+	fl.StringVar(&f.mode, "mode", "auto", "probe backend: auto, ebpf (exact, root) or proc (estimates, no privileges)")
+	return cmd
+}
+
+// watchRecord is one JSON line: the metrics-contract record plus its verdict.
+type watchRecord struct {
+	metrics.Record
+	Verdict string `json:"verdict"`
+}
+
+// openWatchProbe opens the backend for mode; auto falls back to /proc with
+// a warning on stderr.
+func openWatchProbe(mode string, stderr io.Writer) (probes.Probe, error) {
+	switch mode {
+	case "ebpf":
+		p, err := probes.OpenEBPF(probes.EBPFOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("eBPF probes: %w (run as root, see copyscope doctor, or use --mode proc for estimates)", err)
+		}
+		return p, nil
+	case "proc":
+		return probes.OpenProc()
+	case "auto", "":
+		p, err := probes.OpenEBPF(probes.EBPFOptions{})
+		if err == nil {
+			return p, nil
+		}
+		first, _, _ := strings.Cut(err.Error(), "\n")
+		fmt.Fprintf(stderr, "copyscope: warning: eBPF probes not available (%s); falling back to /proc estimates (run as root for exact counts; copyscope doctor explains)\n", first)
+		return probes.OpenProc()
+	}
+	return nil, fmt.Errorf("unknown --mode %q (use auto, ebpf or proc)", mode)
+}
+
+// procAlive reports whether pid is a live (not zombie) process.
+func procAlive(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 || i+3 > len(s) {
+		return false
+	}
+	st := s[i+2]
+	return st != 'Z' && st != 'X'
+}
+
+// procIsProcess checks that pid names a live process (a thread group
+// leader), with the error watch prints otherwise.
+func procIsProcess(pid int) error {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil || !procAlive(pid) {
+		return fmt.Errorf("no such process: %d (check the pid with ps)", pid)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "Tgid:"); ok {
+			if tg, _ := strconv.Atoi(strings.TrimSpace(v)); tg != pid {
+				return fmt.Errorf("%d is a thread of process %d, not a process: use --pid %d", pid, tg, tg)
+			}
+		}
+	}
+	return nil
+}
+
+// findComm lists live processes whose command name is name (compared on
+// the kernel's 15-character comm), leaving out this process.
+func findComm(name string) []int {
+	if len(name) > 15 {
+		name = name[:15]
+	}
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	self := os.Getpid()
+	var pids []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == self {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/comm")
+		if err != nil || strings.TrimSpace(string(b)) != name || !procAlive(pid) {
+			continue
+		}
+		pids = append(pids, pid)
+	}
+	sort.Ints(pids)
+	return pids
+}
+
+func runWatch(cmd *cobra.Command, f watchFlags) error {
+	out, stderr := cmd.OutOrStdout(), cmd.ErrOrStderr()
+	if len(f.pids) == 0 && f.comm == "" && f.cgroup == "" {
+		return errors.New("watch what? give --pid PID, --comm NAME or --cgroup PATH")
+	}
+	by, err := probes.ParseGrouping(f.by)
+	if err != nil {
+		return fmt.Errorf("--by: %w", err)
+	}
+	if f.interval < 10*time.Millisecond {
+		return fmt.Errorf("--interval %v is too short (use 10ms or more, e.g. 1s)", f.interval)
+	}
+	for _, pid := range f.pids {
+		if err := procIsProcess(pid); err != nil {
+			return err
+		}
+	}
+	var commPids []int
+	if f.comm != "" {
+		if commPids = findComm(f.comm); len(commPids) == 0 {
+			return fmt.Errorf("no running process is named %q (compare with ps -e -o comm; names are cut at 15 characters)", f.comm)
+		}
+	}
+	cgroupDir := f.cgroup
+	if cgroupDir != "" && !filepath.IsAbs(cgroupDir) {
+		cgroupDir = filepath.Join(probes.Cgroup2Mount(), cgroupDir)
+	}
+
+	p, err := openWatchProbe(f.mode, stderr)
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	for _, n := range p.Notes() {
+		fmt.Fprintln(stderr, "copyscope: note:", n)
+	}
+
+	watched := map[int]bool{} // live pids, from --pid and --comm
+	for _, pid := range append(append([]int(nil), f.pids...), commPids...) {
+		if watched[pid] {
+			continue
+		}
+		if err := p.AddProcesses(pid); err != nil {
+			if procAlive(pid) {
+				return err
+			}
+			return fmt.Errorf("no such process: %d (it exited before watch could attach)", pid)
+		}
+		watched[pid] = true
+	}
+	if cgroupDir != "" {
+		if err := p.AddCgroup(cgroupDir); err != nil {
+			return err
+		}
+	}
+
+	ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if f.duration > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, f.duration+f.interval)
+		defer cancel()
+	}
+
+	// A subject whose threads have all exited is printed for the interval
+	// it ended in, then no more.
+	g := probes.NewGrouper(by)
+	start := time.Now()
+	header := true
+	sampler := probes.NewSampler(p, g.Snapshot, f.interval)
+	enc := json.NewEncoder(out)
+	err = sampler.Run(ctx, func(prev, cur metrics.Snapshot, recs []metrics.Record) error {
+		for _, r := range recs {
+			if !g.Live(metrics.Subject{Kind: r.Kind, Name: r.Subject}) && !watchActive(r) {
+				continue
+			}
+			v := metrics.Verdict(r)
+			if f.json {
+				if err := enc.Encode(watchRecord{Record: r, Verdict: v}); err != nil {
+					return fmt.Errorf("write JSON record: %w", err)
+				}
+				continue
+			}
+			if header {
+				fmt.Fprintln(out, watchHeader())
+				header = false
+			}
+			fmt.Fprintln(out, watchLine(r, v))
+		}
+		// Report processes that went away; rescan --comm for new ones.
+		for pid := range watched {
+			if !procAlive(pid) {
+				fmt.Fprintf(stderr, "copyscope: pid %d exited\n", pid)
+				delete(watched, pid)
+			}
+		}
+		if f.comm != "" {
+			for _, pid := range findComm(f.comm) {
+				if watched[pid] {
+					continue
+				}
+				if err := p.AddProcesses(pid); err == nil {
+					watched[pid] = true
+					fmt.Fprintf(stderr, "copyscope: watching new %s process %d\n", f.comm, pid)
+				}
+			}
+		}
+		if len(watched) == 0 && cgroupDir == "" {
+			fmt.Fprintln(stderr, "copyscope: every watched process has exited")
+			return probes.ErrStopSampling
+		}
+		if f.duration > 0 && time.Since(start) >= f.duration-f.interval/4 {
+			return probes.ErrStopSampling
+		}
+		return nil
+	})
+	if cerr := p.Close(); cerr != nil && err == nil {
+		err = fmt.Errorf("close probes: %w", cerr)
+	}
+	return err
+}
+
+// watchActive reports whether a record shows any activity.
+func watchActive(r metrics.Record) bool {
+	nz := func(p *uint64) bool { return p != nil && *p > 0 }
+	return nz(r.Syscalls) || nz(r.CPUNs) || nz(r.DeliveredBytes) || nz(r.PageFaults)
+}
+
+// watchColumn is one table column: title and width.
+type watchColumn struct {
+	title string
+	width int
+}
+
+// watchColumns are the table's columns.
+func watchColumns() []watchColumn {
+	return []watchColumn{
+		{"TIME", 8}, {"MODE", 6}, {"SUBJECT", 24}, {"DELIVERED/s", 11}, {"SYSCALLS/s", 10}, {"MODESW/s", 9},
+		{"CTX vol/inv/s", 15}, {"FAULTS/s", 9}, {"CPU%", 6}, {"COPIES/B", 8}, {"VERDICT", 0},
+	}
+}
+
+func watchHeader() string {
+	var b strings.Builder
+	for i, c := range watchColumns() {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		fmt.Fprintf(&b, "%-*s", c.width, c.title)
+	}
+	return strings.TrimRight(b.String(), " ")
+}
+
+// watchLine formats one record as a table row. Absent fields print "-";
+// proc-mode figures are marked "~" (estimates).
+func watchLine(r metrics.Record, verdict string) string {
+	est := ""
+	if r.Estimate {
+		est = "~"
+	}
+	per := func(p *uint64) string {
+		if p == nil || r.IntervalS <= 0 {
+			return "-"
+		}
+		return est + watchSI(float64(*p)/r.IntervalS)
+	}
+	ctx := "-"
+	if r.CtxSwitchesVol != nil && r.CtxSwitchesInvol != nil && r.IntervalS > 0 {
+		ctx = est + watchSI(float64(*r.CtxSwitchesVol)/r.IntervalS) + "/" + watchSI(float64(*r.CtxSwitchesInvol)/r.IntervalS)
+	}
+	cpu := "-"
+	if r.CPUNs != nil && r.IntervalS > 0 {
+		cpu = fmt.Sprintf("%s%.1f", est, float64(*r.CPUNs)/1e9/r.IntervalS*100)
+	}
+	copies := "-"
+	if r.CopyAmplification != nil {
+		copies = fmt.Sprintf("%.2f", *r.CopyAmplification)
+	}
+	delivered := "-"
+	if r.DeliveredBytesPerS != nil {
+		delivered = watchSI(*r.DeliveredBytesPerS) + "B"
+	}
+	cols := watchColumns()
+	subject := r.Subject
+	if len(subject) > cols[2].width {
+		subject = subject[:cols[2].width-1] + "…"
+	}
+	cells := []string{
+		r.TS.Local().Format("15:04:05"), string(r.Mode) + est, subject, delivered,
+		per(r.Syscalls), per(r.ModeSwitches), ctx, per(r.PageFaults), cpu, copies, verdict,
+	}
+	var b strings.Builder
+	for i, c := range cells {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		fmt.Fprintf(&b, "%-*s", cols[i].width, c)
+	}
+	return strings.TrimRight(b.String(), " ")
+}
+
+// watchSI formats a rate with an SI prefix, 3 significant digits.
+func watchSI(v float64) string {
+	for _, u := range []struct {
+		f float64
+		p string
+	}{{1e12, "T"}, {1e9, "G"}, {1e6, "M"}, {1e3, "k"}} {
+		if v >= u.f {
+			return strconv.FormatFloat(v/u.f, 'f', watchDigits(v/u.f), 64) + u.p
+		}
+	}
+	return strconv.FormatFloat(v, 'f', watchDigits(v), 64)
+}
+
+func watchDigits(v float64) int {
+	switch {
+	case v >= 100 || v == 0:
+		return 0
+	case v >= 10:
+		return 1
+	}
+	return 2
+}
