@@ -64,7 +64,9 @@ type Config struct {
 
 // Defaults, as Kafka's.
 const (
-	DefaultAddr            = "127.0.0.1:9092"
+	// DefaultAddr is the listener used when none is configured.
+	DefaultAddr = "127.0.0.1:9092"
+	// DefaultMaxRequestBytes is Kafka's socket.request.max.bytes.
 	DefaultMaxRequestBytes = 100 << 20
 	// MaxPartitions bounds a topic's partition count so a request cannot
 	// create thousands of directories.
