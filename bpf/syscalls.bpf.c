@@ -18,22 +18,12 @@
  * per-thread stash from sys_enter is needed. x86_64 syscall numbers only.
  */
 #include "common.h"
+#include "classes.h"
 
 char __license[] SEC("license") = "GPL";
 
-#define CLASS_FILE 0
-#define CLASS_SOCKET 1
-#define CLASS_PIPE 2
-#define CLASS_OTHER 3
-#define NUM_CLASSES 4
-
 #define MSG_ERRQUEUE 0x2000
 #define MSG_ZEROCOPY 0x4000000
-
-#define S_IFMT 0170000
-#define S_IFSOCK 0140000
-#define S_IFREG 0100000
-#define S_IFIFO 0010000
 
 /* x86_64 numbers (asm/unistd_64.h). */
 #define NR_read 0
@@ -63,18 +53,6 @@ char __license[] SEC("license") = "GPL";
 struct sys_key {
 	__u32 tid;
 	__u32 nr;
-};
-
-/* Bytes per fd class (index CLASS_*), per thread. */
-struct io_counters {
-	__u64 to_user[NUM_CLASSES];
-	__u64 from_user[NUM_CLASSES];
-	__u64 moved[NUM_CLASSES];
-	__u64 delivered;        /* bytes onto socket fds, by any means */
-	__u64 zerocopy;         /* sent with MSG_ZEROCOPY on a SO_ZEROCOPY socket */
-	__u64 zerocopy_sends;   /* such sends that returned > 0 */
-	__u64 zerocopy_copied;  /* of zerocopy bytes, the kernel copied anyway */
-	__u64 zerocopy_notes;   /* zerocopy completion notifications read */
 };
 
 /* Who a thread was, kept past its exit so the reader can still name it. */
@@ -148,22 +126,6 @@ static __always_inline struct file *fd_file(int fd)
 	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]))
 		count_drop(DROP_READ);
 	return f;
-}
-
-static __always_inline __u32 file_class(struct file *f)
-{
-	if (!f)
-		return CLASS_OTHER;
-	umode_t mode = BPF_CORE_READ(f, f_inode, i_mode);
-	switch (mode & S_IFMT) {
-	case S_IFREG:
-		return CLASS_FILE;
-	case S_IFSOCK:
-		return CLASS_SOCKET;
-	case S_IFIFO:
-		return CLASS_PIPE;
-	}
-	return CLASS_OTHER;
 }
 
 /* sock_zerocopy reports whether a socket file has SO_ZEROCOPY set; without

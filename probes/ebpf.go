@@ -63,6 +63,10 @@ func ebpfPrograms() []progDesc {
 			fields: metrics.FDiskRead, lost: "disk_read_bytes are missing"},
 		{obj: "faults", name: "block_rq_complete", group: "block", event: "block_rq_complete",
 			fields: metrics.FDiskRead, lost: "disk_read_bytes are missing"},
+		{obj: "iouring", name: "uring_submit", group: "io_uring", event: "io_uring_submit_req",
+			lost: "bytes moved by io_uring operations are not counted"},
+		{obj: "iouring", name: "uring_complete", group: "io_uring", event: "io_uring_complete",
+			lost: "bytes moved by io_uring operations are not counted"},
 	}
 }
 
@@ -170,13 +174,13 @@ func OpenEBPF(opts EBPFOptions) (Probe, error) {
 
 func (p *ebpfProbe) open(opts EBPFOptions) error {
 	specs := map[string]func() (*ebpf.CollectionSpec, error){
-		"syscalls": loadSyscalls, "sched": loadSched, "faults": loadFaults,
+		"syscalls": loadSyscalls, "sched": loadSched, "faults": loadFaults, "iouring": loadIouring,
 	}
 	descs := ebpfPrograms()
 	byObj := map[string][]progDesc{}
 	var order []string
 	for _, d := range descs {
-		if opts.SkipOptional && !d.required && d.obj == "faults" {
+		if opts.SkipOptional && (d.obj == "faults" || d.obj == "iouring") {
 			continue
 		}
 		if _, ok := byObj[d.obj]; !ok {
@@ -186,7 +190,7 @@ func (p *ebpfProbe) open(opts EBPFOptions) error {
 	}
 	if opts.SkipOptional {
 		p.measured &^= metrics.FPageFaults | metrics.FFileFaults | metrics.FPageCache | metrics.FDiskRead
-		p.notes = append(p.notes, "optional fault, page cache and disk programs skipped on request")
+		p.notes = append(p.notes, "optional fault, page cache, disk and io_uring programs skipped on request")
 	}
 	for _, obj := range order {
 		spec, err := specs[obj]()
@@ -261,10 +265,16 @@ func (p *ebpfProbe) loadObject(obj string, spec *ebpf.CollectionSpec, descs []pr
 			delete(spec.Programs, name)
 		}
 	}
-	opts := ebpf.CollectionOptions{}
+	opts := ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{}}
 	if p.tgids != nil {
-		opts.MapReplacements = map[string]*ebpf.Map{
+		shared := map[string]*ebpf.Map{
 			"watched_tgids": p.tgids, "watched_tids": p.tids, "filter": p.filter, "drops": p.drops,
+			"io_counts": p.ioCounts,
+		}
+		for name, m := range shared {
+			if _, ok := spec.Maps[name]; ok {
+				opts.MapReplacements[name] = m
+			}
 		}
 	}
 	coll, err := ebpf.NewCollectionWithOptions(spec, opts)

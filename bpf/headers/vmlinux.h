@@ -127,6 +127,11 @@ struct task_struct {
 	struct css_set *cgroups;
 };
 
+struct io_kiocb {
+	struct file *file;
+	u8 opcode;
+};
+
 #pragma clang attribute pop
 
 #endif /* __COPYSCOPE_VMLINUX_H__ */

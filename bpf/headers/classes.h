@@ -1,0 +1,47 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* fd classes (metrics.FdClass order) and the inode-mode test behind them. */
+#ifndef __COPYSCOPE_CLASSES_H__
+#define __COPYSCOPE_CLASSES_H__
+
+#include "common.h"
+
+#define CLASS_FILE 0
+#define CLASS_SOCKET 1
+#define CLASS_PIPE 2
+#define CLASS_OTHER 3
+#define NUM_CLASSES 4
+
+#define S_IFMT 0170000
+#define S_IFSOCK 0140000
+#define S_IFREG 0100000
+#define S_IFIFO 0010000
+
+/* Bytes per fd class (index CLASS_*), per thread. */
+struct io_counters {
+	__u64 to_user[NUM_CLASSES];
+	__u64 from_user[NUM_CLASSES];
+	__u64 moved[NUM_CLASSES];
+	__u64 delivered;       /* bytes onto socket fds, by any means */
+	__u64 zerocopy;        /* sent with MSG_ZEROCOPY on a SO_ZEROCOPY socket */
+	__u64 zerocopy_sends;  /* such sends that returned > 0 */
+	__u64 zerocopy_copied; /* of zerocopy bytes, the kernel copied anyway */
+	__u64 zerocopy_notes;  /* zerocopy completion notifications read */
+};
+
+static __always_inline __u32 file_class(struct file *f)
+{
+	if (!f)
+		return CLASS_OTHER;
+	umode_t mode = BPF_CORE_READ(f, f_inode, i_mode);
+	switch (mode & S_IFMT) {
+	case S_IFREG:
+		return CLASS_FILE;
+	case S_IFSOCK:
+		return CLASS_SOCKET;
+	case S_IFIFO:
+		return CLASS_PIPE;
+	}
+	return CLASS_OTHER;
+}
+
+#endif /* __COPYSCOPE_CLASSES_H__ */

@@ -1,0 +1,154 @@
+//go:build ignore
+
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * io_uring operations do not appear as syscalls: count their bytes from
+ * the io_uring tracepoints instead (classic tracepoints; context structs
+ * from /sys/kernel/tracing/events/io_uring/<event>/format, Linux 6.18).
+ *
+ *   io_uring_submit_req: a watched thread submitted req; remember who.
+ *   io_uring_complete:   req finished with res bytes; add them to the
+ *                        submitter's io_counters by opcode and by the
+ *                        class of req->file (CO-RE): reads copy to user,
+ *                        writes and sends copy from user, SEND_ZC is
+ *                        zerocopy, SPLICE and TEE move pages in the kernel.
+ *
+ * Completions can run on io-wq workers or in interrupt context; they are
+ * attributed to the submitting thread. The io_counts map is the syscalls
+ * object's, shared by the loader.
+ */
+#include "common.h"
+#include "classes.h"
+
+char __license[] SEC("license") = "GPL";
+
+/* enum io_uring_op values (uapi, stable). */
+#define OP_READV 1
+#define OP_WRITEV 2
+#define OP_READ_FIXED 4
+#define OP_WRITE_FIXED 5
+#define OP_SENDMSG 9
+#define OP_RECVMSG 10
+#define OP_READ 22
+#define OP_WRITE 23
+#define OP_SEND 26
+#define OP_RECV 27
+#define OP_SPLICE 30
+#define OP_TEE 33
+#define OP_SEND_ZC 47
+#define OP_SENDMSG_ZC 48
+#define OP_READ_MULTISHOT 49
+#define OP_READV_FIXED 60
+#define OP_WRITEV_FIXED 61
+
+#define IORING_CQE_F_MORE (1U << 1)
+#define IORING_CQE_F_NOTIF (1U << 3)
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, MAX_THREADS);
+	__type(key, __u32); /* tid */
+	__type(value, struct io_counters);
+} io_counts SEC(".maps");
+
+/* Requests submitted by watched threads, until their last completion. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);   /* struct io_kiocb * */
+	__type(value, __u32); /* submitting tid */
+} uring_reqs SEC(".maps");
+
+static const struct io_counters uring_zero;
+
+/* format: io_uring/io_uring_submit_req */
+struct submit_req_args {
+	__u64 common;
+	void *ctx;
+	void *req;
+	__u64 user_data;
+	__u8 opcode;
+	__u64 flags;
+	bool sq_thread;
+};
+
+/* format: io_uring/io_uring_complete */
+struct complete_args {
+	__u64 common;
+	void *ctx;
+	void *req;
+	__u64 user_data;
+	int res;
+	unsigned int cflags;
+	__u64 extra1;
+	__u64 extra2;
+};
+
+SEC("tracepoint/io_uring/io_uring_submit_req")
+int uring_submit(struct submit_req_args *ctx)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	if (!watched_current(pid_tgid))
+		return 0;
+	__u64 req = (__u64)ctx->req;
+	__u32 tid = (__u32)pid_tgid;
+	bpf_map_update_elem(&uring_reqs, &req, &tid, BPF_ANY);
+	return 0;
+}
+
+SEC("tracepoint/io_uring/io_uring_complete")
+int uring_complete(struct complete_args *ctx)
+{
+	__u64 req = (__u64)ctx->req;
+	if (!req || (ctx->cflags & IORING_CQE_F_NOTIF))
+		return 0;
+	__u32 *tidp = bpf_map_lookup_elem(&uring_reqs, &req);
+	if (!tidp)
+		return 0;
+	__u32 tid = *tidp;
+	if (!(ctx->cflags & IORING_CQE_F_MORE))
+		bpf_map_delete_elem(&uring_reqs, &req);
+	if (ctx->res <= 0)
+		return 0;
+	__u64 res = ctx->res;
+	struct io_kiocb *r = (struct io_kiocb *)req;
+	__u8 op = BPF_CORE_READ(r, opcode);
+	__u32 cls = file_class(BPF_CORE_READ(r, file)) & 3;
+	struct io_counters *c = lookup_or_init(&io_counts, &tid, &uring_zero);
+	if (!c)
+		return 0;
+	switch (op) {
+	case OP_READV:
+	case OP_READ_FIXED:
+	case OP_RECVMSG:
+	case OP_READ:
+	case OP_RECV:
+	case OP_READ_MULTISHOT:
+	case OP_READV_FIXED:
+		c->to_user[cls] += res;
+		break;
+	case OP_WRITEV:
+	case OP_WRITE_FIXED:
+	case OP_SENDMSG:
+	case OP_WRITE:
+	case OP_SEND:
+	case OP_WRITEV_FIXED:
+		c->from_user[cls] += res;
+		if (cls == CLASS_SOCKET)
+			c->delivered += res;
+		break;
+	case OP_SEND_ZC:
+	case OP_SENDMSG_ZC:
+		c->zerocopy += res;
+		c->zerocopy_sends += 1;
+		c->delivered += res;
+		break;
+	case OP_SPLICE:
+	case OP_TEE:
+		c->moved[cls] += res;
+		if (cls == CLASS_SOCKET)
+			c->delivered += res;
+		break;
+	}
+	return 0;
+}
