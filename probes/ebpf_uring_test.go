@@ -18,9 +18,9 @@ import (
 // from a test without a library. Layouts from include/uapi/linux/io_uring.h.
 type uringParams struct {
 	sqEntries, cqEntries, flags, sqThreadCPU, sqThreadIdle, features, wqFd uint32
-	resv                                                                  [3]uint32
-	sqOff                                                                 [10]uint32 // head, tail, ring_mask, ring_entries, flags, dropped, array, resv1, user_addr(u64)
-	cqOff                                                                 [10]uint32 // head, tail, ring_mask, ring_entries, overflow, cqes, flags, resv1, user_addr(u64)
+	resv                                                                   [3]uint32
+	sqOff                                                                  [10]uint32 // head, tail, ring_mask, ring_entries, flags, dropped, array, resv1, user_addr(u64)
+	cqOff                                                                  [10]uint32 // head, tail, ring_mask, ring_entries, overflow, cqes, flags, resv1, user_addr(u64)
 }
 
 type uringSQE struct {
