@@ -22,6 +22,8 @@ const fetchVersion = 11
 // real wake-ups.
 type fetcher struct {
 	fd     int
+	lowat  int // requested SO_RCVLOWAT (0: kernel default)
+	curLow int // SO_RCVLOWAT now set on the socket
 	local  string // local address, which the broker sees as the peer
 	topic  string
 	corrID int32
@@ -41,17 +43,20 @@ func dialFetcher(addr, topic string, rcvlowat int) (*fetcher, error) {
 	if err != nil {
 		return nil, fmt.Errorf("consumer: socket: %w", err)
 	}
+	if rcvlowat > 0 {
+		// A fixed receive buffer well above the low-water mark: left to
+		// itself, setting SO_RCVLOWAT clamps the receive window to the mark,
+		// and a window just under it never lets the mark be reached.
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 2*rcvlowat); err != nil {
+			unix.Close(fd)
+			return nil, fmt.Errorf("consumer: set SO_RCVBUF %d for SO_RCVLOWAT %d: %w", 2*rcvlowat, rcvlowat, err)
+		}
+	}
 	sa := &unix.SockaddrInet4{Port: ta.Port}
 	copy(sa.Addr[:], ta.IP.To4())
 	if err := unix.Connect(fd, sa); err != nil {
 		unix.Close(fd)
 		return nil, fmt.Errorf("consumer: connect to broker %s: %w (is the broker listening?)", addr, err)
-	}
-	if rcvlowat > 0 {
-		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVLOWAT, rcvlowat); err != nil {
-			unix.Close(fd)
-			return nil, fmt.Errorf("consumer: set SO_RCVLOWAT %d: %w", rcvlowat, err)
-		}
 	}
 	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 	lsa, err := unix.Getsockname(fd)
@@ -65,7 +70,7 @@ func dialFetcher(addr, topic string, rcvlowat int) (*fetcher, error) {
 		return nil, fmt.Errorf("consumer: unexpected local address type %T", lsa)
 	}
 	local := net.JoinHostPort(net.IP(l4.Addr[:]).String(), fmt.Sprint(l4.Port))
-	return &fetcher{fd: fd, local: local, topic: topic, fmt: kmsg.NewRequestFormatter(kmsg.FormatterClientID("copyscope-demo"))}, nil
+	return &fetcher{fd: fd, lowat: rcvlowat, curLow: 1, local: local, topic: topic, fmt: kmsg.NewRequestFormatter(kmsg.FormatterClientID("copyscope-demo"))}, nil
 }
 
 func (f *fetcher) close() error { return unix.Close(f.fd) }
@@ -105,7 +110,7 @@ func (f *fetcher) fetch(offset int64, maxBytes int32, maxWait time.Duration) (fe
 		return fetchResult{}, fmt.Errorf("consumer: send Fetch: %w", err)
 	}
 	var hdr [4]byte
-	if err := readFull(f.fd, hdr[:]); err != nil {
+	if err := f.read(hdr[:]); err != nil {
 		return fetchResult{}, fmt.Errorf("consumer: read Fetch response size: %w", err)
 	}
 	size := int(binary.BigEndian.Uint32(hdr[:]))
@@ -116,7 +121,7 @@ func (f *fetcher) fetch(offset int64, maxBytes int32, maxWait time.Duration) (fe
 		f.buf = make([]byte, size)
 	}
 	body := f.buf[:size]
-	if err := readFull(f.fd, body); err != nil {
+	if err := f.read(body); err != nil {
 		return fetchResult{}, fmt.Errorf("consumer: read Fetch response (%d bytes): %w", size, err)
 	}
 	if got := int32(binary.BigEndian.Uint32(body)); got != f.corrID {
@@ -155,6 +160,41 @@ func nextOffset(b []byte, from int64) int64 {
 		b = b[12+blen:]
 	}
 	return next
+}
+
+// read fills b. With a SO_RCVLOWAT asked for, the mark applies only while
+// at least twice that much of the response is still to come, and is 1 for
+// the tail: a read that already copied part of the queue sleeps until the
+// mark's worth of new bytes arrives, so a mark above the rest of a response
+// would never wake it (measured: such a consumer hangs).
+func (f *fetcher) read(b []byte) error {
+	if f.lowat <= 0 {
+		return readFull(f.fd, b)
+	}
+	for len(b) > 0 {
+		want := 1
+		if len(b) >= 2*f.lowat {
+			want = f.lowat
+		}
+		if want != f.curLow {
+			if err := unix.SetsockoptInt(f.fd, unix.SOL_SOCKET, unix.SO_RCVLOWAT, want); err != nil {
+				return fmt.Errorf("set SO_RCVLOWAT %d: %w", want, err)
+			}
+			f.curLow = want
+		}
+		n, err := unix.Read(f.fd, b)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return errors.New("connection closed by the broker")
+		}
+		b = b[n:]
+	}
+	return nil
 }
 
 func writeFull(fd int, b []byte) error {

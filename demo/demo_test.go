@@ -256,3 +256,24 @@ func TestNextOffset(t *testing.T) {
 		t.Errorf("no batch: next %d, want 7", got)
 	}
 }
+
+// TestDemoRcvLowat runs consumers with SO_RCVLOWAT 256 KiB: every path
+// must keep delivering (a mark above the tail of a response hangs a
+// consumer, which this caught).
+func TestDemoRcvLowat(t *testing.T) {
+	cfg := testConfig(t, "proc")
+	cfg.RcvLowat = 256 << 10
+	cfg.Paths = []string{"read", "sendfile"}
+	d, err := Start(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	for i, s := range collect(t, d, 4) {
+		for _, r := range s.Records {
+			if r.DeliveredBytes == nil || *r.DeliveredBytes == 0 {
+				t.Errorf("sample %d: %s delivered nothing with SO_RCVLOWAT %d", i, r.Subject, cfg.RcvLowat)
+			}
+		}
+	}
+}
