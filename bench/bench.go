@@ -129,7 +129,8 @@ type Result struct {
 }
 
 // Run produces cfg.Size bytes into a fresh log, then for run 1..Runs and
-// every path consumes it through the broker and raw, in that order.
+// every path consumes it through the broker and raw (raw first on even
+// runs).
 func Run(ctx context.Context, cfg Config) ([]Result, error) {
 	if err := cfg.normalize(); err != nil {
 		return nil, err
@@ -174,7 +175,14 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 			if err := ctx.Err(); err != nil {
 				return out, err
 			}
-			for _, v := range cfg.Variants {
+			// Alternate which variant goes first, so a load that drifts
+			// during a run does not always favour the same one.
+			variants := cfg.Variants
+			if run%2 == 0 {
+				variants = slices.Clone(variants)
+				slices.Reverse(variants)
+			}
+			for _, v := range variants {
 				var r Result
 				var err error
 				if v == "broker" {
