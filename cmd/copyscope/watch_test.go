@@ -1,0 +1,280 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/copyscope/copyscope/probes"
+)
+
+// lockedBuffer is an io.Writer safe to read while a command writes to it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// runWatchCmd runs copyscope watch in this process and returns its stdout,
+// stderr and error.
+func runWatchCmd(ctx context.Context, args ...string) (stdout, stderr string, err error) {
+	var out, errb lockedBuffer
+	root := newRootCmd()
+	root.SetArgs(append([]string{"watch"}, args...))
+	root.SetOut(&out)
+	root.SetErr(&errb)
+	err = root.ExecuteContext(ctx)
+	return out.String(), errb.String(), err
+}
+
+// watchJSON parses watch --json output into one map per line.
+func watchJSON(t *testing.T, out string) []map[string]any {
+	t.Helper()
+	var recs []map[string]any
+	sc := bufio.NewScanner(strings.NewReader(out))
+	for sc.Scan() {
+		var m map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			t.Fatalf("watch --json line %q: %v", sc.Text(), err)
+		}
+		recs = append(recs, m)
+	}
+	return recs
+}
+
+// startChild starts a command killed and reaped when the test ends.
+func startChild(t *testing.T, name string, args ...string) *exec.Cmd {
+	t.Helper()
+	c := exec.Command(name, args...)
+	if err := c.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		c.Process.Kill()
+		c.Wait()
+	})
+	return c
+}
+
+// ebpfOrSkip says why eBPF mode cannot be tested here, or returns.
+func ebpfOrSkip(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("watch --mode ebpf needs root (CAP_BPF + CAP_PERFMON): run the tests as root")
+	}
+	p, err := probes.OpenEBPF(probes.EBPFOptions{})
+	if err != nil {
+		t.Skipf("eBPF probes cannot load here: %v (copyscope doctor says why)", err)
+	}
+	p.Close()
+}
+
+// TestWatchDD watches dd, a program we did not write, and checks the
+// records against dd's own /proc counters.
+func TestWatchDD(t *testing.T) {
+	for _, mode := range []string{"proc", "ebpf"} {
+		t.Run(mode, func(t *testing.T) {
+			if mode == "ebpf" {
+				ebpfOrSkip(t)
+			}
+			dd := startChild(t, "dd", "if=/dev/zero", "of=/dev/null", "bs=64k", "status=none")
+			pid := dd.Process.Pid
+			io0, err := probes.ReadTaskIO(pid, pid)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, stderr, err := runWatchCmd(context.Background(), "--pid", strconv.Itoa(pid), "--duration", "3s", "--json", "--mode", mode, "--interval", "500ms")
+			if err != nil {
+				t.Fatalf("watch: %v\n%s", err, stderr)
+			}
+			io1, err := probes.ReadTaskIO(pid, pid)
+			if err != nil {
+				t.Fatal(err)
+			}
+			recs := watchJSON(t, out)
+			if len(recs) < 5 || len(recs) > 7 {
+				t.Fatalf("%d records over 3s at 500ms, want 6 (one per interval):\n%s", len(recs), out)
+			}
+			var syscalls, reads, writes float64
+			for _, r := range recs {
+				for _, k := range []string{"ts", "interval_s", "mode", "kind", "subject", "syscalls", "mode_switches", "cpu_ns", "ctx_switches_voluntary", "ctx_switches_involuntary", "page_faults", "verdict"} {
+					if _, ok := r[k]; !ok {
+						t.Errorf("record lacks %q: %v", k, r)
+					}
+				}
+				if r["mode"] != mode || r["kind"] != "process" || r["subject"] != "dd["+strconv.Itoa(pid)+"]" {
+					t.Errorf("record %v: want mode %s, kind process, subject dd[%d]", r, mode, pid)
+				}
+				if iv := r["interval_s"].(float64); iv < 0.3 || iv > 1.5 {
+					t.Errorf("interval_s = %v, want about 0.5", iv)
+				}
+				syscalls += r["syscalls"].(float64)
+				if mode == "proc" {
+					if r["estimate"] != true || r["delivered_bytes"] != nil || r["copied_to_user_bytes"] != nil {
+						t.Errorf("proc record %v: want estimate true and no delivered/copied fields", r)
+					}
+					continue
+				}
+				by, _ := r["syscalls_by_name"].(map[string]any)
+				rd, _ := by["read"].(float64)
+				wr, _ := by["write"].(float64)
+				reads += rd
+				writes += wr
+				if r["delivered_bytes"] == nil || r["copied_to_user_bytes"] == nil || r["estimate"] != nil {
+					t.Errorf("ebpf record %v: want delivered and copied fields, no estimate flag", r)
+				}
+			}
+			// dd's read+write calls during watch are at most what /proc
+			// counted around it, and most of it (dd runs flat out).
+			total := float64(io1.SyscR + io1.SyscW - io0.SyscR - io0.SyscW)
+			rw := syscalls
+			if mode == "ebpf" {
+				rw = reads + writes
+				if syscalls < rw {
+					t.Errorf("syscalls %v < read+write %v", syscalls, rw)
+				}
+			}
+			t.Logf("%s: watch counted %.0f read/write calls of dd, /proc %.0f around it (%.0f%%); all syscalls %.0f", mode, rw, total, 100*rw/total, syscalls)
+			if rw > total || rw < 0.5*total {
+				t.Errorf("watch counted %.0f read/write calls, /proc says %.0f happened around the watch: want at most that and at least half", rw, total)
+			}
+		})
+	}
+}
+
+// TestWatchErrors checks the messages for what cannot be watched.
+func TestWatchErrors(t *testing.T) {
+	c := exec.Command("true")
+	if err := c.Run(); err != nil {
+		t.Fatal(err)
+	}
+	dead := c.Process.Pid
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--pid", strconv.Itoa(dead), "--mode", "proc"}, "no such process: " + strconv.Itoa(dead)},
+		{[]string{"--comm", "no-such-comm-xyz", "--mode", "proc"}, "no running process is named"},
+		{[]string{"--mode", "proc"}, "give --pid PID, --comm NAME or --cgroup PATH"},
+		{[]string{"--pid", "1", "--by", "socket"}, "unknown grouping"},
+		{[]string{"--pid", "1", "--mode", "magic"}, "unknown --mode"},
+	} {
+		_, _, err := runWatchCmd(context.Background(), tc.args...)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("watch %v = %v, want an error containing %q", tc.args, err, tc.want)
+		}
+	}
+}
+
+// TestWatchExitsAndComm finds processes by command name, reports each one
+// that exits, and ends with status 0 when all are gone.
+func TestWatchExitsAndComm(t *testing.T) {
+	sleep, err := exec.LookPath("sleep")
+	if err != nil {
+		t.Skip("needs sleep(1)")
+	}
+	// A copy of sleep under a name no other process has.
+	name := "cswatch" + strconv.Itoa(os.Getpid()%100000)
+	bin := filepath.Join(t.TempDir(), name)
+	b, err := os.ReadFile(sleep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	short := startChild(t, bin, "0.6")
+	long := startChild(t, bin, "1.6")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	out, stderr, err := runWatchCmd(ctx, "--comm", name, "--by", "comm", "--interval", "200ms", "--json", "--mode", "proc")
+	if err != nil {
+		t.Fatalf("watch: %v\n%s", err, stderr)
+	}
+	if ctx.Err() != nil {
+		t.Fatal("watch did not end when every process had exited")
+	}
+	iShort := strings.Index(stderr, "pid "+strconv.Itoa(short.Process.Pid)+" exited")
+	iLong := strings.Index(stderr, "pid "+strconv.Itoa(long.Process.Pid)+" exited")
+	iAll := strings.Index(stderr, "every watched process has exited")
+	if iShort < 0 || iLong < iShort || iAll < iLong {
+		t.Errorf("stderr should report pid %d exited, then pid %d, then all gone:\n%s", short.Process.Pid, long.Process.Pid, stderr)
+	}
+	recs := watchJSON(t, out)
+	if len(recs) < 4 {
+		t.Fatalf("%d records, want one per 200ms for about 1.6s:\n%s", len(recs), out)
+	}
+	for _, r := range recs {
+		if r["kind"] != "comm" || r["subject"] != name {
+			t.Errorf("record %v: want kind comm, subject %s", r, name)
+		}
+	}
+}
+
+// TestWatchTable checks the plain table: header once, one row per
+// interval, estimates marked.
+func TestWatchTable(t *testing.T) {
+	dd := startChild(t, "dd", "if=/dev/zero", "of=/dev/null", "bs=4k", "status=none")
+	out, stderr, err := runWatchCmd(context.Background(), "--pid", strconv.Itoa(dd.Process.Pid), "--duration", "1s", "--interval", "250ms", "--mode", "proc", "--by", "thread")
+	if err != nil {
+		t.Fatalf("watch: %v\n%s", err, stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) < 4 || !strings.HasPrefix(lines[0], "TIME") || strings.Count(out, "TIME") != 1 {
+		t.Fatalf("want a header and about 4 rows:\n%s", out)
+	}
+	for _, l := range lines[1:] {
+		if !strings.Contains(l, "proc~") || !strings.Contains(l, "dd:"+strconv.Itoa(dd.Process.Pid)) || !strings.Contains(l, "unknown (copies need eBPF mode)") {
+			t.Errorf("row %q: want proc~, subject dd:%d and the verdict", l, dd.Process.Pid)
+		}
+	}
+	if !strings.Contains(stderr, "estimate") {
+		t.Errorf("stderr does not say proc figures are estimates:\n%s", stderr)
+	}
+}
+
+// TestWatchSIGINT: SIGINT ends watch cleanly with status 0, probes closed.
+func TestWatchSIGINT(t *testing.T) {
+	dd := startChild(t, "dd", "if=/dev/zero", "of=/dev/null", "bs=64k", "status=none")
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := runWatchCmd(context.Background(), "--pid", strconv.Itoa(dd.Process.Pid), "--mode", "proc", "--interval", "100ms")
+		done <- err
+	}()
+	time.Sleep(500 * time.Millisecond)
+	// NotifyContext catches it, so the test process itself is not killed.
+	if err := unix.Kill(os.Getpid(), unix.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil && !errors.Is(err, context.Canceled) {
+			t.Errorf("watch after SIGINT = %v, want nil", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("watch did not stop within 10s of SIGINT")
+	}
+}
