@@ -2,6 +2,8 @@ package kafka
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -56,11 +58,14 @@ func BenchmarkProduceKgo(b *testing.B) {
 	cl := benchProducer(b, br.addr, "bench")
 	produceN(b, cl, 1000) // create the topic, warm up connections
 	b.SetBytes(100)
+	cpu0 := connThreadsCPU(b, br)
 	b.ResetTimer()
 	start := time.Now()
 	produceN(b, cl, b.N)
 	el := time.Since(start)
 	b.StopTimer()
+	cpu := connThreadsCPU(b, br) - cpu0
+	b.ReportMetric(float64(cpu)/float64(b.N), "broker-cpu-ns/record")
 	p, err := br.store.Partition("bench", 0)
 	if err != nil {
 		b.Fatal(err)
@@ -81,6 +86,7 @@ func BenchmarkConsumeKgo(b *testing.B) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	b.SetBytes(100)
+	cpu0 := connThreadsCPU(b, br)
 	b.ResetTimer()
 	start := time.Now()
 	got := 0
@@ -94,5 +100,24 @@ func BenchmarkConsumeKgo(b *testing.B) {
 	}
 	el := time.Since(start)
 	b.StopTimer()
+	b.ReportMetric(float64(connThreadsCPU(b, br)-cpu0)/float64(got), "broker-cpu-ns/record")
 	b.ReportMetric(float64(got)/el.Seconds(), "records/s")
+}
+
+// connThreadsCPU sums the CPU time (ns, from /proc schedstat) of the
+// broker's live connection threads: the broker's own cost, apart from the
+// client's in the same process.
+func connThreadsCPU(b *testing.B, br *testBroker) int64 {
+	b.Helper()
+	var total int64
+	for _, ci := range br.reg.List() {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/self/task/%d/schedstat", ci.TID))
+		if err != nil {
+			b.Fatalf("connection thread %d: %v", ci.TID, err)
+		}
+		var ns int64
+		fmt.Sscan(string(data), &ns)
+		total += ns
+	}
+	return total
 }
