@@ -152,10 +152,11 @@ func consumeOnThread(ctx context.Context, srv fetchServer, cfg Config, events <-
 		if n := zerocopyNote(d); n != "" {
 			r.Notes = append(r.Notes, n)
 		}
-	} else if path == "zerocopy" {
-		r.Notes = append(r.Notes, "zerocopy: on loopback the kernel copies MSG_ZEROCOPY sends (see the raw variant's zerocopy_copied_bytes)")
 	}
 	r.Record = dataRecord(path, tc.Mode(), start, secs, bytes, dAfter.Sub(dBefore), led)
+	if path == "zerocopy" && r.ZerocopyBytes == nil {
+		r.Notes = append(r.Notes, "zerocopy: on loopback the kernel copies MSG_ZEROCOPY sends (see the raw variant's zerocopy_copied_bytes; the eBPF probes measure it here)")
+	}
 	consumerFields(&r, cAfter.Sub(cBefore))
 	if cfg.Verify {
 		r.Notes = append(r.Notes, fmt.Sprintf("verified CRC-32C of %d batches", fc.Batches))

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"strings"
@@ -11,14 +12,15 @@ import (
 	"github.com/copyscope/copyscope/bench"
 	"github.com/copyscope/copyscope/broker/transfer"
 	"github.com/copyscope/copyscope/metrics"
+	"github.com/copyscope/copyscope/probes"
 	"github.com/spf13/cobra"
 )
 
 func newBenchCmd() *cobra.Command {
 	var (
-		paths, variants, size, chunk, rcvlowat, fetchMax, csvFile, data string
-		runs                                                            int
-		verify, asJSON, noPin                                           bool
+		paths, variants, size, chunk, mode, rcvlowat, fetchMax, csvFile, data string
+		runs                                                                  int
+		verify, asJSON, noPin                                                 bool
 	)
 	cmd := &cobra.Command{
 		Use:   "bench",
@@ -30,8 +32,9 @@ moves the same segment bytes with the bare path loop to a loopback receiver
 (variant "raw"). Runs are interleaved: run 1 does every path, then run 2...
 
 The data thread is pinned to CPU0 and the consumer to CPU1 (as
-shared/ref/xfer.c does) unless --no-pin. Thread counters come from /proc
-(estimates, marked ~); raw rows' syscalls come from the path's ledger.`,
+shared/ref/xfer.c does) unless --no-pin. Thread counters come from the
+eBPF probes when they load (--mode auto, exact), else from /proc
+(estimates, marked ~; raw rows' syscalls then come from the path's ledger).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg := bench.Config{Runs: runs, Verify: verify, DataDir: data, NoPin: noPin}
@@ -85,6 +88,12 @@ shared/ref/xfer.c does) unless --no-pin. Thread counters come from /proc
 			if !asJSON {
 				cfg.Progress = cmd.ErrOrStderr()
 			}
+			tc, closeProbe, err := openBenchCounters(mode, cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			defer closeProbe()
+			cfg.Counters = tc
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			results, err := bench.Run(ctx, cfg)
@@ -123,6 +132,7 @@ shared/ref/xfer.c does) unless --no-pin. Thread counters come from /proc
 	}
 	f := cmd.Flags()
 	f.StringVar(&paths, "paths", "all", "comma-separated transfer paths ("+strings.Join(transfer.Names(), ",")+")")
+	f.StringVar(&mode, "mode", "auto", "thread counters: auto, ebpf (exact, root) or proc (/proc estimates)")
 	f.StringVar(&variants, "variants", "all", "comma-separated variants (broker,raw)")
 	f.StringVar(&size, "size", "1GiB", "bytes of records to produce and consume per run")
 	f.IntVar(&runs, "runs", bench.DefaultRuns, "runs per path and variant (interleaved)")
@@ -135,4 +145,26 @@ shared/ref/xfer.c does) unless --no-pin. Thread counters come from /proc
 	f.StringVar(&data, "data", "", "log directory (default: a temp dir, removed afterwards)")
 	f.BoolVar(&noPin, "no-pin", false, "do not pin the data thread to CPU0 and the consumer to CPU1")
 	return cmd
+}
+
+// openBenchCounters picks the thread counters bench reads: the eBPF probe
+// (exact) or /proc (estimates); auto falls back to /proc with a warning.
+func openBenchCounters(mode string, stderr io.Writer) (bench.ThreadCounters, func(), error) {
+	noop := func() {}
+	switch mode {
+	case "proc":
+		return bench.ProcCounters(), noop, nil
+	case "ebpf", "auto", "":
+		p, err := probes.OpenEBPF(probes.EBPFOptions{})
+		if err == nil {
+			return bench.ProbeCounters(p), func() { p.Close() }, nil
+		}
+		if mode == "ebpf" {
+			return nil, noop, fmt.Errorf("eBPF probes: %w (run as root, see copyscope doctor, or use --mode proc for estimates)", err)
+		}
+		first, _, _ := strings.Cut(err.Error(), "\n")
+		fmt.Fprintf(stderr, "copyscope: warning: eBPF probes not available (%s); bench uses /proc estimates\n", first)
+		return bench.ProcCounters(), noop, nil
+	}
+	return nil, noop, fmt.Errorf("unknown --mode %q (use auto, ebpf or proc)", mode)
 }
