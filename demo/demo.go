@@ -97,6 +97,9 @@ type Demo struct {
 	produced atomic.Int64 // record bytes produced
 	leo      atomic.Int64 // log end offset seen by the producer
 
+	fetchMu  sync.Mutex
+	fetchers map[*fetcher]struct{} // open consumer connections, cut on Close
+
 	wg      sync.WaitGroup // consumers, producer, sampler, event pump
 	closeMu sync.Mutex
 	closed  bool
@@ -109,7 +112,7 @@ func Start(ctx context.Context, cfg Config) (d *Demo, err error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	d = &Demo{cfg: cfg, reg: transfer.NewRegistry(), samples: make(chan tui.Sample, 4)}
+	d = &Demo{cfg: cfg, reg: transfer.NewRegistry(), samples: make(chan tui.Sample, 4), fetchers: map[*fetcher]struct{}{}}
 	d.ctx, d.cancel = context.WithCancel(ctx)
 	defer func() {
 		if err != nil {
@@ -219,9 +222,17 @@ func (d *Demo) consume(path string) {
 		paceBytes float64
 		failures  int
 	)
+	drop := func() {
+		d.grp.dropPeer(f.local)
+		d.fetchMu.Lock()
+		delete(d.fetchers, f)
+		d.fetchMu.Unlock()
+		f.close()
+		f = nil
+	}
 	defer func() {
 		if f != nil {
-			f.close()
+			drop()
 		}
 	}()
 	for d.ctx.Err() == nil {
@@ -230,9 +241,7 @@ func (d *Demo) consume(path string) {
 			return
 		}
 		if f != nil && st.connGen != connGen {
-			d.grp.dropPeer(f.local)
-			f.close()
-			f = nil
+			drop()
 		}
 		if f == nil {
 			var err error
@@ -245,6 +254,13 @@ func (d *Demo) consume(path string) {
 				continue
 			}
 			d.grp.addPeer(f.local, path)
+			d.fetchMu.Lock()
+			d.fetchers[f] = struct{}{}
+			stopping := d.ctx.Err() != nil
+			d.fetchMu.Unlock()
+			if stopping {
+				return
+			}
 		}
 		if st.mode == ModeFair {
 			if st.gen != paceGen {
@@ -258,9 +274,7 @@ func (d *Demo) consume(path string) {
 		}
 		res, err := f.fetch(offset, int32(d.cfg.FetchBytes), 100*time.Millisecond)
 		if err != nil {
-			d.grp.dropPeer(f.local)
-			f.close()
-			f = nil
+			drop()
 			if !d.backoff(&failures, err) {
 				return
 			}
@@ -385,9 +399,15 @@ func (d *Demo) Close() error {
 	if d.ctl != nil {
 		d.ctl.stop()
 	}
+	// Cut the consumers' sockets so none stays blocked in a read.
+	d.fetchMu.Lock()
+	for f := range d.fetchers {
+		unix.Shutdown(f.fd, unix.SHUT_RDWR)
+	}
+	d.fetchMu.Unlock()
 	var errs []error
 	if d.brk != nil {
-		errs = append(errs, d.brk.close()) // closes the consumers' connections
+		errs = append(errs, d.brk.close())
 	}
 	d.wg.Wait()
 	if d.probe != nil {
