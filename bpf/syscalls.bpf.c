@@ -46,8 +46,8 @@ char __license[] SEC("license") = "GPL";
 #define NR_preadv2 327
 #define NR_pwritev2 328
 
-/* Zerocopy send sizes remembered per socket, to turn the kernel's
- * notification id ranges back into bytes. */
+/* Zerocopy send sizes remembered per socket (keyed by struct sock *), to
+ * turn the kernel's notification id ranges back into bytes. */
 #define ZC_RING 64
 
 struct sys_key {
@@ -60,11 +60,6 @@ struct thread_id {
 	__u32 tgid;
 	__u32 pad;
 	char comm[16];
-};
-
-struct zc_key {
-	__u32 tgid;
-	__s32 fd;
 };
 
 struct zc_ring {
@@ -90,7 +85,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 1024);
-	__type(key, struct zc_key);
+	__type(key, __u64); /* struct sock * */
 	__type(value, struct zc_ring);
 } zc_socks SEC(".maps");
 
@@ -128,14 +123,19 @@ static __always_inline struct file *fd_file(int fd)
 	return f;
 }
 
-/* sock_zerocopy reports whether a socket file has SO_ZEROCOPY set; without
- * it the kernel ignores MSG_ZEROCOPY and copies as usual. */
-static __always_inline bool sock_zerocopy(struct file *f)
+static __always_inline struct sock *file_sock(struct file *f)
 {
 	struct socket *sock = BPF_CORE_READ(f, private_data);
-	if (!sock)
+	return sock ? BPF_CORE_READ(sock, sk) : 0;
+}
+
+/* sock_zerocopy reports whether a socket has SO_ZEROCOPY set; without it
+ * the kernel ignores MSG_ZEROCOPY and copies as usual. */
+static __always_inline bool sock_zerocopy(struct sock *sk)
+{
+	if (!sk)
 		return false;
-	unsigned long flags = BPF_CORE_READ(sock, sk, __sk_common.skc_flags);
+	unsigned long flags = BPF_CORE_READ(sk, __sk_common.skc_flags);
 	return flags & (1UL << bpf_core_enum_value(enum sock_flags, SOCK_ZEROCOPY));
 }
 
@@ -161,9 +161,9 @@ int BPF_PROG(sys_enter, struct pt_regs *regs, long id)
 	return 0;
 }
 
-static __always_inline void zc_sent(__u32 tgid, int fd, long ret)
+static __always_inline void zc_sent(struct sock *sk, long ret)
 {
-	struct zc_key k = {.tgid = tgid, .fd = fd};
+	__u64 k = (__u64)sk;
 	struct zc_ring *r = bpf_map_lookup_elem(&zc_socks, &k);
 	if (!r) {
 		__u32 zero = 0;
@@ -184,7 +184,7 @@ static __always_inline void zc_sent(__u32 tgid, int fd, long ret)
  * returned and, for a zerocopy notification that says the kernel copied
  * (SO_EE_CODE_ZEROCOPY_COPIED), adds the bytes of the sends it covers.
  */
-static __always_inline void zc_notified(struct io_counters *c, __u32 tgid, int fd, void *umsg)
+static __always_inline void zc_notified(struct io_counters *c, struct sock *sk, void *umsg)
 {
 	void *control = 0;
 	__u64 controllen = 0;
@@ -215,7 +215,7 @@ static __always_inline void zc_notified(struct io_counters *c, __u32 tgid, int f
 	c->zerocopy_notes += 1;
 	if (!(cm.ee_code & 1))
 		return;
-	struct zc_key k = {.tgid = tgid, .fd = fd};
+	__u64 k = (__u64)sk;
 	struct zc_ring *r = bpf_map_lookup_elem(&zc_socks, &k);
 	if (!r)
 		return;
@@ -263,7 +263,9 @@ int BPF_PROG(sys_exit, struct pt_regs *regs, long ret)
 		if (!c)
 			return 0;
 		if (regs->dx & MSG_ERRQUEUE) {
-			zc_notified(c, pid_tgid >> 32, fd, (void *)regs->si);
+			f = fd_file(fd);
+			if (file_class(f) == CLASS_SOCKET)
+				zc_notified(c, file_sock(f), (void *)regs->si);
 			return 0;
 		}
 		if (ret > 0)
@@ -286,11 +288,14 @@ int BPF_PROG(sys_exit, struct pt_regs *regs, long ret)
 		if (cls == CLASS_SOCKET)
 			c->delivered += ret;
 		unsigned long flags = nr == NR_sendmsg ? regs->dx : nr == NR_sendto ? regs->r10 : 0;
-		if ((flags & MSG_ZEROCOPY) && cls == CLASS_SOCKET && sock_zerocopy(f)) {
-			c->zerocopy += ret;
-			c->zerocopy_sends += 1;
-			zc_sent(pid_tgid >> 32, fd, ret);
-			return 0;
+		if ((flags & MSG_ZEROCOPY) && cls == CLASS_SOCKET) {
+			struct sock *sk = file_sock(f);
+			if (sock_zerocopy(sk)) {
+				c->zerocopy += ret;
+				c->zerocopy_sends += 1;
+				zc_sent(sk, ret);
+				return 0;
+			}
 		}
 		c->from_user[cls & 3] += ret;
 		return 0;

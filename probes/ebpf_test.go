@@ -737,3 +737,125 @@ func cgroup2Mount(t *testing.T) string {
 	t.Skip("no cgroup2 filesystem mounted: cgroup watching needs the unified hierarchy (mount -t cgroup2 none /sys/fs/cgroup)")
 	return ""
 }
+
+// TestEBPFSyscallFamilies covers the other byte-moving syscalls: vectored
+// and v2 reads and writes, recvfrom/recvmsg, tee, vmsplice,
+// copy_file_range, and MSG_ZEROCOPY on a socket without SO_ZEROCOPY (which
+// the kernel treats as an ordinary copying send).
+func TestEBPFSyscallFamilies(t *testing.T) {
+	p := openEBPFOrSkip(t)
+	const n, k = 8, 4096
+	src := tempFile(t, 2*n*k)
+	if _, err := src.Seek(0, io.SeekStart); err != nil { // readv reads at the file offset
+		t.Fatal(err)
+	}
+	dst := tempFile(t, 0)
+	p1, p2 := pipe(t), pipe(t)
+	sp, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(sp[0])
+	defer unix.Close(sp[1])
+	full := func(what string, got int, err error) error {
+		if err != nil || got != k {
+			return fmt.Errorf("%s: %d bytes, %v (want %d)", what, got, err, k)
+		}
+		return nil
+	}
+	before, after, _ := runLocked(t, p, func() error {
+		buf := make([]byte, k)
+		big := make([]byte, 2*k)
+		for i := 0; i < n; i++ {
+			off := int64(i * k)
+			got, err := unix.Readv(int(src.Fd()), [][]byte{buf[:k/2], buf[k/2:]})
+			if err := full("readv", got, err); err != nil {
+				return err
+			}
+			got, err = unix.Preadv2(int(src.Fd()), [][]byte{buf}, off, 0)
+			if err := full("preadv2", got, err); err != nil {
+				return err
+			}
+			got, err = unix.Pwritev2(int(dst.Fd()), [][]byte{buf}, off, 0)
+			if err := full("pwritev2", got, err); err != nil {
+				return err
+			}
+			got, err = unix.SendmsgN(sp[0], buf, nil, nil, unix.MSG_ZEROCOPY)
+			if err := full("sendmsg MSG_ZEROCOPY without SO_ZEROCOPY", got, err); err != nil {
+				return err
+			}
+			got, _, err = unix.Recvfrom(sp[1], buf, unix.MSG_WAITALL)
+			if err := full("recvfrom", got, err); err != nil {
+				return err
+			}
+			got, err = unix.SendmsgN(sp[0], buf, nil, nil, 0)
+			if err := full("sendmsg", got, err); err != nil {
+				return err
+			}
+			got, _, _, _, err = unix.Recvmsg(sp[1], buf, nil, unix.MSG_WAITALL)
+			if err := full("recvmsg", got, err); err != nil {
+				return err
+			}
+			got, err = unix.Writev(p1[1], [][]byte{buf})
+			if err := full("writev", got, err); err != nil {
+				return err
+			}
+			got, err = unix.Vmsplice(p1[1], []unix.Iovec{{Base: &buf[0], Len: k}}, 0)
+			if err := full("vmsplice", got, err); err != nil {
+				return err
+			}
+			n64, err := unix.Tee(p1[0], p2[1], k, 0)
+			if err := full("tee", int(n64), err); err != nil {
+				return err
+			}
+			for got, j := 0, 0; got < 2*k && j < 100; j++ {
+				m, err := unix.Read(p1[0], big[got:])
+				if err != nil {
+					return fmt.Errorf("read pipe: %v", err)
+				}
+				got += m
+			}
+			got, err = unix.Read(p2[0], buf)
+			if err := full("read tee'd pipe", got, err); err != nil {
+				return err
+			}
+			roff, woff := off, off+int64(n*k)
+			got, err = unix.CopyFileRange(int(src.Fd()), &roff, int(dst.Fd()), &woff, k, 0)
+			if err := full("copy_file_range", got, err); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	d := after.probe.Sub(before.probe)
+	nk := uint64(n * k)
+	for _, c := range []struct {
+		what      string
+		got, want uint64
+	}{
+		{"copied_to_user[file] (readv, preadv2)", d.CopiedToUser[metrics.ClassFile], 2 * nk},
+		{"copied_to_user[socket] (recvfrom, recvmsg)", d.CopiedToUser[metrics.ClassSocket], 2 * nk},
+		{"copied_to_user[pipe] (reads of both pipes)", d.CopiedToUser[metrics.ClassPipe], 3*nk + harnessPipeIn},
+		{"copied_from_user[file] (pwritev2)", d.CopiedFromUser[metrics.ClassFile], nk},
+		{"copied_from_user[socket] (sendmsg, with and without MSG_ZEROCOPY)", d.CopiedFromUser[metrics.ClassSocket], 2 * nk},
+		{"copied_from_user[pipe] (writev)", d.CopiedFromUser[metrics.ClassPipe], nk + harnessPipeOutput},
+		{"moved_in_kernel[pipe] (vmsplice, tee)", d.MovedInKernel[metrics.ClassPipe], 2 * nk},
+		{"moved_in_kernel[file] (copy_file_range)", d.MovedInKernel[metrics.ClassFile], nk},
+		{"zerocopy_bytes", d.ZerocopyBytes, 0},
+		{"delivered_bytes", d.DeliveredBytes, 2 * nk},
+		{"readv calls", d.SyscallsByName["readv"], n},
+		{"preadv2 calls", d.SyscallsByName["preadv2"], n},
+		{"pwritev2 calls", d.SyscallsByName["pwritev2"], n},
+		{"recvfrom calls", d.SyscallsByName["recvfrom"], n},
+		{"recvmsg calls", d.SyscallsByName["recvmsg"], n},
+		{"sendmsg calls", d.SyscallsByName["sendmsg"], 2 * n},
+		{"writev calls", d.SyscallsByName["writev"], n},
+		{"vmsplice calls", d.SyscallsByName["vmsplice"], n},
+		{"tee calls", d.SyscallsByName["tee"], n},
+		{"copy_file_range calls", d.SyscallsByName["copy_file_range"], n},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s = %d, want %d", c.what, c.got, c.want)
+		}
+	}
+}

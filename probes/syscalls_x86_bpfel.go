@@ -49,12 +49,6 @@ type syscallsThreadId struct {
 	Comm [16]int8
 }
 
-type syscallsZcKey struct {
-	_    structs.HostLayout
-	Tgid uint32
-	Fd   int32
-}
-
 type syscallsZcRing struct {
 	_      structs.HostLayout
 	NextId uint32
