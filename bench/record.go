@@ -91,7 +91,11 @@ func rawRecord(path string, spans []transfer.Span, bytes int64, cfg Config) (Res
 	}
 	r.Record = dataRecord(path, cfg.Counters.Mode(), rr.start, rr.seconds, bytes, rr.sender.delta, &rr.ledger)
 	consumerFields(&r, rr.sink.delta)
-	r.Notes = append(r.Notes, rr.ledger.Notes...)
+	for _, n := range rr.ledger.Notes {
+		if n != transfer.ZerocopyCopiedNote { // zerocopyNote says it with numbers
+			r.Notes = append(r.Notes, n)
+		}
+	}
 	if n := zerocopyNote(rr.ledger); n != "" {
 		r.Notes = append(r.Notes, n)
 	}

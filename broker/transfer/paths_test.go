@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -215,6 +216,9 @@ func TestPathsHash(t *testing.T) {
 					// Loopback: the kernel copies every zerocopy send.
 					if l.ZCCopiedByte != l.ZCBytes {
 						t.Errorf("zerocopy on loopback: copied %d of %d bytes, want all (kernel copies on loopback)", l.ZCCopiedByte, l.ZCBytes)
+					}
+					if !slices.Contains(l.Notes, ZerocopyCopiedNote) {
+						t.Errorf("zerocopy ledger notes %q do not say the kernel copied", l.Notes)
 					}
 				}
 			})

@@ -15,6 +15,10 @@ const zcReapAt = 64
 // zcCloseWait bounds how long Close waits for outstanding completions.
 const zcCloseWait = 5 * time.Second
 
+// ZerocopyCopiedNote is the ledger note of a zerocopy path whose sends the
+// kernel copied after all (always on loopback): its zero-copy claim is void.
+const ZerocopyCopiedNote = "MSG_ZEROCOPY: the kernel copied the data (SO_EE_CODE_ZEROCOPY_COPIED), as it always does on loopback; these bytes were not sent zero-copy"
+
 // zcSend is one MSG_ZEROCOPY sendmsg awaiting its completion.
 type zcSend struct {
 	bytes uint64
@@ -189,13 +193,18 @@ func (p *zerocopyPath) complete(oob []byte) error {
 				break
 			}
 		}
+		first := false
 		p.lg.update(func(l *Ledger) {
 			l.ZCNotes++
 			if copied {
+				first = l.ZCCopied == 0
 				l.ZCCopied++
 				l.ZCCopiedByte += copiedBytes
 			}
 		})
+		if first {
+			p.lg.note(ZerocopyCopiedNote)
+		}
 	}
 	// Advance past the completed prefix.
 	k := 0
