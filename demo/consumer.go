@@ -22,8 +22,8 @@ const fetchVersion = 11
 // real wake-ups.
 type fetcher struct {
 	fd     int
-	lowat  int // requested SO_RCVLOWAT (0: kernel default)
-	curLow int // SO_RCVLOWAT now set on the socket
+	lowat  int    // requested SO_RCVLOWAT (0: kernel default)
+	curLow int    // SO_RCVLOWAT now set on the socket
 	local  string // local address, which the broker sees as the peer
 	topic  string
 	corrID int32
