@@ -83,11 +83,12 @@ type broker struct {
 var listenRE = regexp.MustCompile(`listening on (127\.0\.0\.1:\d+)`)
 
 // startBroker runs the broker on dir and waits for its listening address.
-func startBroker(t *testing.T, dir string) *broker {
+func startBroker(t *testing.T, dir string, extra ...string) *broker {
 	t.Helper()
 	b := &broker{exit: make(chan error, 1)}
-	b.cmd = exec.Command(copyscopeBin, "broker", "--data", dir, "--listen", "127.0.0.1:0",
-		"--fsync", "always", "--partitions", "2")
+	args := append([]string{"broker", "--data", dir, "--listen", "127.0.0.1:0",
+		"--fsync", "always", "--partitions", "2"}, extra...)
+	b.cmd = exec.Command(copyscopeBin, args...)
 	pr, err := b.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -21,6 +21,12 @@ const crashRounds = 20
 // checks every acknowledged record, batch CRCs and offset contiguity.
 func TestKill9DuringProduce(t *testing.T) {
 	skipShort(t)
+	for _, mode := range []string{"write", "mmap"} {
+		t.Run("produce-path="+mode, func(t *testing.T) { killDuringProduce(t, "--produce-path", mode) })
+	}
+}
+
+func killDuringProduce(t *testing.T, brokerArgs ...string) {
 	dir := t.TempDir()
 	const topic = "crash"
 	seed := uint64(time.Now().UnixNano())
@@ -29,7 +35,7 @@ func TestKill9DuringProduce(t *testing.T) {
 	acked := map[string]served{} // every acknowledged record, all rounds
 	var restarts []time.Duration
 	for round := 0; round <= crashRounds; round++ {
-		b := startBroker(t, dir)
+		b := startBroker(t, dir, brokerArgs...)
 		ready := waitServing(t, b, topic)
 		if round > 0 {
 			restarts = append(restarts, ready)
