@@ -859,3 +859,44 @@ func TestEBPFSyscallFamilies(t *testing.T) {
 		}
 	}
 }
+
+// TestEBPFPageCacheAndDisk drops a file from the page cache and reads it
+// back: every page comes back through the page cache (page_cache_misses)
+// and from the disk (disk_read_bytes, attributed to the thread that issued
+// the block requests). Skipped where the temp dir is not on a block device.
+func TestEBPFPageCacheAndDisk(t *testing.T) {
+	p := openEBPFOrSkip(t)
+	const size = 1 << 20
+	f := tempFile(t, size)
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		t.Fatal(err)
+	}
+	if unix.Major(st.Dev) == 0 {
+		t.Skipf("temp dir %s is not on a block device (device %d:%d): no disk reads to count; set TMPDIR to a disk-backed directory", os.TempDir(), unix.Major(st.Dev), unix.Minor(st.Dev))
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED); err != nil {
+		t.Fatal(err)
+	}
+	before, after, _ := runLocked(t, p, func() error {
+		buf := make([]byte, 64<<10)
+		for off := 0; off < size; off += len(buf) {
+			if got, err := unix.Pread(int(f.Fd()), buf, int64(off)); err != nil || got != len(buf) {
+				return fmt.Errorf("pread at %d: %d, %v", off, got, err)
+			}
+		}
+		return nil
+	})
+	d := after.probe.Sub(before.probe)
+	pages := uint64(size / os.Getpagesize())
+	if d.PageCacheMisses != pages {
+		t.Errorf("page_cache_misses = %d, want %d (every page of a dropped %d-byte file)", d.PageCacheMisses, pages, size)
+	}
+	if d.DiskReadBytes != size {
+		t.Errorf("disk_read_bytes = %d, want %d", d.DiskReadBytes, size)
+	}
+	t.Logf("page_cache_misses %d, disk_read_bytes %d", d.PageCacheMisses, d.DiskReadBytes)
+}
