@@ -944,3 +944,70 @@ func TestNoDescriptorLeak(t *testing.T) {
 		t.Fatalf("segment or index mappings of %s remain after Close:\n%s", dir, maps)
 	}
 }
+
+// TestAgeAfterReopen: a sealed segment whose newest batch is not its last
+// keeps its largest timestamp across a clean restart (the index tail walk
+// alone would see only the old trailing batches).
+func TestAgeAfterReopen(t *testing.T) {
+	dir := t.TempDir()
+	cfg := testConfig()
+	cfg.SegmentBytes, cfg.RetentionAge = 4096, time.Hour
+	now := time.Now()
+	s := openStore(t, dir, cfg)
+	if err := s.CreateTopic("age", 1); err != nil {
+		t.Fatal(err)
+	}
+	p := mustPartition(t, s, "age", 0)
+	for i := 0; i < 40; i++ {
+		sp := spec(2, fmt.Sprint(i))
+		sp.baseTs = now.Add(-3 * time.Hour).UnixMilli()
+		if i == 14 {
+			sp.baseTs = now.UnixMilli() // first of segment 1: recent, then old ones in the same segment
+		}
+		mustAppend(t, p, makeBatch(sp))
+	}
+	if len(p.segs) < 3 || p.segs[1].base != 28 {
+		t.Fatalf("layout changed: segment 1 must start with batch 14 (offset 28)")
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openStore(t, dir, cfg)
+	defer s.Close()
+	p = mustPartition(t, s, "age", 0)
+	n, err := p.Retain(now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.StartOffset() != 28 || n != 1 {
+		t.Fatalf("age retention deleted %d segments, log starts at %d; want only the old segment 0 gone (segment 1 holds a batch from now)", n, p.StartOffset())
+	}
+}
+
+func TestRetentionForgetsProducers(t *testing.T) {
+	cfg := testConfig()
+	cfg.SegmentBytes, cfg.RetentionBytes = 4096, 0
+	s := openStore(t, t.TempDir(), cfg)
+	defer s.Close()
+	if err := s.CreateTopic("pf", 1); err != nil {
+		t.Fatal(err)
+	}
+	p := mustPartition(t, s, "pf", 0)
+	for pid := int64(1); pid <= 3; pid++ {
+		sp := spec(5, fmt.Sprint(pid))
+		sp.pid, sp.epoch, sp.seq = pid, 0, 0
+		mustAppend(t, p, makeBatch(sp))
+	}
+	for i := 0; i < 30; i++ {
+		mustAppend(t, p, makeBatch(spec(5, fmt.Sprint(i))))
+	}
+	if len(p.producers) != 3 {
+		t.Fatalf("%d producers tracked, want 3", len(p.producers))
+	}
+	if _, err := p.Retain(time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if len(p.producers) != 0 || p.StartOffset() == 0 {
+		t.Fatalf("after retention to offset %d, %d producers still tracked", p.StartOffset(), len(p.producers))
+	}
+}

@@ -546,6 +546,14 @@ func (p *Partition) Retain(now time.Time) (int, error) {
 		s.release()
 		n++
 	}
+	if n > 0 {
+		// As Kafka: a producer whose last batch is gone is forgotten.
+		for id, st := range p.producers {
+			if st.n == 0 || st.batches[st.n-1].lastOffset < p.start {
+				delete(p.producers, id)
+			}
+		}
+	}
 	return n, errors.Join(errs...)
 }
 

@@ -156,12 +156,22 @@ func (s *segment) seal(durable bool) error {
 		if err := s.trim(); err != nil {
 			return err
 		}
+		s.stampTime()
 		s.sealed = true
 	}
 	if durable {
 		return s.syncFiles()
 	}
 	return nil
+}
+
+// stampTime sets the log file's mtime to the segment's largest timestamp,
+// Kafka's retention clock, so a later Open need not scan for it.
+func (s *segment) stampTime() {
+	if s.maxTs >= 0 {
+		t := time.UnixMilli(s.maxTs)
+		_ = os.Chtimes(s.logPath, t, t) // best effort: without it the age is the later write time
+	}
 }
 
 // syncFiles forces the log and index to disk.
@@ -405,6 +415,13 @@ func (s *segment) checkIndex(fileSize int64) bool {
 		_ = f.Close()
 		s.idxFile, s.idx = nil, nil
 		return false
+	}
+	// The tail walk sees only the last batches; seal stamped the file's
+	// mtime with the segment's largest timestamp (an unstamped file's mtime
+	// is its last write, later still), so take the larger: retention and
+	// OffsetForTime stay correct with out-of-order producer timestamps.
+	if st, err := s.log.Stat(); err == nil {
+		maxTs = max(maxTs, st.ModTime().UnixMilli())
 	}
 	s.size, s.next, s.maxTs, s.idxN, s.idxW = fileSize, next, maxTs, n, n
 	_, lastPos := s.entry(n - 1)
