@@ -56,6 +56,7 @@ Run 'copyscope doctor' to see what this machine allows.`,
 	root.AddCommand(newBrokerCmd())
 	root.AddCommand(newDemoCmd())
 	root.AddCommand(newWatchCmd())
+	root.AddCommand(newDoctorCmd())
 	return root
 }
 
