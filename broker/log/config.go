@@ -1,10 +1,3 @@
-// Package log is copyscope's durable, Kafka-layout partition log: one
-// directory per topic-partition, append-only segment files of Kafka v2
-// record batches stored exactly as produced (only the broker-owned fields are
-// rewritten), a sparse offset index, roll by size, retention by bytes and
-// age, idempotent-producer sequence checks, and crash recovery. Reads return
-// file slices aligned to whole batches, so a transfer path can move record
-// bytes to a socket without the broker ever touching them.
 package log
 
 import (

@@ -57,17 +57,17 @@ type AppendResult struct {
 
 // Slice is a byte range of a segment file, aligned to whole batches.
 type Slice struct {
-	File *os.File
-	Pos  int64
-	Len  int64
+	File *os.File // the segment file; valid until ReadResult.Release
+	Pos  int64    // byte position of the first batch
+	Len  int64    // bytes of whole batches
 }
 
 // ReadResult is what a Read found. Call Release when the slices have been
 // sent: until then their files stay open even if retention deletes them.
 type ReadResult struct {
-	Slices         []Slice
-	HighWatermark  int64
-	LogStartOffset int64
+	Slices         []Slice // in offset order, possibly from several segments
+	HighWatermark  int64   // the partition's end offset when read
+	LogStartOffset int64   // the partition's first offset when read
 	rel            *releaser
 }
 
@@ -91,10 +91,10 @@ func (r ReadResult) Release() {
 
 // PartitionStats summarizes a partition's log.
 type PartitionStats struct {
-	Segments    int
-	Bytes       int64
-	StartOffset int64
-	EndOffset   int64
+	Segments    int   // segment files, the active one included
+	Bytes       int64 // bytes of batches in them
+	StartOffset int64 // first offset kept
+	EndOffset   int64 // next offset to assign
 }
 
 func (p *Partition) name() string { return fmt.Sprintf("%s-%d", p.topic, p.id) }
