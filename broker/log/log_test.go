@@ -344,6 +344,25 @@ func TestRecovery(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, true, 0, false},
+		{"sealed segment with an untrimmed zero tail", func(t *testing.T, pdir string, _ int64) {
+			l := segFiles(t, pdir, ".log")[1]
+			if err := os.Truncate(l, fileSize(t, l)+8192); err != nil { // a crash between roll and trim (mmap)
+				t.Fatal(err)
+			}
+		}, false, 0, false},
+		{"no producer snapshots: every segment scanned", func(t *testing.T, pdir string, _ int64) {
+			for _, f := range segFiles(t, pdir, ".snapshot") {
+				if err := os.Remove(f); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}, false, 0, false},
+		{"corrupt sealed segment without recovery point: later segments dropped", func(t *testing.T, pdir string, _ int64) {
+			for _, f := range segFiles(t, pdir, ".snapshot") {
+				_ = os.Remove(f)
+			}
+			flip(t, segFiles(t, pdir, ".log")[1], 5000)
+		}, false, 0, true},
 		{"truncated index of sealed segment", func(t *testing.T, pdir string, _ int64) {
 			idx := segFiles(t, pdir, ".index")[1]
 			if err := os.Truncate(idx, fileSize(t, idx)-3); err != nil {
