@@ -399,6 +399,15 @@ func (d *Demo) Close() error {
 	if d.ctl != nil {
 		d.ctl.stop()
 	}
+	// Detaching the probe's programs is the slow part (each link waits for
+	// the kernel); it runs while the rest shuts down. Its methods are safe
+	// for concurrent use, and errors from the sampler racing it are moot.
+	probeErr := make(chan error, 1)
+	if d.probe != nil {
+		go func() { probeErr <- d.probe.Close() }()
+	} else {
+		probeErr <- nil
+	}
 	// Cut the consumers' sockets so none stays blocked in a read.
 	d.fetchMu.Lock()
 	for f := range d.fetchers {
@@ -410,9 +419,6 @@ func (d *Demo) Close() error {
 		errs = append(errs, d.brk.close())
 	}
 	d.wg.Wait()
-	if d.probe != nil {
-		errs = append(errs, d.probe.Close())
-	}
 	if d.brk != nil {
 		errs = append(errs, d.brk.closeStore())
 	}
@@ -421,5 +427,6 @@ func (d *Demo) Close() error {
 			errs = append(errs, fmt.Errorf("demo: remove temporary data dir %s: %w", d.dir, err))
 		}
 	}
+	errs = append(errs, <-probeErr)
 	return errors.Join(errs...)
 }
