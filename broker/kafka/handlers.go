@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 
 	"github.com/copyscope/copyscope/broker/log"
@@ -85,6 +86,7 @@ func (s *Server) metadata(req *kmsg.MetadataRequest, local string) *kmsg.Metadat
 		for name := range existing {
 			names = append(names, name)
 		}
+		slices.Sort(names)
 	} else {
 		for _, t := range req.Topics {
 			if t.Topic == nil {
