@@ -11,7 +11,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/mattn/go-isatty"
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
@@ -110,11 +109,7 @@ func runDemo(cmd *cobra.Command, cfg demo.Config, duration time.Duration, asJSON
 		}
 	}
 	out := cmd.OutOrStdout()
-	tty := false
-	if f, ok := out.(*os.File); ok {
-		tty = isatty.IsTerminal(f.Fd())
-	}
-	if tty && !asJSON {
+	if isTerminal(out) && !asJSON {
 		ui := tui.Config{
 			Title:      "copyscope demo",
 			Kernel:     kernelRelease(),
