@@ -139,50 +139,70 @@ func runRaw(path string, chunk int, spans []transfer.Span, tc ThreadCounters, se
 	sinkc := make(chan sinkResult, 1)
 	ln.sink(tc, recvCPU, rcvlowat, sinkc)
 
-	done := make(chan rawResult, 1)
+	// The sender's counters are read from this goroutine's thread, not
+	// its own: reading them (bpf map lookups, /proc files) must not count
+	// as the data thread's syscalls.
+	tidc := make(chan int, 1)
+	sent := make(chan rawResult, 1)
+	start, finish := make(chan struct{}), make(chan struct{})
 	go func() {
 		runtime.LockOSThread() // never unlocked: the thread dies with us
 		var res rawResult
 		res.sender.tid = unix.Gettid()
-		defer func() { done <- res }()
+		fail := func(err error) {
+			res.sender.err = err
+			tidc <- 0
+			sent <- res
+		}
 		p, err := transfer.New(path, transfer.Options{Chunk: chunk})
 		if err != nil {
-			res.sender.err = err
+			fail(err)
 			return
 		}
-		if res.sender.err = pinThread(0, sendCPU); res.sender.err != nil {
+		if err := pinThread(0, sendCPU); err != nil {
+			fail(err)
 			return
 		}
 		sock, err := dialBlocking(ln.addr, 0)
 		if err != nil {
-			res.sender.err = err
+			fail(err)
 			return
 		}
-		_ = tc.Watch(res.sender.tid)
-		defer tc.Unwatch(res.sender.tid)
-		before, err := tc.Read(res.sender.tid)
-		if err != nil {
-			res.sender.err = err
-			unix.Close(sock)
-			return
-		}
+		tidc <- res.sender.tid
+		<-start
 		res.start = time.Now()
 		_, serr := p.Send(sock, parts)
 		cerr := p.Close() // zerocopy: waits for completions while the socket lives
-		after, rerr := tc.Read(res.sender.tid)
-		unix.Close(sock)
 		res.ledger = p.Ledger()
 		switch {
 		case serr != nil:
 			res.sender.err = fmt.Errorf("raw %s send: %w", path, serr)
 		case cerr != nil:
 			res.sender.err = fmt.Errorf("raw %s close: %w", path, cerr)
-		case rerr != nil:
-			res.sender.err = rerr
+		}
+		sent <- res
+		<-finish
+		unix.Close(sock) // EOF for the receiver, after the counters are read
+	}()
+	var res rawResult
+	if tid := <-tidc; tid == 0 {
+		res = <-sent
+	} else {
+		_ = tc.Watch(tid)
+		defer tc.Unwatch(tid)
+		before, err := tc.Read(tid)
+		close(start)
+		res = <-sent
+		after, aerr := tc.Read(tid)
+		close(finish)
+		if err == nil {
+			err = aerr
+		}
+		if res.sender.err == nil {
+			res.sender.err = err
 		}
 		res.sender.delta = after.Sub(before)
-	}()
-	res := <-done
+	}
 	if res.sender.err != nil {
 		_ = unix.Shutdown(ln.fd, unix.SHUT_RDWR) // the receiver may still wait in accept
 	}
