@@ -146,12 +146,29 @@ func (m columnsModel) visible() []string {
 			out = append(out, s)
 		}
 	}
+	var extra []string
 	for _, s := range m.order {
 		if !listed[s] {
-			out = append(out, s)
+			extra = append(extra, s)
 		}
 	}
-	return out
+	// Busiest first: delivered bytes, then CPU time (watch's subjects).
+	key := func(name string) (uint64, uint64) {
+		st := m.subjects[name]
+		if st == nil {
+			return 0, 0
+		}
+		return val(st.cur.DeliveredBytes), val(st.cur.CPUNs)
+	}
+	sort.SliceStable(extra, func(i, j int) bool {
+		di, ci := key(extra[i])
+		dj, cj := key(extra[j])
+		if di != dj {
+			return di > dj
+		}
+		return ci > cj
+	})
+	return append(out, extra...)
 }
 
 // layout returns the label width, column width and the number of columns
