@@ -207,6 +207,15 @@ func runWatch(cmd *cobra.Command, f watchFlags) error {
 		}
 	}
 
+	what := []string{}
+	if len(watched) > 0 {
+		what = append(what, fmt.Sprintf("%d process(es)", len(watched)))
+	}
+	if cgroupDir != "" {
+		what = append(what, "cgroup "+cgroupDir)
+	}
+	fmt.Fprintf(stderr, "copyscope: watching %s by %s every %v (mode %s)\n", strings.Join(what, " and "), by, f.interval, p.Mode())
+
 	ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if f.duration > 0 {
