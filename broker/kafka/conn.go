@@ -38,8 +38,12 @@ type conn struct {
 }
 
 // initialInBuf is the request buffer a connection starts with; it grows
-// up to MaxRequestBytes for large produce requests.
-const initialInBuf = 64 << 10
+// up to MaxRequestBytes for large produce requests, and goes back to this
+// size after a request larger than shrinkInBuf.
+const (
+	initialInBuf = 64 << 10
+	shrinkInBuf  = 4 << 20
+)
 
 // errFrameSize is a size prefix outside 0..MaxRequestBytes.
 var errFrameSize = errors.New("request size out of range")
@@ -128,12 +132,16 @@ func (c *conn) fill(n int) error {
 	if c.w-c.r >= n {
 		return nil
 	}
+	if c.r == c.w && len(c.in) > shrinkInBuf && n <= initialInBuf {
+		// A large produce request is done: give its buffer back.
+		c.in, c.r, c.w = make([]byte, initialInBuf), 0, 0
+	}
 	if c.r > 0 && (len(c.in)-c.r < n || c.r == c.w) {
 		c.w = copy(c.in, c.in[c.r:c.w])
 		c.r = 0
 	}
 	if len(c.in)-c.r < n {
-		grown := make([]byte, max(n, 2*len(c.in)))
+		grown := make([]byte, max(n, min(2*len(c.in), int(c.srv.cfg.MaxRequestBytes)+4)))
 		c.w = copy(grown, c.in[c.r:c.w])
 		c.r = 0
 		c.in = grown

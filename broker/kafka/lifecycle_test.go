@@ -1,6 +1,7 @@
 package kafka
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -306,5 +307,42 @@ func TestLongPollWakesOnAppend(t *testing.T) {
 	// offset 0 has data (< min_bytes), so it waits the full 300ms then answers
 	if el := time.Since(start); el < 250*time.Millisecond || len(r.Topics[0].Partitions[0].RecordBatches) == 0 {
 		t.Fatalf("min_bytes not reached: answered after %v with %d bytes", el, len(r.Topics[0].Partitions[0].RecordBatches))
+	}
+}
+
+// TestLargeProduce: a 6 MiB batch goes through the growing request buffer
+// and comes back byte for byte; the connection then carries small requests
+// again (with its buffer given back).
+func TestLargeProduce(t *testing.T) {
+	b := startBroker(t, t.TempDir(), nil)
+	if err := b.store.CreateTopic("large", 1); err != nil {
+		t.Fatal(err)
+	}
+	c := dialRaw(t, b.addr)
+	big := make([]byte, 6<<20)
+	for i := range big {
+		big[i] = byte(i*31 + i>>13)
+	}
+	batches := [][]byte{makeBatch(big), makeBatch([]byte("small"))}
+	for i, batch := range batches {
+		req := kmsg.NewPtrProduceRequest()
+		req.SetVersion(9)
+		req.Acks, req.TimeoutMillis = 1, 5000
+		req.Topics = []kmsg.ProduceRequestTopic{{Topic: "large", Partitions: []kmsg.ProduceRequestTopicPartition{{Partition: 0, Records: batch}}}}
+		p := rawRequest(t, c, req).(*kmsg.ProduceResponse).Topics[0].Partitions[0]
+		if p.ErrorCode != 0 || p.BaseOffset != int64(i) {
+			t.Fatalf("produce %d: error %d base %d", i, p.ErrorCode, p.BaseOffset)
+		}
+	}
+	got := rawRequest(t, c, fetchReq("large", 1, 0, 1, 64<<20, 64<<20)).(*kmsg.FetchResponse).Topics[0].Partitions[0]
+	want := append(append([]byte{}, batches[0]...), batches[1]...)
+	// The broker rewrites only the fields it owns, outside the CRC: base
+	// offsets and the partition leader epoch (0, this broker's only epoch).
+	for i, at := range []int{0, len(batches[0])} {
+		binary.BigEndian.PutUint64(want[at:], uint64(i))
+		binary.BigEndian.PutUint32(want[at+12:], 0)
+	}
+	if !bytes.Equal(got.RecordBatches, want) {
+		t.Fatalf("fetched %d bytes differ from the %d produced", len(got.RecordBatches), len(want))
 	}
 }
