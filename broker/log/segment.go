@@ -133,8 +133,15 @@ func (s *segment) mapData(capacity int64) error {
 		_ = unix.Munmap(s.data)
 		s.data = nil
 	}
-	if err := s.log.Truncate(capacity); err != nil {
-		return fmt.Errorf("preallocate segment %s to %d bytes: %w (disk full?)", s.logPath, capacity, err)
+	// Reserve the blocks (fallocate keeps the size at capacity): a store
+	// into a mapped hole on a full disk would be a SIGBUS, this is an error.
+	if err := unix.Fallocate(int(s.log.Fd()), 0, 0, capacity); err != nil {
+		if !errors.Is(err, unix.EOPNOTSUPP) {
+			return fmt.Errorf("preallocate segment %s to %d bytes: %w (disk full? free space or use --produce-path write)", s.logPath, capacity, err)
+		}
+		if err := s.log.Truncate(capacity); err != nil {
+			return fmt.Errorf("size segment %s to %d bytes: %w (disk full?)", s.logPath, capacity, err)
+		}
 	}
 	m, err := unix.Mmap(int(s.log.Fd()), 0, int(capacity), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
 	if err != nil {
