@@ -635,7 +635,11 @@ func (m columnsModel) rowLine(r row, cells []cell, labelW, w int) string {
 	for i, c := range cells {
 		texts[i], keys[i], oks[i] = r.cell(c, w)
 	}
-	best := bestOf(r.better, keys, oks, cells)
+	better := r.better
+	if m.sample.Mode() == metrics.ModeProc && (r.label == "syscalls/MB" || r.label == "mode sw/s") {
+		better = 0 // /proc counts only the read/write family: not comparable across paths
+	}
+	best := bestOf(better, keys, oks, cells)
 	var b strings.Builder
 	b.WriteString(fit(st.label.Render(fit(r.label, labelW-1)), labelW))
 	for i, c := range cells {
