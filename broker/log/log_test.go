@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -1028,5 +1029,76 @@ func TestRetentionForgetsProducers(t *testing.T) {
 	}
 	if len(p.producers) != 0 || p.StartOffset() == 0 {
 		t.Fatalf("after retention to offset %d, %d producers still tracked", p.StartOffset(), len(p.producers))
+	}
+}
+
+func TestParseFlags(t *testing.T) {
+	for _, f := range []FsyncPolicy{FsyncAlways, FsyncInterval, FsyncNever} {
+		got, err := ParseFsync(f.String())
+		if err != nil || got != f {
+			t.Errorf("ParseFsync(%q) = %v, %v", f.String(), got, err)
+		}
+	}
+	for _, m := range []ProduceMode{ProduceWrite, ProduceMmap} {
+		got, err := ParseProduceMode(m.String())
+		if err != nil || got != m {
+			t.Errorf("ParseProduceMode(%q) = %v, %v", m.String(), got, err)
+		}
+	}
+	if _, err := ParseFsync("sometimes"); err == nil || !strings.Contains(err.Error(), "always, interval or never") {
+		t.Errorf("ParseFsync(sometimes): %v", err)
+	}
+	if _, err := ParseProduceMode("splice"); err == nil || !strings.Contains(err.Error(), "write or mmap") {
+		t.Errorf("ParseProduceMode(splice): %v", err)
+	}
+}
+
+func TestSequenceWrap(t *testing.T) {
+	if got := lastSequence(math.MaxInt32-1, 3); got != 1 {
+		t.Fatalf("lastSequence wraps to %d, want 1", got)
+	}
+	s := openStore(t, t.TempDir(), testConfig())
+	defer s.Close()
+	if err := s.CreateTopic("wrap", 1); err != nil {
+		t.Fatal(err)
+	}
+	p := mustPartition(t, s, "wrap", 0)
+	mk := func(seq int32, n int) []byte {
+		sp := spec(n, fmt.Sprint(seq))
+		sp.pid, sp.epoch, sp.seq = 9, 0, seq
+		return makeBatch(sp)
+	}
+	mustAppend(t, p, mk(math.MaxInt32-1, 2)) // ends at MaxInt32
+	if r := mustAppend(t, p, mk(0, 1)); r.Duplicate || r.BaseOffset != 2 {
+		t.Fatalf("sequence 0 after MaxInt32: %+v", r)
+	}
+	_, err := p.Append(mk(5, 1))
+	requireErr(t, err, ErrOutOfOrderSequence)
+}
+
+// TestBackgroundRetentionAndSync: the store's own loop applies retention
+// every RetentionCheck and interval fsync runs without disturbing appends.
+func TestBackgroundRetentionAndSync(t *testing.T) {
+	cfg := testConfig()
+	cfg.SegmentBytes, cfg.RetentionBytes = 4096, 0
+	cfg.RetentionCheck, cfg.Fsync, cfg.FsyncInterval = 5*time.Millisecond, FsyncInterval, time.Millisecond
+	s := openStore(t, t.TempDir(), cfg)
+	defer s.Close()
+	if err := s.CreateTopic("bg", 1); err != nil {
+		t.Fatal(err)
+	}
+	p := mustPartition(t, s, "bg", 0)
+	for i := 0; i < 30; i++ {
+		mustAppend(t, p, makeBatch(spec(3, fmt.Sprint(i))))
+	}
+	if err := s.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for p.Stats().Segments > 1 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if st := p.Stats(); st.Segments != 1 || st.StartOffset == 0 || st.EndOffset != 90 {
+		t.Fatalf("background retention did not run: %+v", st)
 	}
 }
