@@ -20,7 +20,7 @@ type keyMap struct {
 func newKeyMap(demo bool) keyMap {
 	k := keyMap{
 		Quit:   key.NewBinding(key.WithKeys("q", "ctrl+c"), key.WithHelp("q", "quit")),
-		Pause:  key.NewBinding(key.WithKeys("p", " "), key.WithHelp("p", "pause")),
+		Pause:  key.NewBinding(key.WithKeys("p", " "), key.WithHelp("p", "pause view")),
 		Reset:  key.NewBinding(key.WithKeys("r"), key.WithHelp("r", "reset")),
 		Mode:   key.NewBinding(key.WithKeys("m"), key.WithHelp("m", "mode")),
 		Chunk:  key.NewBinding(key.WithKeys("c"), key.WithHelp("c", "chunk")),

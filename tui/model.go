@@ -200,7 +200,7 @@ func (m Model) header() []string {
 	if m.c.cfg.Demo {
 		mode := "mode " + m.c.mode
 		if m.c.mode == "fair" && m.c.cfg.Rate > 0 {
-			mode += " @" + rateStr(m.c.cfg.Rate)
+			mode += " @" + rateStr(m.c.cfg.Rate) + " each"
 		}
 		p2 = append(p2, mode, "chunk "+chunkStr(m.c.chunk))
 	}
