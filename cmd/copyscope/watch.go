@@ -227,11 +227,39 @@ func runWatch(cmd *cobra.Command, f watchFlags) error {
 	// A subject whose threads have all exited is printed for the interval
 	// it ended in, then no more.
 	g := probes.NewGrouper(by)
+	// On a terminal without --json the TUI shows the records; messages
+	// wait until it has given the terminal back.
+	var ui *watchUI
+	var held []string
+	say := func(format string, a ...any) {
+		if ui != nil {
+			held = append(held, fmt.Sprintf(format, a...))
+			return
+		}
+		fmt.Fprintf(stderr, format, a...)
+	}
+	if isTerminal(out) && !f.json {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		ui = startWatchUI(ctx, cancel)
+	}
+
 	start := time.Now()
 	header := true
 	sampler := probes.NewSampler(p, g.Snapshot, f.interval)
 	enc := json.NewEncoder(out)
 	err = sampler.Run(ctx, func(prev, cur metrics.Snapshot, recs []metrics.Record) error {
+		if ui != nil {
+			shown := recs[:0:0]
+			for _, r := range recs {
+				if g.Live(metrics.Subject{Kind: r.Kind, Name: r.Subject}) || watchActive(r) {
+					shown = append(shown, r)
+				}
+			}
+			ui.send(ctx, shown)
+			recs = nil
+		}
 		for _, r := range recs {
 			if !g.Live(metrics.Subject{Kind: r.Kind, Name: r.Subject}) && !watchActive(r) {
 				continue
@@ -252,7 +280,7 @@ func runWatch(cmd *cobra.Command, f watchFlags) error {
 		// Report processes that went away; rescan --comm for new ones.
 		for pid := range watched {
 			if !procAlive(pid) {
-				fmt.Fprintf(stderr, "copyscope: pid %d exited\n", pid)
+				say("copyscope: pid %d exited\n", pid)
 				delete(watched, pid)
 			}
 		}
@@ -263,12 +291,12 @@ func runWatch(cmd *cobra.Command, f watchFlags) error {
 				}
 				if err := p.AddProcesses(pid); err == nil {
 					watched[pid] = true
-					fmt.Fprintf(stderr, "copyscope: watching new %s process %d\n", f.comm, pid)
+					say("copyscope: watching new %s process %d\n", f.comm, pid)
 				}
 			}
 		}
 		if len(watched) == 0 && cgroupDir == "" {
-			fmt.Fprintln(stderr, "copyscope: every watched process has exited")
+			say("copyscope: every watched process has exited\n")
 			return probes.ErrStopSampling
 		}
 		if f.duration > 0 && time.Since(start) >= f.duration-f.interval/4 {
@@ -276,6 +304,14 @@ func runWatch(cmd *cobra.Command, f watchFlags) error {
 		}
 		return nil
 	})
+	if ui != nil {
+		if uerr := ui.close(); uerr != nil && err == nil {
+			err = uerr
+		}
+		for _, m := range held {
+			fmt.Fprint(stderr, m)
+		}
+	}
 	if cerr := p.Close(); cerr != nil && err == nil {
 		err = fmt.Errorf("close probes: %w", cerr)
 	}
