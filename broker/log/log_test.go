@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -1100,5 +1101,108 @@ func TestBackgroundRetentionAndSync(t *testing.T) {
 	}
 	if st := p.Stats(); st.Segments != 1 || st.StartOffset == 0 || st.EndOffset != 90 {
 		t.Fatalf("background retention did not run: %+v", st)
+	}
+}
+
+// BenchmarkRead measures Read (index lookup, header reads, references):
+// SetBytes is the bytes of whole batches returned per call.
+func BenchmarkRead(b *testing.B) {
+	cfg := testConfig()
+	cfg.SegmentBytes, cfg.IndexIntervalBytes = 64<<20, 4096
+	s := openStore(b, b.TempDir(), cfg)
+	defer s.Close()
+	if err := s.CreateTopic("rb", 2); err != nil {
+		b.Fatal(err)
+	}
+	big, small := mustPartition(b, s, "rb", 0), mustPartition(b, s, "rb", 1)
+	for i := 0; i < 2000; i++ {
+		mustAppend(b, big, makeBatch(spec(160, "r"))) // 16 KiB batches: each one indexed
+		mustAppend(b, small, makeBatch(spec(5, "r"))) // 0.5 KiB batches: one in eight indexed
+	}
+	for _, tc := range []struct {
+		name string
+		p    *Partition
+		max  int32
+		at   func(i int) int64
+	}{
+		// a consumer near the tail: the index points at its batch and the
+		// rest of the segment fits, so no header is read at all
+		{"tail-16KiB-batches-max-1MiB", big, 1 << 20, func(i int) int64 { return 160 * int64(2000-1-i%4) }},
+		{"one-16KiB-batch", big, 1, func(i int) int64 { return int64(i%2000) * 160 }},
+		{"one-512B-batch", small, 1, func(i int) int64 { return int64(i%2000) * 5 }},
+		{"random-offset-max-1MiB", big, 1 << 20, func(i int) int64 { return int64(uint64(i)*2654435761) % big.EndOffset() }},
+		{"random-offset-512B-batches-max-64KiB", small, 64 << 10, func(i int) int64 { return int64(uint64(i)*2654435761) % small.EndOffset() }},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			var n int64
+			for i := 0; i < b.N; i++ {
+				res, err := tc.p.Read(tc.at(i), tc.max)
+				if err != nil {
+					b.Fatal(err)
+				}
+				for _, sl := range res.Slices {
+					n += sl.Len
+				}
+				res.Release()
+			}
+			b.SetBytes(n / int64(b.N))
+		})
+	}
+}
+
+// syscr returns the calling thread's read-syscall count (/proc io accounting).
+func syscr(t *testing.T) int64 {
+	t.Helper()
+	b, err := os.ReadFile("/proc/thread-self/io")
+	if err != nil {
+		t.Skipf("cannot read /proc/thread-self/io (%v): syscall count check needs task io accounting", err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "syscr: "); ok {
+			var n int64
+			fmt.Sscan(v, &n)
+			return n
+		}
+	}
+	t.Skip("no syscr in /proc/thread-self/io")
+	return 0
+}
+
+// TestReadAtTailReadsNothing: a consumer asking for a batch the index points
+// at, with the rest of the segment within its budget, costs no read syscall
+// on its thread (the probes count that thread's syscalls per path); a Read
+// that must walk headers does read them.
+func TestReadAtTailReadsNothing(t *testing.T) {
+	cfg := testConfig()
+	cfg.IndexIntervalBytes = 4096
+	s := openStore(t, t.TempDir(), cfg)
+	defer s.Close()
+	if err := s.CreateTopic("tail", 1); err != nil {
+		t.Fatal(err)
+	}
+	p := mustPartition(t, s, "tail", 0)
+	for i := 0; i < 20; i++ {
+		mustAppend(t, p, makeBatch(spec(50, fmt.Sprint(i)))) // > 4 KiB: every batch indexed
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	a := syscr(t)
+	base := syscr(t) - a // the cost of reading the counter itself
+	count := func(off int64, max int32) int64 {
+		before := syscr(t)
+		for i := 0; i < 10; i++ {
+			res, err := p.Read(off, max)
+			if err != nil || len(res.Slices) == 0 {
+				t.Fatalf("Read(%d): %v", off, err)
+			}
+			res.Release()
+		}
+		return syscr(t) - before - base
+	}
+	if n := count(15*50, 1<<20); n != 0 {
+		t.Fatalf("10 tail reads made %d read syscalls, want 0", n)
+	}
+	if n := count(15*50+7, 1<<20); n != 10 { // mid-batch offset: one header read each
+		t.Fatalf("10 mid-batch reads made %d read syscalls, want 10", n)
 	}
 }

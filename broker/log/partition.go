@@ -331,7 +331,7 @@ func (p *Partition) Read(offset int64, maxBytes int32) (ReadResult, error) {
 			startPos = 0
 			continue
 		}
-		endPos, err := seg.boundary(startPos, budget, buf[:])
+		endPos, size, err := seg.boundary(startPos, budget, buf[:])
 		if err != nil {
 			for _, s := range rel.segs {
 				s.release()
@@ -341,6 +341,9 @@ func (p *Partition) Read(offset int64, maxBytes int32) (ReadResult, error) {
 		if endPos == startPos {
 			if len(res.Slices) > 0 {
 				break
+			}
+			if firstSize < 0 {
+				firstSize = size
 			}
 			if firstSize < 0 {
 				h, err := seg.readHeader(startPos, buf[:])
@@ -405,27 +408,32 @@ func (s *segment) find(offset int64, buf []byte) (int64, int64, error) {
 }
 
 // boundary returns the end of the last whole batch that starts at or after
-// from and ends within from+budget (from itself if none fits).
-func (s *segment) boundary(from, budget int64, buf []byte) (int64, error) {
+// from and ends within from+budget (from itself if none fits), and the size
+// of the batch at from when it had to read that header (else -1).
+func (s *segment) boundary(from, budget int64, buf []byte) (int64, int64, error) {
 	limit := from + budget
 	if s.size <= limit {
-		return s.size, nil
+		return s.size, -1, nil
 	}
 	pos := max(s.lookupPos(limit, s.idxN), from)
+	firstSize := int64(-1)
 	for pos < s.size {
 		if _, err := s.log.ReadAt(buf[:batchLogOverhead], pos); err != nil {
-			return 0, fmt.Errorf("read batch length at position %d of %s: %w", pos, s.logPath, err)
+			return 0, 0, fmt.Errorf("read batch length at position %d of %s: %w", pos, s.logPath, err)
 		}
 		h := parseHeader(buf)
 		if h.size < batchHeaderSize {
-			return 0, fmt.Errorf("segment %s: bad batch length at position %d; restart the broker to recover the log", s.logPath, pos)
+			return 0, 0, fmt.Errorf("segment %s: bad batch length at position %d; restart the broker to recover the log", s.logPath, pos)
+		}
+		if pos == from {
+			firstSize = h.size
 		}
 		if pos+h.size > limit {
 			break
 		}
 		pos += h.size
 	}
-	return pos, nil
+	return pos, firstSize, nil
 }
 
 // StartOffset is the first offset still in the log.
