@@ -269,6 +269,9 @@ func (p *procProbe) trackLocked(pid, tid int, baseline bool) error {
 	if err != nil {
 		return err
 	}
+	if t.ioErr != nil {
+		p.noteLocked(procIONote(tid, t.comm, t.ioErr))
+	}
 	pt := &procThread{pid: pid, comm: t.comm, last: t.counters}
 	if baseline {
 		pt.baseline = t.counters
@@ -511,7 +514,7 @@ func (p *procProbe) Read() (Reading, error) {
 				pt.comm, pt.last = t.comm, t.counters
 				pt.exited = t.zombie
 				if t.ioErr != nil {
-					p.noteLocked(fmt.Sprintf("syscalls of thread %d (%s) unreadable: %v (run as root or as the process's user)", tid, t.comm, t.ioErr))
+					p.noteLocked(procIONote(tid, t.comm, t.ioErr))
 				}
 			case procGone(err):
 				pt.exited = true
@@ -533,6 +536,11 @@ func procSince(cur, base metrics.Counters) metrics.Counters {
 	d := cur.Sub(base)
 	d.SyscallsByName = nil
 	return d
+}
+
+// procIONote says why a thread's syscalls are missing.
+func procIONote(tid int, comm string, err error) string {
+	return fmt.Sprintf("syscalls of thread %d (%s) are missing: /proc io unreadable: %v (run as root or as the process's user)", tid, comm, errors.Unwrap(err))
 }
 
 // noteLocked adds a note once.

@@ -69,13 +69,47 @@ func TestDoctorJSON(t *testing.T) {
 // TestDoctorUnprivileged runs the doctor as nobody: eBPF mode impossible,
 // exit status 2, fixes given, the table printed.
 func TestDoctorUnprivileged(t *testing.T) {
+	setpriv := setprivOrSkip(t)
+	bin := nobodyBinary(t)
+	drop := append(nobodyArgs(), bin, "doctor")
+	out, err := exec.Command(setpriv, append(drop, "--json")...).Output()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 {
+		t.Fatalf("unprivileged doctor --json: %v, want exit status 2\n%s", err, out)
+	}
+	rep := checkDoctorJSON(t, out)
+	if rep["ebpf_possible"] != false || rep["mode"] != "proc" || !strings.Contains(rep["why"].(string), "root") {
+		t.Errorf("unprivileged report: ebpf_possible %v, mode %v, why %v; want false, proc and a fix naming root", rep["ebpf_possible"], rep["mode"], rep["why"])
+	}
+	table, _ := exec.Command(setpriv, drop...).Output()
+	for _, want := range []string{"CHECK", "TRACEPOINT", "METRIC", "capabilities", "FAIL", "estimated (proc", "fix: run as root"} {
+		if !bytes.Contains(table, []byte(want)) {
+			t.Errorf("unprivileged doctor table lacks %q:\n%s", want, table)
+		}
+	}
+}
+
+// setprivOrSkip returns setpriv's path, or skips saying what is missing.
+func setprivOrSkip(t *testing.T) string {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("dropping to an unprivileged user needs root: run as root")
 	}
-	setpriv, err := exec.LookPath("setpriv")
+	p, err := exec.LookPath("setpriv")
 	if err != nil {
 		t.Skip("needs setpriv (util-linux) to drop privileges")
 	}
+	return p
+}
+
+// nobodyArgs are setpriv's arguments to run as nobody without capabilities.
+func nobodyArgs() []string {
+	return []string{"--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"}
+}
+
+// nobodyBinary builds copyscope where the user nobody can run it.
+func nobodyBinary(t *testing.T) string {
+	t.Helper()
 	// nobody cannot enter t.TempDir() (mode 0700 under a 0700 parent):
 	// copy the binary into a directory of its own that it can.
 	dir, err := os.MkdirTemp("", "copyscope-doctor-")
@@ -94,20 +128,5 @@ func TestDoctorUnprivileged(t *testing.T) {
 	if err := os.WriteFile(bin, b, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	drop := []string{"--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", bin, "doctor"}
-	out, err := exec.Command(setpriv, append(drop, "--json")...).Output()
-	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.ExitCode() != 2 {
-		t.Fatalf("unprivileged doctor --json: %v, want exit status 2\n%s", err, out)
-	}
-	rep := checkDoctorJSON(t, out)
-	if rep["ebpf_possible"] != false || rep["mode"] != "proc" || !strings.Contains(rep["why"].(string), "root") {
-		t.Errorf("unprivileged report: ebpf_possible %v, mode %v, why %v; want false, proc and a fix naming root", rep["ebpf_possible"], rep["mode"], rep["why"])
-	}
-	table, _ := exec.Command(setpriv, drop...).Output()
-	for _, want := range []string{"CHECK", "TRACEPOINT", "METRIC", "capabilities", "FAIL", "estimated (proc", "fix: run as root"} {
-		if !bytes.Contains(table, []byte(want)) {
-			t.Errorf("unprivileged doctor table lacks %q:\n%s", want, table)
-		}
-	}
+	return bin
 }

@@ -86,6 +86,7 @@ func openWatchProbe(mode string, stderr io.Writer) (probes.Probe, error) {
 			return p, nil
 		}
 		first, _, _ := strings.Cut(err.Error(), "\n")
+		first = strings.Replace(first, " (MEMLOCK may be too low, consider rlimit.RemoveMemlock)", "", 1)
 		fmt.Fprintf(stderr, "copyscope: warning: eBPF probes not available (%s); falling back to /proc estimates (run as root for exact counts; copyscope doctor explains)\n", first)
 		return probes.OpenProc()
 	}
@@ -184,9 +185,6 @@ func runWatch(cmd *cobra.Command, f watchFlags) error {
 		return err
 	}
 	defer p.Close()
-	for _, n := range p.Notes() {
-		fmt.Fprintln(stderr, "copyscope: note:", n)
-	}
 
 	watched := map[int]bool{} // live pids, from --pid and --comm
 	for _, pid := range append(append([]int(nil), f.pids...), commPids...) {
@@ -207,6 +205,16 @@ func runWatch(cmd *cobra.Command, f watchFlags) error {
 		}
 	}
 
+	noted := map[string]bool{}
+	notes := func(say func(string, ...any)) {
+		for _, n := range p.Notes() {
+			if !noted[n] {
+				noted[n] = true
+				say("copyscope: note: %s\n", n)
+			}
+		}
+	}
+	notes(func(format string, a ...any) { fmt.Fprintf(stderr, format, a...) })
 	what := []string{}
 	if len(watched) > 0 {
 		what = append(what, fmt.Sprintf("%d process(es)", len(watched)))
@@ -277,6 +285,7 @@ func runWatch(cmd *cobra.Command, f watchFlags) error {
 			}
 			fmt.Fprintln(out, watchLine(r, v))
 		}
+		notes(say)
 		// Report processes that went away; rescan --comm for new ones.
 		for pid := range watched {
 			if !procAlive(pid) {

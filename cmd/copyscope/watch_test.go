@@ -278,3 +278,44 @@ func TestWatchSIGINT(t *testing.T) {
 		t.Fatal("watch did not stop within 10s of SIGINT")
 	}
 }
+
+// TestWatchUnprivileged runs watch as nobody: --mode auto falls back to
+// /proc with a warning; nobody's own dd is measured; root's dd cannot have
+// its syscalls read, so they are absent (not zero) and a note says why.
+func TestWatchUnprivileged(t *testing.T) {
+	setpriv := setprivOrSkip(t)
+	bin := nobodyBinary(t)
+	mine := startChild(t, setpriv, append(nobodyArgs(), "dd", "if=/dev/zero", "of=/dev/null", "bs=64k", "status=none")...)
+	roots := startChild(t, "dd", "if=/dev/zero", "of=/dev/null", "bs=64k", "status=none")
+	for _, tc := range []struct {
+		name     string
+		pid      int
+		syscalls bool
+	}{{"own process", mine.Process.Pid, true}, {"root's process", roots.Process.Pid, false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stderr bytes.Buffer
+			c := exec.Command(setpriv, append(nobodyArgs(), bin, "watch", "--pid", strconv.Itoa(tc.pid), "--duration", "1s", "--interval", "500ms", "--json")...)
+			c.Stderr = &stderr
+			out, err := c.Output()
+			if err != nil {
+				t.Fatalf("watch as nobody: %v\n%s", err, stderr.String())
+			}
+			if !strings.Contains(stderr.String(), "falling back to /proc estimates") {
+				t.Errorf("no fallback warning on stderr:\n%s", stderr.String())
+			}
+			recs := watchJSON(t, string(out))
+			if len(recs) < 1 {
+				t.Fatalf("no records:\n%s", out)
+			}
+			for _, r := range recs {
+				_, has := r["syscalls"]
+				if r["mode"] != "proc" || r["estimate"] != true || has != tc.syscalls || r["cpu_ns"] == nil {
+					t.Errorf("record %v: want a proc estimate with cpu_ns, syscalls present = %v", r, tc.syscalls)
+				}
+			}
+			if !tc.syscalls && !strings.Contains(stderr.String(), "unreadable") {
+				t.Errorf("stderr does not say why syscalls are missing:\n%s", stderr.String())
+			}
+		})
+	}
+}
