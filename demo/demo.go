@@ -284,8 +284,10 @@ func (d *Demo) consume(path string) {
 		paceBytes += float64(res.bytes)
 		d.grp.received[path].Add(int64(res.bytes))
 		switch {
-		case res.errCode != 0 || res.next == offset && offset >= res.hw:
-			offset = max(res.logStart, 0) // end of the log (or out of range): read it again
+		case res.errCode != 0 || res.next >= res.hw:
+			// At the end of the log (or out of range): read it again from
+			// the start at once rather than long-polling for new records.
+			offset = max(res.logStart, 0)
 		default:
 			offset = res.next
 		}
