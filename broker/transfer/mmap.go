@@ -9,6 +9,7 @@ import (
 // CPU copy per byte; page faults take the place of read(2).
 type mmapPath struct {
 	lg     ledger
+	ck     corker
 	chunk  int
 	cache  mapCache
 	closed bool
@@ -17,6 +18,7 @@ type mmapPath struct {
 func newMmapPath(opts Options) *mmapPath {
 	p := &mmapPath{chunk: opts.chunk()}
 	p.lg.init(p.chunk)
+	p.ck = corker{off: opts.NoCork, chunk: opts.chunk()}
 	p.cache.lg = &p.lg
 	return p
 }
@@ -35,7 +37,7 @@ func (p *mmapPath) Send(sock int, parts []Part) (int64, error) {
 		return 0, fmt.Errorf("mmap path: Send after Close")
 	}
 	p.cache.begin()
-	n, err := sendParts(sock, parts, &p.lg, p.span)
+	n, err := sendParts(sock, parts, &p.lg, p.ck, p.span)
 	p.cache.end()
 	return n, err
 }

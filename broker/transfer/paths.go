@@ -23,6 +23,12 @@ type Options struct {
 	// Chunk is the number of span bytes moved per syscall (per pread,
 	// write, sendfile, splice or sendmsg). 0 means DefaultChunk.
 	Chunk int
+	// NoCork leaves the socket uncorked. By default a Send that needs
+	// more than one data syscall sets TCP_CORK for its duration (nginx's
+	// tcp_nopush), so that on a TCP_NODELAY socket every chunk's tail is
+	// not pushed as its own small segment, waking the receiver for a few
+	// bytes: two setsockopt calls per response.
+	NoCork bool
 }
 
 func (o Options) chunk() int {
@@ -211,9 +217,39 @@ func writeBytesParts(sock int, bufs [][]byte, lg *ledger) (int64, error) {
 	return total, nil
 }
 
+// corker sets TCP_CORK around responses that take several syscalls.
+type corker struct {
+	off   bool // Options.NoCork
+	chunk int
+}
+
+// cork corks sock if parts need more than one data syscall and returns
+// the function that uncorks it (pushing the last partial segment).
+func (c corker) cork(sock int, parts []Part, lg *ledger) func() {
+	if c.off {
+		return func() {}
+	}
+	var n int64
+	for _, p := range parts {
+		n += int64(len(p.Bytes)) + p.Span.Len
+	}
+	if n <= int64(c.chunk) {
+		return func() {}
+	}
+	lg.call("setsockopt")
+	if err := unix.SetsockoptInt(sock, unix.IPPROTO_TCP, unix.TCP_CORK, 1); err != nil {
+		return func() {} // not TCP (a unix socket in a test): nothing to cork
+	}
+	return func() {
+		lg.call("setsockopt")
+		_ = unix.SetsockoptInt(sock, unix.IPPROTO_TCP, unix.TCP_CORK, 0)
+	}
+}
+
 // sendParts walks parts in order: runs of in-memory parts go out with
 // write/writev, each file span through span (the path's own loop).
-func sendParts(sock int, parts []Part, lg *ledger, span func(sock int, s Span, last bool) (int64, error)) (int64, error) {
+func sendParts(sock int, parts []Part, lg *ledger, ck corker, span func(sock int, s Span, last bool) (int64, error)) (int64, error) {
+	defer ck.cork(sock, parts, lg)()
 	var total int64
 	var pending [][]byte
 	flush := func() error {

@@ -235,3 +235,38 @@ func TestNewUnknown(t *testing.T) {
 		t.Fatal("New with an oversized chunk: no error")
 	}
 }
+
+// TestCork: a multi-chunk response is corked for its duration and the
+// socket is left uncorked (so the tail is pushed); NoCork and one-chunk
+// responses make no setsockopt calls.
+func TestCork(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	f := writeTempFile(t, t.TempDir(), "c.log", 1<<20, 5)
+	for _, tc := range []struct {
+		noCork bool
+		len    int64
+		want   uint64
+	}{{false, 1 << 20, 2}, {true, 1 << 20, 0}, {false, 4096, 0}} {
+		rcv := newReceiver(t)
+		sock := dialBlocking(t, rcv.ln.Addr())
+		p, err := New("sendfile", Options{Chunk: 64 << 10, NoCork: tc.noCork})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.Send(sock, []Part{{Span: Span{Fd: int(f.Fd()), Len: tc.len}}}); err != nil {
+			t.Fatal(err)
+		}
+		if got := p.Ledger().Calls["setsockopt"]; got != tc.want {
+			t.Errorf("NoCork %v, %d bytes: %d setsockopt calls, want %d", tc.noCork, tc.len, got, tc.want)
+		}
+		if v, err := unix.GetsockoptInt(sock, unix.IPPROTO_TCP, unix.TCP_CORK); err != nil || v != 0 {
+			t.Errorf("after Send TCP_CORK = %d (%v), want 0", v, err)
+		}
+		p.Close()
+		unix.Close(sock)
+		if res := rcv.wait(t); res.n != tc.len {
+			t.Errorf("receiver got %d bytes, want %d", res.n, tc.len)
+		}
+	}
+}

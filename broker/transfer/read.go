@@ -12,12 +12,14 @@ import (
 // silently turn those into sendfile or splice.
 type readPath struct {
 	lg  ledger
+	ck  corker
 	buf []byte
 }
 
 func newReadPath(opts Options) *readPath {
 	p := &readPath{buf: make([]byte, opts.chunk())}
 	p.lg.init(opts.chunk())
+	p.ck = corker{off: opts.NoCork, chunk: opts.chunk()}
 	return p
 }
 
@@ -29,7 +31,7 @@ func (p *readPath) Send(sock int, parts []Part) (int64, error) {
 	if p.buf == nil {
 		return 0, fmt.Errorf("read path: Send after Close")
 	}
-	return sendParts(sock, parts, &p.lg, p.span)
+	return sendParts(sock, parts, &p.lg, p.ck, p.span)
 }
 
 func (p *readPath) span(sock int, s Span, _ bool) (int64, error) {

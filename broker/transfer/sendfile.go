@@ -11,12 +11,14 @@ import (
 // one syscall per chunk.
 type sendfilePath struct {
 	lg    ledger
+	ck    corker
 	chunk int
 }
 
 func newSendfilePath(opts Options) *sendfilePath {
 	p := &sendfilePath{chunk: opts.chunk()}
 	p.lg.init(p.chunk)
+	p.ck = corker{off: opts.NoCork, chunk: opts.chunk()}
 	return p
 }
 
@@ -25,7 +27,7 @@ func (p *sendfilePath) Ledger() Ledger { return p.lg.snapshot() }
 func (p *sendfilePath) Close() error   { return nil }
 
 func (p *sendfilePath) Send(sock int, parts []Part) (int64, error) {
-	return sendParts(sock, parts, &p.lg, p.span)
+	return sendParts(sock, parts, &p.lg, p.ck, p.span)
 }
 
 func (p *sendfilePath) span(sock int, s Span, _ bool) (int64, error) {

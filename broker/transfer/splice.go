@@ -10,6 +10,7 @@ import (
 // by reference through a pipe sized to the chunk, two syscalls per chunk.
 type splicePath struct {
 	lg     ledger
+	ck     corker
 	chunk  int
 	pr, pw int // pipe ends, -1 until first use
 	step   int // bytes per splice: the chunk, or less if the pipe is smaller
@@ -19,6 +20,7 @@ type splicePath struct {
 func newSplicePath(opts Options) *splicePath {
 	p := &splicePath{chunk: opts.chunk(), pr: -1, pw: -1}
 	p.lg.init(p.chunk)
+	p.ck = corker{off: opts.NoCork, chunk: opts.chunk()}
 	return p
 }
 
@@ -80,7 +82,7 @@ func (p *splicePath) Send(sock int, parts []Part) (int64, error) {
 			return 0, err
 		}
 	}
-	n, err := sendParts(sock, parts, &p.lg, p.span)
+	n, err := sendParts(sock, parts, &p.lg, p.ck, p.span)
 	if err != nil {
 		// The pipe may hold bytes that never reached the socket: start
 		// the next Send with an empty one.

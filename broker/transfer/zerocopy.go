@@ -33,6 +33,7 @@ type zcSend struct {
 // from it has completed.
 type zerocopyPath struct {
 	lg      ledger
+	ck      corker
 	chunk   int
 	cache   mapCache
 	sock    int      // socket SO_ZEROCOPY was set on, -1 before the first Send
@@ -46,6 +47,7 @@ type zerocopyPath struct {
 func newZerocopyPath(opts Options) *zerocopyPath {
 	p := &zerocopyPath{chunk: opts.chunk(), sock: -1, oob: make([]byte, 128), one: make([]byte, 1)}
 	p.lg.init(p.chunk)
+	p.ck = corker{off: opts.NoCork, chunk: opts.chunk()}
 	p.cache.lg = &p.lg
 	p.cache.busy = func(m *mapping) bool { return m.zc && m.lastSeq >= p.base }
 	return p
@@ -75,7 +77,7 @@ func (p *zerocopyPath) Send(sock int, parts []Part) (int64, error) {
 		p.sock, p.base, p.pending = sock, 0, p.pending[:0]
 	}
 	p.cache.begin()
-	n, err := sendParts(sock, parts, &p.lg, p.span)
+	n, err := sendParts(sock, parts, &p.lg, p.ck, p.span)
 	if len(p.pending) > 0 {
 		if rerr := p.reap(); rerr != nil && err == nil {
 			err = rerr
