@@ -5,9 +5,12 @@
  * Context switches and on-CPU time per thread, from sched_switch (tp_btf:
  * the raw tracepoint gives the preempt flag directly).
  *
- * A switch away from a watched thread is involuntary when it was preempted
- * (preempt, or still TASK_RUNNING) and voluntary when it blocked; this is
- * the kernel's own nvcsw/nivcsw split.
+ * A switch away from a watched thread is voluntary or involuntary as the
+ * kernel itself counted it: the scheduler bumps task->nvcsw or ->nivcsw
+ * just before the tracepoint, so the one that moved since switch-in says
+ * which (the tracepoint's preempt/prev_state cannot tell a yield from a
+ * sleep interrupted by a pending signal; both arrive as TASK_RUNNING). For
+ * a thread first seen running, preempt/prev_state decide.
  *
  * On-CPU time is the growth of the kernel's own CPU clock for the thread
  * (se.sum_exec_runtime, what CLOCK_THREAD_CPUTIME_ID and schedstat read)
@@ -29,6 +32,7 @@ struct sched_counters {
 	__u64 cpu_ns;
 	__u64 last_in;     /* bpf_ktime_get_ns at switch-in, 0 when off CPU */
 	__u64 exec_at_in;  /* se.sum_exec_runtime at switch-in */
+	__u64 nvcsw_at_in; /* nvcsw at switch-in */
 };
 
 struct {
@@ -53,10 +57,13 @@ int BPF_PROG(sched_switch, bool preempt, struct task_struct *prev, struct task_s
 		c = lookup_or_init(&sched_counts, &tid, &sched_zero);
 		if (c) {
 			now = bpf_ktime_get_ns();
-			if (preempt || prev_state == 0)
-				c->involuntary += 1;
-			else
+			bool voluntary = !preempt && prev_state != 0;
+			if (c->last_in)
+				voluntary = prev->nvcsw != c->nvcsw_at_in;
+			if (voluntary)
 				c->voluntary += 1;
+			else
+				c->involuntary += 1;
 			if (c->last_in) {
 				__u64 exec = prev->se.sum_exec_runtime;
 				if (exec >= c->exec_at_in)
@@ -73,6 +80,7 @@ int BPF_PROG(sched_switch, bool preempt, struct task_struct *prev, struct task_s
 				now = bpf_ktime_get_ns();
 			c->last_in = now;
 			c->exec_at_in = next->se.sum_exec_runtime;
+			c->nvcsw_at_in = next->nvcsw;
 		}
 	}
 	return 0;

@@ -347,6 +347,15 @@ func (p *ebpfProbe) Notes() []string {
 		if p.drops.Lookup(uint32(1), &bad) == nil && sum(bad) > 0 {
 			out = append(out, fmt.Sprintf("%d fd lookups failed: those bytes are classed as other", sum(bad)))
 		}
+		// The kernel skips a program that fires while it is already
+		// running on the same CPU (for example from an interrupt).
+		for _, c := range p.colls {
+			for name, prog := range c.Programs {
+				if st, err := prog.Stats(); err == nil && st.RecursionMisses > 0 {
+					out = append(out, fmt.Sprintf("%s: %d events (of any thread, watched or not) skipped by the kernel because a BPF program was already running on that CPU", name, st.RecursionMisses))
+				}
+			}
+		}
 	}
 	return out
 }

@@ -117,16 +117,19 @@ func sampleThread(t *testing.T, p Probe, tid int) procSample {
 	return s
 }
 
-// waitInRead waits until thread tid is blocked in read(fd), so that none of
-// its counters can move while both sides are sampled.
+// waitInRead waits until thread tid is blocked in read(fd) and off CPU, so
+// that none of its counters can move while both sides are sampled. State S
+// alone is not enough: a thread is S from just before it calls into the
+// scheduler until it has switched away; wchan is non-zero only once it is
+// off CPU.
 func waitInRead(t *testing.T, tid, fd int) {
 	t.Helper()
 	want := fmt.Sprintf("0 0x%x ", fd)
 	for i := 0; i < 5000; i++ {
 		b, err := os.ReadFile(taskPath(tid, "syscall"))
 		if err == nil && strings.HasPrefix(string(b), want) {
-			stat, _ := os.ReadFile(taskPath(tid, "stat"))
-			if f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:])); len(f) > 0 && f[0] == "S" {
+			wchan, _ := os.ReadFile(taskPath(tid, "wchan"))
+			if w := strings.TrimSpace(string(wchan)); w != "" && w != "0" {
 				return
 			}
 		}
@@ -398,7 +401,7 @@ func TestEBPFGroundTruth(t *testing.T) {
 	}
 	rt := after.runtimeNs - before.runtimeNs
 	if !within(d.CPUNs, rt, 0.05, 0) {
-		t.Errorf("cpu_ns = %d, schedstat says %d (%.2f%% off)", d.CPUNs, rt, 100*(float64(d.CPUNs)/float64(rt)-1))
+		t.Errorf("cpu_ns = %d, schedstat says %d (%.2f%% off); notes: %q", d.CPUNs, rt, 100*(float64(d.CPUNs)/float64(rt)-1), p.Notes())
 	}
 	flt := after.minflt + after.majflt - before.minflt - before.majflt
 	if !within(d.PageFaults, flt, 0.01, 1) {

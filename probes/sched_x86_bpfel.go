@@ -25,6 +25,7 @@ type schedSchedCounters struct {
 	CpuNs       uint64
 	LastIn      uint64
 	ExecAtIn    uint64
+	NvcswAtIn   uint64
 }
 
 type schedTgidBits struct {

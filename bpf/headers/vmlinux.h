@@ -125,6 +125,8 @@ struct task_struct {
 	pid_t tgid;
 	struct files_struct *files;
 	struct css_set *cgroups;
+	long unsigned int nvcsw;
+	long unsigned int nivcsw;
 };
 
 struct io_kiocb {
