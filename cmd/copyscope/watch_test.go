@@ -319,3 +319,55 @@ func TestWatchUnprivileged(t *testing.T) {
 		})
 	}
 }
+
+// TestWatchCgroup watches a test cgroup v2 directory, given relative to
+// the cgroup2 mount, with dd moved into it, in both modes.
+func TestWatchCgroup(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("creating a test cgroup needs root: run the tests as root")
+	}
+	mnt := probes.Cgroup2Mount()
+	if _, err := os.Stat(filepath.Join(mnt, "cgroup.procs")); err != nil {
+		t.Skipf("no cgroup v2 hierarchy (%v): mount -t cgroup2 none /sys/fs/cgroup", err)
+	}
+	name := "copyscope-watch-test-" + strconv.Itoa(os.Getpid())
+	dir := filepath.Join(mnt, name)
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatalf("create test cgroup: %v", err)
+	}
+	dd := exec.Command("dd", "if=/dev/zero", "of=/dev/null", "bs=64k", "status=none")
+	if err := dd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		dd.Process.Kill()
+		dd.Wait()
+		if err := os.Remove(dir); err != nil {
+			t.Errorf("remove test cgroup %s: %v", dir, err)
+		}
+	})
+	if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(dd.Process.Pid)), 0); err != nil {
+		t.Fatalf("move dd into %s: %v", dir, err)
+	}
+	for _, mode := range []string{"proc", "ebpf"} {
+		t.Run(mode, func(t *testing.T) {
+			if mode == "ebpf" {
+				ebpfOrSkip(t)
+			}
+			out, stderr, err := runWatchCmd(context.Background(), "--cgroup", name, "--duration", "1s", "--interval", "500ms", "--json", "--mode", mode)
+			if err != nil {
+				t.Fatalf("watch --cgroup %s: %v\n%s", name, err, stderr)
+			}
+			recs := watchJSON(t, out)
+			if len(recs) < 2 {
+				t.Fatalf("%d records, want 2:\n%s\n%s", len(recs), out, stderr)
+			}
+			want := "dd[" + strconv.Itoa(dd.Process.Pid) + "]"
+			for _, r := range recs {
+				if r["subject"] != want || r["syscalls"] == nil || r["syscalls"].(float64) < 1000 {
+					t.Errorf("record %v: want subject %s with dd's syscalls (only dd is in the cgroup)", r, want)
+				}
+			}
+		})
+	}
+}
