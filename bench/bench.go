@@ -42,6 +42,7 @@ type Config struct {
 	Verify        bool           // check every batch's CRC-32C in the broker variant
 	DataDir       string         // log directory, kept (and reused) between runs; default a temp dir removed afterwards
 	NoPin         bool           // do not pin data thread to CPU0 and consumer to CPU1
+	FIFO          int            // SCHED_FIFO priority (1..99) for data thread and consumer; 0 off
 	FetchMaxBytes int32          // Fetch max_bytes and partition_max_bytes, default 64 MiB
 	RecordSize    int            // record value bytes, default 1 KiB
 	Counters      ThreadCounters // thread counters; default ProcCounters
@@ -82,6 +83,9 @@ func (c *Config) normalize() error {
 	}
 	if c.Chunk < 0 || c.Chunk > transfer.MaxChunk {
 		return fmt.Errorf("chunk %d out of range 1..%d", c.Chunk, transfer.MaxChunk)
+	}
+	if c.FIFO < 0 || c.FIFO > 99 {
+		return fmt.Errorf("fifo priority %d out of range 1..99 (0: off)", c.FIFO)
 	}
 	if c.FetchMaxBytes == 0 {
 		c.FetchMaxBytes = DefaultFetchMaxBytes

@@ -59,7 +59,7 @@ func consume(ctx context.Context, srv fetchServer, cfg Config, path string, end,
 func consumeOnThread(ctx context.Context, srv fetchServer, cfg Config, events <-chan transfer.Event, addr, path string, end, bytes int64, table *crc32.Table, dataCPU, consCPU int) (Result, error) {
 	tc := cfg.Counters
 	ctid := unix.Gettid()
-	if err := pinThread(0, consCPU); err != nil {
+	if err := placeThread(0, consCPU, cfg.FIFO); err != nil {
 		return Result{}, err
 	}
 	fd, err := dialBlocking(addr, cfg.RcvLowat)
@@ -86,12 +86,12 @@ func consumeOnThread(ctx context.Context, srv fetchServer, cfg Config, events <-
 			return Result{}, ctx.Err()
 		}
 	}
-	if err := pinThread(dtid, dataCPU); err != nil {
-		return Result{}, err
+	if dataCPU >= 0 || cfg.FIFO > 0 {
+		// The thread is the server's: free it again when we leave.
+		defer releaseThread(dtid)
 	}
-	if dataCPU >= 0 {
-		// The server may reuse the thread after we leave: free it again.
-		defer unpinTID(dtid)
+	if err := placeThread(dtid, dataCPU, cfg.FIFO); err != nil {
+		return Result{}, err
 	}
 	if err := tc.Watch(dtid, ctid); err != nil {
 		return Result{}, fmt.Errorf("watch data thread %d and consumer %d: %w", dtid, ctid, err)
@@ -182,13 +182,4 @@ func ledgerSub(a, b transfer.Ledger) transfer.Ledger {
 	d.ZCCopied -= b.ZCCopied
 	d.Notes = a.Notes[min(len(b.Notes), len(a.Notes)):]
 	return d
-}
-
-// unpinTID lets thread tid run on every CPU again.
-func unpinTID(tid int) {
-	var set unix.CPUSet
-	for i := 0; i < runtime.NumCPU(); i++ {
-		set.Set(i)
-	}
-	_ = unix.SchedSetaffinity(tid, &set)
 }

@@ -59,13 +59,13 @@ type sinkResult struct {
 // sink accepts one connection and reads it into a 1 MiB buffer until EOF
 // on a locked (and optionally pinned) thread, like xfer.c's receiver. The
 // thread exits with the goroutine so its pinning never leaks.
-func (l *sinkListener) sink(tc ThreadCounters, cpu, rcvlowat int, out chan<- sinkResult) {
+func (l *sinkListener) sink(tc ThreadCounters, cpu, fifo, rcvlowat int, out chan<- sinkResult) {
 	go func() {
 		runtime.LockOSThread() // never unlocked: the thread dies with us
 		var res sinkResult
 		res.tid = unix.Gettid()
 		defer func() { out <- res }()
-		if res.err = pinThread(0, cpu); res.err != nil {
+		if res.err = placeThread(0, cpu, fifo); res.err != nil {
 			return
 		}
 		fd, _, err := unix.Accept4(l.fd, unix.SOCK_CLOEXEC)
@@ -122,9 +122,9 @@ type rawResult struct {
 }
 
 // runRaw sends every span with one Path.Send on a locked thread (pinned to
-// sendCPU) to a loopback receiver (pinned to recvCPU): the path without the
-// Kafka protocol.
-func runRaw(path string, chunk int, spans []transfer.Span, tc ThreadCounters, sendCPU, recvCPU, rcvlowat int) (rawResult, error) {
+// sendCPU) to a loopback receiver (pinned to recvCPU), both SCHED_FIFO fifo
+// if fifo > 0: the path without the Kafka protocol.
+func runRaw(path string, chunk int, spans []transfer.Span, tc ThreadCounters, sendCPU, recvCPU, fifo, rcvlowat int) (rawResult, error) {
 	var want int64
 	parts := make([]transfer.Part, 0, len(spans))
 	for _, s := range spans {
@@ -137,7 +137,7 @@ func runRaw(path string, chunk int, spans []transfer.Span, tc ThreadCounters, se
 	}
 	defer ln.Close()
 	sinkc := make(chan sinkResult, 1)
-	ln.sink(tc, recvCPU, rcvlowat, sinkc)
+	ln.sink(tc, recvCPU, fifo, rcvlowat, sinkc)
 
 	// The sender's counters are read from this goroutine's thread, not
 	// its own: reading them (bpf map lookups, /proc files) must not count
@@ -159,7 +159,7 @@ func runRaw(path string, chunk int, spans []transfer.Span, tc ThreadCounters, se
 			fail(err)
 			return
 		}
-		if err := pinThread(0, sendCPU); err != nil {
+		if err := placeThread(0, sendCPU, fifo); err != nil {
 			fail(err)
 			return
 		}

@@ -61,6 +61,35 @@ func pinThread(tid, cpu int) error {
 	return nil
 }
 
+// placeThread pins thread tid (0: the caller) to cpu (if cpu >= 0) and,
+// with fifo > 0, gives it SCHED_FIFO priority fifo, so that other
+// processes cannot preempt it (bench --fifo; needs root or CAP_SYS_NICE).
+func placeThread(tid, cpu, fifo int) error {
+	if err := pinThread(tid, cpu); err != nil {
+		return err
+	}
+	if fifo <= 0 {
+		return nil
+	}
+	attr := unix.SchedAttr{Policy: unix.SCHED_FIFO, Priority: uint32(fifo)}
+	if err := unix.SchedSetAttr(tid, &attr, 0); err != nil {
+		return fmt.Errorf("make thread %d SCHED_FIFO %d: %w (needs root or CAP_SYS_NICE; drop --fifo)", tid, fifo, err)
+	}
+	return nil
+}
+
+// releaseThread undoes placeThread for a thread bench does not own: any
+// CPU, SCHED_NORMAL.
+func releaseThread(tid int) {
+	var set unix.CPUSet
+	for i := 0; i < runtime.NumCPU(); i++ {
+		set.Set(i)
+	}
+	_ = unix.SchedSetaffinity(tid, &set)
+	attr := unix.SchedAttr{Policy: unix.SCHED_NORMAL}
+	_ = unix.SchedSetAttr(tid, &attr, 0)
+}
+
 // readFull reads exactly len(b) bytes from a blocking fd, counting reads.
 func readFull(fd int, b []byte, reads *uint64) error {
 	for len(b) > 0 {

@@ -19,7 +19,7 @@ import (
 func newBenchCmd() *cobra.Command {
 	var (
 		paths, variants, size, chunk, mode, rcvlowat, fetchMax, csvFile, data string
-		runs                                                                  int
+		runs, fifo                                                            int
 		verify, asJSON, noPin                                                 bool
 	)
 	cmd := &cobra.Command{
@@ -37,7 +37,7 @@ eBPF probes when they load (--mode auto, exact), else from /proc
 (estimates, marked ~; raw rows' syscalls then come from the path's ledger).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg := bench.Config{Runs: runs, Verify: verify, DataDir: data, NoPin: noPin}
+			cfg := bench.Config{Runs: runs, Verify: verify, DataDir: data, NoPin: noPin, FIFO: fifo}
 			if paths != "" && paths != "all" {
 				for _, p := range strings.Split(paths, ",") {
 					if p = strings.TrimSpace(p); p != "" {
@@ -143,6 +143,7 @@ eBPF probes when they load (--mode auto, exact), else from /proc
 	f.BoolVar(&asJSON, "json", false, "one JSON record per path, variant and run")
 	f.StringVar(&csvFile, "csv", "", "also write one CSV row per path, variant and run to FILE")
 	f.StringVar(&data, "data", "", "log directory (default: a temp dir, removed afterwards)")
+	f.IntVar(&fifo, "fifo", 0, "run data thread and consumer SCHED_FIFO at this priority (1-99, root) so other load cannot preempt them; compare with chrt -f PRIO xfer")
 	f.BoolVar(&noPin, "no-pin", false, "do not pin the data thread to CPU0 and the consumer to CPU1")
 	return cmd
 }
