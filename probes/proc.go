@@ -474,7 +474,12 @@ func (p *procProbe) Read() (Reading, error) {
 	for pid := range p.procs {
 		tids, err := procListTasks(pid)
 		if err != nil {
-			continue // the process is gone; its threads are marked below
+			if procGone(err) {
+				// Gone for good: a later process reusing the pid is not
+				// the one asked for. Its threads are marked exited below.
+				delete(p.procs, pid)
+			}
+			continue
 		}
 		for _, tid := range tids {
 			if err := p.trackLocked(pid, tid, false); err != nil && !procGone(err) {

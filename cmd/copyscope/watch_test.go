@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -367,6 +368,71 @@ func TestWatchCgroup(t *testing.T) {
 				if r["subject"] != want || r["syscalls"] == nil || r["syscalls"].(float64) < 1000 {
 					t.Errorf("record %v: want subject %s with dd's syscalls (only dd is in the cgroup)", r, want)
 				}
+			}
+		})
+	}
+}
+
+// bpfProgsOf lists the BPF program ids a process holds open, from the
+// prog_id lines of /proc/<pid>/fdinfo.
+func bpfProgsOf(pid int) []string {
+	ents, _ := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/fdinfo")
+	var ids []string
+	for _, e := range ents {
+		b, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/fdinfo/" + e.Name())
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "prog_id:"); ok {
+				ids = append(ids, strings.TrimSpace(v))
+			}
+		}
+	}
+	return ids
+}
+
+// TestWatchLeavesNothingAttached: after watch in eBPF mode ends by
+// SIGTERM, SIGINT or SIGKILL, none of its programs is loaded any more.
+func TestWatchLeavesNothingAttached(t *testing.T) {
+	ebpfOrSkip(t)
+	if _, err := exec.LookPath("bpftool"); err != nil {
+		t.Skip("bpftool is not installed (apt-get install bpftool)")
+	}
+	bin := buildBinary(t)
+	target := startChild(t, "sleep", "120")
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGKILL} {
+		t.Run(sig.String(), func(t *testing.T) {
+			w := exec.Command(bin, "watch", "--mode", "ebpf", "--interval", "200ms", "--pid", strconv.Itoa(target.Process.Pid))
+			var stderr lockedBuffer
+			w.Stderr = &stderr
+			if err := w.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer w.Process.Kill()
+			if !waitFor(30*time.Second, func() bool { return strings.Contains(stderr.String(), "copyscope: watching") }) {
+				t.Fatalf("watch did not attach:\n%s", stderr.String())
+			}
+			ids := bpfProgsOf(w.Process.Pid)
+			if len(ids) == 0 {
+				t.Fatal("watch holds no BPF programs while attached")
+			}
+			w.Process.Signal(sig)
+			err := w.Wait()
+			if sig != syscall.SIGKILL && err != nil {
+				t.Errorf("watch after %v: %v, want exit status 0\n%s", sig, err, stderr.String())
+			}
+			// The kernel frees a program once its last fd and link are gone;
+			// give it a moment (bounded) after the process is reaped.
+			var left []string
+			waitFor(5*time.Second, func() bool {
+				left = left[:0]
+				for _, id := range ids {
+					if exec.Command("bpftool", "prog", "show", "id", id).Run() == nil {
+						left = append(left, id)
+					}
+				}
+				return len(left) == 0
+			})
+			if len(left) > 0 {
+				t.Errorf("after %v, programs %v are still loaded (of %v)", sig, left, ids)
 			}
 		})
 	}
