@@ -3,6 +3,7 @@ package log
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -640,11 +641,16 @@ func openPartition(dir, topic string, id int32, cfg *Config, clean bool) (*Parti
 	if err != nil {
 		return nil, fmt.Errorf("list segments of %s: %w", dir, err)
 	}
-	// Segments below the newest producer snapshot were synced before it was
-	// written: their index is enough. Later ones are scanned.
-	recoveryPoint := int64(-1)
-	if offs, _ := listOffsets(dir, snapshotExt); len(offs) > 0 {
-		recoveryPoint = offs[len(offs)-1]
+	// The newest producer snapshot is the recovery point: segments below
+	// it were synced before it was written, so their index is enough; later
+	// ones are scanned. Batches from it on are replayed into the producer
+	// state during the scans (one pass over the data).
+	snapOff, producers := loadSnapshot(dir, math.MaxInt64)
+	p.producers = producers
+	replay := func(h header) {
+		if h.baseOffset >= snapOff {
+			p.replayBatch(h)
+		}
 	}
 	fail := func(err error) (*Partition, error) {
 		for _, s := range p.segs {
@@ -653,6 +659,15 @@ func openPartition(dir, topic string, id int32, cfg *Config, clean bool) (*Parti
 		return nil, err
 	}
 	for i, base := range bases {
+		if n := len(p.segs); n > 0 && (p.segs[n-1].next != base || p.segs[n-1].size == 0) {
+			// The chain breaks here (a corrupt or truncated segment before
+			// it): what follows cannot be served in order, as in Kafka.
+			for _, b := range bases[i:] {
+				_ = os.Remove(filepath.Join(dir, segmentName(b, ".log")))
+				_ = os.Remove(filepath.Join(dir, segmentName(b, ".index")))
+			}
+			break
+		}
 		s, err := openSegment(dir, base)
 		if err != nil {
 			return fail(err)
@@ -663,22 +678,21 @@ func openPartition(dir, topic string, id int32, cfg *Config, clean bool) (*Parti
 			return fail(fmt.Errorf("stat segment %s: %w", s.logPath, err))
 		}
 		last := i == len(bases)-1
-		trust := clean || (!last && i+1 < len(bases) && bases[i+1] <= recoveryPoint)
-		if !(trust && s.checkIndex(st.Size())) {
-			if err := s.rebuild(st.Size(), cfg); err != nil {
-				s.release()
-				return fail(err)
+		trust := clean || (!last && bases[i+1] <= snapOff)
+		if trust && s.checkIndex(st.Size()) {
+			if s.next > snapOff {
+				from := int64(0)
+				if snapOff > s.base {
+					from = s.lookup(snapOff, s.idxN)
+				}
+				if err := s.forEach(from, replay); err != nil {
+					s.release()
+					return fail(fmt.Errorf("recover producer state of %s: %w", p.name(), err))
+				}
 			}
-		}
-		if n := len(p.segs); n > 0 && (p.segs[n-1].next != s.base || p.segs[n-1].size == 0) {
-			// The chain breaks here (a corrupt or truncated segment before
-			// it): what follows cannot be served in order, as in Kafka.
+		} else if err := s.rebuild(st.Size(), cfg, replay); err != nil {
 			s.release()
-			for _, b := range bases[i:] {
-				_ = os.Remove(filepath.Join(dir, segmentName(b, ".log")))
-				_ = os.Remove(filepath.Join(dir, segmentName(b, ".index")))
-			}
-			break
+			return fail(err)
 		}
 		s.sealed = true
 		p.segs = append(p.segs, s)
@@ -701,19 +715,21 @@ func openPartition(dir, topic string, id int32, cfg *Config, clean bool) (*Parti
 	}
 	p.start = p.segs[0].base
 	p.end = p.segs[len(p.segs)-1].next
-	if err := p.recoverProducers(); err != nil {
-		return fail(err)
+	if snapOff > p.end { // the snapshot describes a longer log than survived
+		if err := p.recoverProducers(); err != nil {
+			return fail(err)
+		}
 	}
 	return p, nil
 }
 
 // rebuild scans a segment whose index cannot be trusted, truncating a torn
 // tail and writing a fresh index.
-func (s *segment) rebuild(fileSize int64, cfg *Config) error {
+func (s *segment) rebuild(fileSize int64, cfg *Config, fn func(h header)) error {
 	if err := s.mapIndex(cfg.indexCapacity(max(cfg.SegmentBytes, fileSize)), true); err != nil {
 		return err
 	}
-	r, err := s.scan(fileSize, cfg, true, nil)
+	r, err := s.scan(fileSize, cfg, true, fn)
 	if err != nil {
 		return err
 	}
@@ -732,8 +748,9 @@ func (s *segment) rebuild(fileSize int64, cfg *Config) error {
 	return nil
 }
 
-// recoverProducers loads the newest usable producer snapshot and replays
-// the batches after it.
+// recoverProducers loads the newest producer snapshot at or below the end
+// of the log and replays the batches after it (used when recovery cut the
+// log below the newest snapshot).
 func (p *Partition) recoverProducers() error {
 	from, producers := loadSnapshot(p.dir, p.end)
 	p.producers = producers
@@ -747,22 +764,29 @@ func (p *Partition) recoverProducers() error {
 			pos = s.lookup(from, s.idxN)
 		}
 		err := s.forEach(pos, func(h header) {
-			if h.baseOffset < from || h.producerID < 0 || h.baseSeq < 0 {
-				return
+			if h.baseOffset >= from {
+				p.replayBatch(h)
 			}
-			st := p.producers[h.producerID]
-			if st == nil {
-				st = &producerState{epoch: h.epoch}
-				p.producers[h.producerID] = st
-			}
-			st.apply(h.epoch, batchMeta{firstSeq: h.baseSeq, lastSeq: lastSequence(h.baseSeq, h.lastDelta),
-				firstOffset: h.baseOffset, lastOffset: h.baseOffset + int64(h.lastDelta)})
 		})
 		if err != nil {
 			return fmt.Errorf("recover producer state of %s: %w", p.name(), err)
 		}
 	}
 	return nil
+}
+
+// replayBatch applies a batch read back from the log to the producer state.
+func (p *Partition) replayBatch(h header) {
+	if h.producerID < 0 || h.baseSeq < 0 {
+		return
+	}
+	st := p.producers[h.producerID]
+	if st == nil {
+		st = &producerState{epoch: h.epoch}
+		p.producers[h.producerID] = st
+	}
+	st.apply(h.epoch, batchMeta{firstSeq: h.baseSeq, lastSeq: lastSequence(h.baseSeq, h.lastDelta),
+		firstOffset: h.baseOffset, lastOffset: h.baseOffset + int64(h.lastDelta)})
 }
 
 // partitionDir names a partition's directory.
