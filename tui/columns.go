@@ -233,7 +233,7 @@ func (m columnsModel) rows() []row {
 				return na, 0, false
 			}
 			avg, mx := c.st.hist.avgMax(w)
-			return si(avg) + " | " + si(mx), 0, false
+			return firstFit(w, si(avg)+" | "+si(mx), si(avg)+"|"+si(mx)), 0, false
 		}},
 		{label: "CPU %core", better: -1, cell: func(c cell, w int) (string, float64, bool) {
 			if c.rec.CPUNs == nil || c.rec.IntervalS <= 0 {

@@ -7,7 +7,8 @@ const diagramLines = 7
 // bottom: disk -> page cache -> user buffer -> socket. CPU copies are
 // drawn as solid arrows with their byte counts; bytes moved by reference
 // (sendfile, splice) bypass the user buffer; a mapped page cache (mmap,
-// MSG_ZEROCOPY) is drawn as a dashed arrow with its file faults.
+// MSG_ZEROCOPY: file faults, no copy out of the page cache) is drawn as a
+// dashed arrow with its file faults.
 func diagram(t totals, w int, st styles) []string {
 	out := make([]string, 0, diagramLines)
 	out = append(out, "disk")
@@ -37,7 +38,7 @@ func diagram(t totals, w int, st styles) []string {
 			st.dim.Render(firstFit(w, "(user buffer skipped)", "(skipped)")),
 			st.good.Render(firstFit(w, "╎ "+bytesStr(float64(t.moved))+" by ref", "╎ "+bytesStr(float64(t.moved)))))
 	default:
-		if t.toUser > 0 && t.toUser*2 >= sent {
+		if t.fileFaults == 0 || t.toUser > 0 && t.toUser*2 >= sent {
 			out = append(out, copyArrow(t.toUser, "copy"), "user buffer")
 		} else {
 			out = append(out,

@@ -100,6 +100,7 @@ func watchConfig() Config {
 func TestGolden(t *testing.T) {
 	demo := loadSamples(t, "testdata/demo_samples.jsonl")
 	watch := loadSamples(t, "testdata/watch_proc.jsonl")
+	watchBPF := loadSamples(t, "testdata/watch_ebpf.jsonl")
 	race := loadSamples(t, "testdata/demo_race_samples.jsonl")
 	raceCfg := demoConfig(nil)
 	raceCfg.Mode = "race"
@@ -118,6 +119,8 @@ func TestGolden(t *testing.T) {
 		{"demo_race_80x24", raceCfg, 80, 24, race, ""},
 		{"watch_proc_120x40", watchConfig(), 120, 40, watch, ""},
 		{"watch_proc_80x24", watchConfig(), 80, 24, watch, ""},
+		{"watch_ebpf_120x40", watchConfig(), 120, 40, watchBPF, ""},
+		{"watch_ebpf_80x24_scrolled", watchConfig(), 80, 24, watchBPF, "ll"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
