@@ -106,21 +106,55 @@ struct {
 
 static const struct io_counters io_zero;
 
+/*
+ * fd_file returns the current thread's struct file for fd. The task and
+ * fd table are walked with direct loads (tp_btf programs may dereference
+ * BTF pointers; the verifier turns them into fault-safe loads), which cost
+ * far less than one bpf_probe_read_kernel per hop; only the fd array slot,
+ * a plain pointer array, needs a helper read.
+ */
 static __always_inline struct file *fd_file(int fd)
 {
 	if (fd < 0)
 		return 0;
-	struct task_struct *t = (struct task_struct *)bpf_get_current_task();
-	struct fdtable *fdt = BPF_CORE_READ(t, files, fdt);
-	if (!fdt)
+	struct task_struct *t = bpf_get_current_task_btf();
+	struct fdtable *fdt = t->files->fdt;
+	if (!fdt || (unsigned int)fd >= fdt->max_fds)
 		return 0;
-	if ((unsigned int)fd >= BPF_CORE_READ(fdt, max_fds))
-		return 0;
-	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file **fds = fdt->fd;
 	struct file *f = 0;
 	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]))
 		count_drop(DROP_READ);
 	return f;
+}
+
+/* Weak: a kernel without it (before 6.2) takes the probe-read path. */
+extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym __weak;
+
+/* The address of a weak ksym is 0 when the kernel lacks it. */
+#define ksym_exists(sym) (!!(sym))
+
+/* file_class_fast is file_class with direct loads: f comes from a helper
+ * read, so it is first cast (bpf_rdonly_cast) to a read-only BTF pointer. */
+static __always_inline __u32 file_class_fast(struct file *f)
+{
+	if (!f)
+		return CLASS_OTHER;
+	if (!ksym_exists(bpf_rdonly_cast))
+		return file_class(f);
+	struct file *ff = bpf_rdonly_cast(f, bpf_core_type_id_kernel(struct file));
+	struct inode *in = ff->f_inode;
+	if (!in)
+		return CLASS_OTHER;
+	switch (in->i_mode & S_IFMT) {
+	case S_IFREG:
+		return CLASS_FILE;
+	case S_IFSOCK:
+		return CLASS_SOCKET;
+	case S_IFIFO:
+		return CLASS_PIPE;
+	}
+	return CLASS_OTHER;
 }
 
 static __always_inline struct sock *file_sock(struct file *f)
@@ -253,7 +287,7 @@ int BPF_PROG(sys_exit, struct pt_regs *regs, long ret)
 	case NR_recvfrom:
 		if (ret == 0)
 			return 0;
-		cls = file_class(fd_file(fd));
+		cls = file_class_fast(fd_file(fd));
 		c = lookup_or_init(&io_counts, &tid, &io_zero);
 		if (c)
 			c->to_user[cls & 3] += ret;
@@ -264,12 +298,12 @@ int BPF_PROG(sys_exit, struct pt_regs *regs, long ret)
 			return 0;
 		if (regs->dx & MSG_ERRQUEUE) {
 			f = fd_file(fd);
-			if (file_class(f) == CLASS_SOCKET)
+			if (file_class_fast(f) == CLASS_SOCKET)
 				zc_notified(c, file_sock(f), (void *)regs->si);
 			return 0;
 		}
 		if (ret > 0)
-			c->to_user[file_class(fd_file(fd)) & 3] += ret;
+			c->to_user[file_class_fast(fd_file(fd)) & 3] += ret;
 		return 0;
 	case NR_write:
 	case NR_pwrite64:
@@ -281,7 +315,7 @@ int BPF_PROG(sys_exit, struct pt_regs *regs, long ret)
 		if (ret == 0)
 			return 0;
 		f = fd_file(fd);
-		cls = file_class(f);
+		cls = file_class_fast(f);
 		c = lookup_or_init(&io_counts, &tid, &io_zero);
 		if (!c)
 			return 0;
@@ -305,13 +339,13 @@ int BPF_PROG(sys_exit, struct pt_regs *regs, long ret)
 	case NR_vmsplice: /* vmsplice(pipe, ...) */
 		if (ret == 0)
 			return 0;
-		cls = file_class(fd_file(nr == NR_tee ? (int)regs->si : fd));
+		cls = file_class_fast(fd_file(nr == NR_tee ? (int)regs->si : fd));
 		break;
 	case NR_splice:           /* splice(in, off_in, out, ...): out is dx */
 	case NR_copy_file_range: /* copy_file_range(in, off_in, out, ...) */
 		if (ret == 0)
 			return 0;
-		cls = file_class(fd_file((int)regs->dx));
+		cls = file_class_fast(fd_file((int)regs->dx));
 		break;
 	default:
 		return 0;

@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"testing"
 
+	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 )
 
@@ -62,6 +63,88 @@ func BenchmarkEBPFSyscallCost(b *testing.B) {
 				b.ResetTimer()
 				for i := 0; i < b.N; i++ {
 					o.op()
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkEBPFProgramCost reports the kernel's own run-time statistics
+// (kernel.bpf_stats_enabled, switched on for the benchmark) of sys_enter
+// and sys_exit per syscall on this thread, watched and unwatched. The
+// statistics add their own clock reads (tens of ns) to every run.
+//
+//	go test -run '^$' -bench EBPFProgramCost ./probes/
+func BenchmarkEBPFProgramCost(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("eBPF probes need root (CAP_BPF + CAP_PERFMON): run the benchmark as root")
+	}
+	stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
+	if err != nil {
+		b.Skipf("BPF run-time statistics unavailable: %v", err)
+	}
+	defer stats.Close()
+	f, err := os.Create(filepath.Join(b.TempDir(), "data"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	buf := make([]byte, 4096)
+	if _, err := f.Write(buf); err != nil {
+		b.Fatal(err)
+	}
+	for _, watched := range []bool{false, true} {
+		for _, op := range []string{"getpid", "pread4k"} {
+			name := "unwatched/" + op
+			if watched {
+				name = "watched/" + op
+			}
+			b.Run(name, func(b *testing.B) {
+				runtime.LockOSThread()
+				defer runtime.UnlockOSThread()
+				pr, err := OpenEBPF(EBPFOptions{SkipOptional: true})
+				if err != nil {
+					b.Fatalf("OpenEBPF: %v", err)
+				}
+				defer pr.Close()
+				if watched {
+					if err := pr.AddThreads(unix.Gettid()); err != nil {
+						b.Fatal(err)
+					}
+				}
+				progs := map[string]*ebpf.Program{}
+				for _, c := range pr.(*ebpfProbe).colls {
+					for n, p := range c.Programs {
+						progs[n] = p
+					}
+				}
+				snap := func() map[string]*ebpf.ProgramStats {
+					m := map[string]*ebpf.ProgramStats{}
+					for _, n := range []string{"sys_enter", "sys_exit"} {
+						s, err := progs[n].Stats()
+						if err != nil {
+							b.Fatalf("stats of %s: %v", n, err)
+						}
+						m[n] = s
+					}
+					return m
+				}
+				before := snap()
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					if op == "getpid" {
+						unix.Syscall(unix.SYS_GETPID, 0, 0, 0)
+					} else {
+						unix.Pread(int(f.Fd()), buf, 0)
+					}
+				}
+				b.StopTimer()
+				after := snap()
+				for n, a := range after {
+					runs := a.RunCount - before[n].RunCount
+					if runs > 0 {
+						b.ReportMetric(float64(a.Runtime-before[n].Runtime)/float64(runs), n+"-ns/run")
+					}
 				}
 			})
 		}
