@@ -55,7 +55,14 @@ func (r *ring) avgMax(n int) (avg, max float64) {
 	return avg / float64(len(vs)), max
 }
 
-var sparkLevels = []rune("▁▂▃▄▅▆▇█")
+// sparkLevels are the eight bar heights, lowest first.
+const sparkLevels = "▁▂▃▄▅▆▇█"
+
+// sparkLevel returns bar height i (0..7).
+func sparkLevel(i int) rune { return []rune(sparkLevels)[i] }
+
+// numSparkLevels is the number of bar heights.
+const numSparkLevels = 8
 
 // sparkline draws vals (oldest first) right-aligned in w cells, scaled to
 // top (the largest value when top <= 0). Zero draws as a blank.
@@ -78,11 +85,11 @@ func sparkline(vals []float64, w int, top float64) string {
 			b.WriteRune(' ')
 			continue
 		}
-		i := int(math.Round(v / top * float64(len(sparkLevels)-1)))
-		if i >= len(sparkLevels) {
-			i = len(sparkLevels) - 1
+		i := int(math.Round(v / top * float64(numSparkLevels-1)))
+		if i >= numSparkLevels {
+			i = numSparkLevels - 1
 		}
-		b.WriteRune(sparkLevels[i])
+		b.WriteRune(sparkLevel(i))
 	}
 	return b.String()
 }
@@ -117,7 +124,7 @@ func sparkRows(vals []float64, w, h int, top float64) []string {
 			if level == 0 {
 				rows[r].WriteRune(' ')
 			} else {
-				rows[r].WriteRune(sparkLevels[level-1])
+				rows[r].WriteRune(sparkLevel(level - 1))
 			}
 		}
 	}
