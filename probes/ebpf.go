@@ -159,24 +159,29 @@ func (p *ebpfProbe) setTidBit(tid int, on bool) error {
 // or a cgroup are added. Every program is attached through a bpf_link, so the
 // kernel detaches it when the process exits, however it exits.
 func OpenEBPF(opts EBPFOptions) (Probe, error) {
+	return openEBPF(opts, ebpfPrograms())
+}
+
+// openEBPF loads and attaches the given programs (tests pass altered
+// descriptions to exercise the degraded paths).
+func openEBPF(opts EBPFOptions, descs []progDesc) (*ebpfProbe, error) {
 	p := &ebpfProbe{
 		procs:    map[int]bool{},
 		byThread: map[int]map[int]bool{},
 		info:     map[int]threadInfo{},
 		measured: metrics.FAll,
 	}
-	if err := p.open(opts); err != nil {
+	if err := p.open(opts, descs); err != nil {
 		p.Close()
 		return nil, err
 	}
 	return p, nil
 }
 
-func (p *ebpfProbe) open(opts EBPFOptions) error {
+func (p *ebpfProbe) open(opts EBPFOptions, descs []progDesc) error {
 	specs := map[string]func() (*ebpf.CollectionSpec, error){
 		"syscalls": loadSyscalls, "sched": loadSched, "faults": loadFaults, "iouring": loadIouring,
 	}
-	descs := ebpfPrograms()
 	byObj := map[string][]progDesc{}
 	var order []string
 	for _, d := range descs {

@@ -903,3 +903,72 @@ func TestEBPFPageCacheAndDisk(t *testing.T) {
 	}
 	t.Logf("page_cache_misses %d, disk_read_bytes %d", d.PageCacheMisses, d.DiskReadBytes)
 }
+
+// TestEBPFDegradedAndRequired checks the two failure modes: an optional
+// program that cannot attach costs its metrics and a note but nothing
+// else, and a required one that cannot attach fails OpenEBPF, names the
+// program and leaves nothing open.
+func TestEBPFDegradedAndRequired(t *testing.T) {
+	openEBPFOrSkip(t).Close() // skips with the reason when not permitted
+	fds := func() int {
+		ents, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(ents)
+	}
+	missing := func(required bool) []progDesc {
+		descs := ebpfPrograms()
+		for i := range descs {
+			if descs[i].name == "filemap_add_to_page_cache" {
+				descs[i].event = "copyscope_no_such_event"
+				descs[i].required = required
+			}
+		}
+		return descs
+	}
+
+	p, err := openEBPF(EBPFOptions{}, missing(false))
+	if err != nil {
+		t.Fatalf("an optional program that cannot attach failed OpenEBPF: %v", err)
+	}
+	defer p.Close()
+	if p.Measured().Has(metrics.FPageCache) {
+		t.Errorf("page cache misses still measured without their program")
+	}
+	if !p.Measured().Has(metrics.FSyscalls | metrics.FPageFaults | metrics.FCPU) {
+		t.Errorf("other metrics lost with one optional program: measured %b", p.Measured())
+	}
+	var noted bool
+	for _, n := range p.Notes() {
+		if strings.Contains(n, "filemap_add_to_page_cache") && strings.Contains(n, "page_cache_misses are missing") {
+			noted = true
+		}
+	}
+	if !noted {
+		t.Errorf("no note explains the missing program: %q", p.Notes())
+	}
+	if err := p.AddThreads(unix.Gettid()); err != nil {
+		t.Fatal(err)
+	}
+	r, err := p.Read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if th := r.Threads[unix.Gettid()]; th.Counters.Measured.Has(metrics.FPageCache) {
+		t.Errorf("a thread's counters claim page cache misses are measured")
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	before := fds()
+	if _, err := openEBPF(EBPFOptions{}, missing(true)); err == nil {
+		t.Fatalf("a required program that cannot attach did not fail OpenEBPF")
+	} else if !strings.Contains(err.Error(), "filemap_add_to_page_cache") {
+		t.Errorf("the error does not name the program: %v", err)
+	}
+	if after := fds(); after != before {
+		t.Errorf("%d fds open after a failed OpenEBPF, %d before", after, before)
+	}
+}
