@@ -55,11 +55,9 @@ func (r *ring) avgMax(n int) (avg, max float64) {
 	return avg / float64(len(vs)), max
 }
 
-// sparkLevels are the eight bar heights, lowest first.
-const sparkLevels = "▁▂▃▄▅▆▇█"
-
-// sparkLevel returns bar height i (0..7).
-func sparkLevel(i int) rune { return []rune(sparkLevels)[i] }
+// sparkLevel returns bar height i (0..7) of ▁▂▃▄▅▆▇█: the block elements
+// U+2581..U+2588 are consecutive.
+func sparkLevel(i int) rune { return '▁' + rune(i) }
 
 // numSparkLevels is the number of bar heights.
 const numSparkLevels = 8
