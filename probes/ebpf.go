@@ -389,6 +389,9 @@ func (p *ebpfProbe) AddThreads(tids ...int) error {
 		if err != nil {
 			return fmt.Errorf("watch thread %d: %w (is the thread alive?)", tid, err)
 		}
+		if ti.exited {
+			return fmt.Errorf("watch thread %d: it has exited", tid)
+		}
 		p.info[tid] = ti
 		if err := p.setTidBit(tid, true); err != nil {
 			return fmt.Errorf("watch thread %d: %w", tid, err)
@@ -485,6 +488,9 @@ func (p *ebpfProbe) AddProcesses(pids ...int) error {
 		ti, err := readThreadInfo(pid)
 		if err != nil {
 			return fmt.Errorf("watch process %d: %w (is the pid right and the process alive?)", pid, err)
+		}
+		if ti.exited {
+			return fmt.Errorf("watch process %d: it has exited (a zombie waiting for its parent)", pid)
 		}
 		if ti.pid != pid {
 			return fmt.Errorf("watch process %d: %d is a thread of process %d, not a process (use --pid %d or watch the thread)", pid, pid, ti.pid, ti.pid)
@@ -655,6 +661,10 @@ func (p *ebpfProbe) identify(tid int) threadInfo {
 		return old
 	}
 	ti, err := readThreadInfo(tid)
+	if err == nil && ti.exited {
+		p.info[tid] = ti
+		return ti
+	}
 	if err != nil {
 		old.exited = true
 		var kid syscallsThreadId
@@ -701,6 +711,11 @@ func readThreadInfo(tid int) (threadInfo, error) {
 		line := sc.Text()
 		if v, ok := strings.CutPrefix(line, "Name:"); ok {
 			ti.comm = strings.TrimSpace(v)
+		} else if v, ok := strings.CutPrefix(line, "State:"); ok {
+			// A zombie (Z) or dead (X) task has exited; only its
+			// /proc entry lingers until it is reaped.
+			st := strings.TrimSpace(v)
+			ti.exited = strings.HasPrefix(st, "Z") || strings.HasPrefix(st, "X")
 		} else if v, ok := strings.CutPrefix(line, "Tgid:"); ok {
 			ti.pid, err = strconv.Atoi(strings.TrimSpace(v))
 			if err != nil {

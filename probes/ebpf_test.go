@@ -972,3 +972,45 @@ func TestEBPFDegradedAndRequired(t *testing.T) {
 		t.Errorf("%d fds open after a failed OpenEBPF, %d before", after, before)
 	}
 }
+
+// TestEBPFZombie checks that a watched process that has exited but not
+// been reaped is reported as exited, and cannot be newly watched.
+func TestEBPFZombie(t *testing.T) {
+	p := openEBPFOrSkip(t)
+	cmd := exec.Command("/bin/sh", "-c", "read x; exit 0")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Skipf("cannot start /bin/sh: %v", err)
+	}
+	pid := cmd.Process.Pid
+	if err := p.AddProcesses(pid); err != nil {
+		t.Fatal(err)
+	}
+	stdin.Close() // sh reads EOF and exits; not reaped until Wait
+	zombie := false
+	for i := 0; i < 2000 && !zombie; i++ {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+		zombie = len(f) > 0 && f[0] == "Z"
+		time.Sleep(time.Millisecond)
+	}
+	if !zombie {
+		cmd.Wait()
+		t.Fatalf("sh %d did not become a zombie", pid)
+	}
+	r, err := p.Read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	th, ok := r.Threads[pid]
+	if !ok || !th.Exited || th.PID != pid || th.Counters.SyscallsByName["exit_group"] != 1 {
+		t.Errorf("zombie sh: %+v, want its thread, exited, with one exit_group", th)
+	}
+	if err := p.AddProcesses(pid); err == nil || !strings.Contains(err.Error(), "exited") {
+		t.Errorf("AddProcesses of a zombie: %v, want an error saying it exited", err)
+	}
+	cmd.Wait()
+}
