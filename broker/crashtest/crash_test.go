@@ -21,8 +21,12 @@ const crashRounds = 20
 // checks every acknowledged record, batch CRCs and offset contiguity.
 func TestKill9DuringProduce(t *testing.T) {
 	skipShort(t)
+	// Small segments make the kills land around rolls and the background
+	// flushes of rolled segments too.
 	for _, mode := range []string{"write", "mmap"} {
-		t.Run("produce-path="+mode, func(t *testing.T) { killDuringProduce(t, "--produce-path", mode) })
+		t.Run("produce-path="+mode, func(t *testing.T) {
+			killDuringProduce(t, "--produce-path", mode, "--segment-bytes", "4MiB")
+		})
 	}
 }
 
