@@ -23,11 +23,14 @@ type Options struct {
 	// Chunk is the number of span bytes moved per syscall (per pread,
 	// write, sendfile, splice or sendmsg). 0 means DefaultChunk.
 	Chunk int
-	// NoCork leaves the socket uncorked. By default a Send that needs
-	// more than one data syscall sets TCP_CORK for its duration (nginx's
-	// tcp_nopush), so that on a TCP_NODELAY socket every chunk's tail is
-	// not pushed as its own small segment, waking the receiver for a few
-	// bytes: two setsockopt calls per response.
+	// NoCork leaves the socket uncorked. By default the write(2)-based
+	// paths (read, mmap) set TCP_CORK for a Send that needs more than one
+	// write (nginx's tcp_nopush): write has no MSG_MORE, so on a
+	// TCP_NODELAY socket every chunk's tail would go out as its own small
+	// segment and wake the receiver for a few bytes. Two setsockopt calls
+	// per response. sendfile, splice (SPLICE_F_MORE) and zerocopy are
+	// never corked: measured on loopback, corking slowed sendfile (1 MiB
+	// chunks 4.8 -> 3.2 GB/s) and did nothing for zerocopy.
 	NoCork bool
 }
 

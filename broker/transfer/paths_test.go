@@ -236,9 +236,9 @@ func TestNewUnknown(t *testing.T) {
 	}
 }
 
-// TestCork: a multi-chunk response is corked for its duration and the
-// socket is left uncorked (so the tail is pushed); NoCork and one-chunk
-// responses make no setsockopt calls.
+// TestCork: on a write-based path a multi-chunk response is corked for its
+// duration and the socket is left uncorked (so the tail is pushed); NoCork
+// and one-chunk responses make no setsockopt calls.
 func TestCork(t *testing.T) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
@@ -250,7 +250,7 @@ func TestCork(t *testing.T) {
 	}{{false, 1 << 20, 2}, {true, 1 << 20, 0}, {false, 4096, 0}} {
 		rcv := newReceiver(t)
 		sock := dialBlocking(t, rcv.ln.Addr())
-		p, err := New("sendfile", Options{Chunk: 64 << 10, NoCork: tc.noCork})
+		p, err := New("read", Options{Chunk: 64 << 10, NoCork: tc.noCork})
 		if err != nil {
 			t.Fatal(err)
 		}
