@@ -119,13 +119,14 @@ func (m *columnsModel) forgetPeaks() {
 	}
 }
 
-// reset forgets histories, totals and held records.
+// reset forgets histories, totals and held peaks; the latest values stay
+// on screen until the next sample.
 func (m *columnsModel) reset() {
-	for name := range m.subjects {
-		m.subjects[name] = &subject{hist: newRing(m.c.cfg.History)}
+	for _, st := range m.subjects {
+		st.hist = newRing(m.c.cfg.History)
+		st.tot = totals{haveCopies: st.tot.haveCopies, haveDisk: st.tot.haveDisk, haveZC: st.tot.haveZC}
+		st.held, st.heldCons = nil, nil
 	}
-	m.order = m.order[:0]
-	m.samples = 0
 }
 
 func fval(p *float64) float64 {

@@ -202,7 +202,7 @@ func TestKeysTellController(t *testing.T) {
 		t.Fatalf("actions: got %v, want %v", got, want)
 	}
 	v := m.View()
-	if strings.Contains(v, "sendfile") {
+	if headings := strings.Split(v, "\n")[2]; strings.Contains(headings, "sendfile") {
 		t.Errorf("path 3 (sendfile) toggled off but still shown:\n%s", v)
 	}
 	if !strings.Contains(v, "chunk 4K") || !strings.Contains(v, "mode fair") {
@@ -318,5 +318,19 @@ func BenchmarkView(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		_ = m.View()
+	}
+}
+
+// TestKeysTypedTogether: keys that arrive in one read ("mc") all count.
+func TestKeysTypedTogether(t *testing.T) {
+	rec := &recorder{}
+	m := New(demoConfig(rec), nil)
+	next, _ := m.Update(tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune("mc")})
+	m = next.(Model)
+	if len(rec.actions) != 2 || rec.actions[0].Kind != ActionMode || rec.actions[1].Kind != ActionChunk {
+		t.Fatalf("actions for \"mc\": %+v, want mode then chunk", rec.actions)
+	}
+	if m.c.mode != "race" || m.c.chunk != 1<<20 {
+		t.Errorf("after \"mc\": mode %s chunk %d, want race and 1M", m.c.mode, m.c.chunk)
 	}
 }

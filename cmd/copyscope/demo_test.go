@@ -234,6 +234,23 @@ func TestDemoInTmux(t *testing.T) {
 	if pane, ok := s.waitFor(2*time.Second, func(p string) bool { return !strings.Contains(p, "3 sendfile") }); !ok {
 		t.Errorf("3: sendfile column still shown:\n%s", pane)
 	}
+	// r clears the copy diagram's totals (GBs after several seconds).
+	if !strings.Contains(s.capture(), "GB copy") {
+		time.Sleep(3 * time.Second)
+	}
+	s.keys("r")
+	if pane, ok := s.waitFor(time.Second, func(p string) bool { return !strings.Contains(p, "GB copy") }); !ok {
+		t.Errorf("r: the copy diagram still shows GB totals:\n%s", pane)
+	}
+	// ? shows the help view, ? again the columns.
+	s.keys("?")
+	if pane, ok := s.waitFor(time.Second, func(p string) bool { return strings.Contains(p, "press ? or esc to go back") }); !ok {
+		t.Errorf("?: no help view:\n%s", pane)
+	}
+	s.keys("?")
+	if pane, ok := s.waitFor(time.Second, func(p string) bool { return strings.HasPrefix(strings.Split(p, "\n")[3], "throughput") }); !ok {
+		t.Errorf("? again: columns not back:\n%s", pane)
+	}
 	pid := s.pid()
 
 	// q exits within a second.
