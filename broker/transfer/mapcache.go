@@ -44,7 +44,7 @@ func (c *mapCache) begin() { c.clock++ }
 // get returns a mapping of fd that covers [0, end).
 func (c *mapCache) get(fd int, end int64) (*mapping, error) {
 	var st unix.Stat_t
-	c.lg.call("fstat")
+	c.lg.call(scFstat)
 	if err := unix.Fstat(fd, &st); err != nil {
 		return nil, fmt.Errorf("fstat segment fd %d: %w", fd, err)
 	}
@@ -65,7 +65,7 @@ func (c *mapCache) get(fd int, end int64) (*mapping, error) {
 	if st.Size < end {
 		return nil, fmt.Errorf("segment fd %d is %d bytes, span ends at %d: %w", fd, st.Size, end, errShortSpan)
 	}
-	c.lg.call("mmap")
+	c.lg.call(scMmap)
 	data, err := unix.Mmap(fd, 0, int(st.Size), unix.PROT_READ, unix.MAP_SHARED)
 	if err != nil {
 		return nil, fmt.Errorf("mmap %d bytes of segment fd %d: %w (check vm.max_map_count and the address-space limit)", st.Size, fd, err)
@@ -116,7 +116,7 @@ func (c *mapCache) unmap(m *mapping) {
 	if m.data == nil {
 		return
 	}
-	c.lg.call("munmap")
+	c.lg.call(scMunmap)
 	if err := unix.Munmap(m.data); err != nil {
 		c.lg.note(fmt.Sprintf("munmap of a %d-byte segment mapping failed: %v", len(m.data), err))
 	}

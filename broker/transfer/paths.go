@@ -3,9 +3,9 @@ package transfer
 import (
 	"errors"
 	"fmt"
-	"maps"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 )
@@ -70,33 +70,100 @@ func New(name string, opts Options) (Path, error) {
 // asked for bytes that are not there (a truncated or replaced segment).
 var errShortSpan = errors.New("file ended before the span did")
 
-// ledger is the shared, lock-protected account behind every path's Ledger.
-// The data thread writes it; Ledger() may be called from any goroutine.
+// sysc names a syscall a path makes, as an index into the ledger's
+// counters (no map lookup or lock on the data thread's hot path).
+type sysc int
+
+const (
+	scPread64 sysc = iota
+	scWrite
+	scWritev
+	scSendfile
+	scSplice
+	scSendmsg
+	scRecvmsg
+	scMmap
+	scMunmap
+	scFstat
+	scPipe2
+	scFcntl
+	scSetsockopt
+	scPpoll
+	scClose
+	numSysc
+)
+
+// String is the syscall's name as strace and the probes spell it.
+func (s sysc) String() string {
+	switch s {
+	case scPread64:
+		return "pread64"
+	case scWrite:
+		return "write"
+	case scWritev:
+		return "writev"
+	case scSendfile:
+		return "sendfile"
+	case scSplice:
+		return "splice"
+	case scSendmsg:
+		return "sendmsg"
+	case scRecvmsg:
+		return "recvmsg"
+	case scMmap:
+		return "mmap"
+	case scMunmap:
+		return "munmap"
+	case scFstat:
+		return "fstat"
+	case scPipe2:
+		return "pipe2"
+	case scFcntl:
+		return "fcntl"
+	case scSetsockopt:
+		return "setsockopt"
+	case scPpoll:
+		return "ppoll"
+	case scClose:
+		return "close"
+	}
+	return fmt.Sprintf("sysc(%d)", int(s))
+}
+
+// ledger is the account behind every path's Ledger. The data thread
+// writes it; Ledger() may be called from any goroutine. The per-call
+// counters are atomics (a few ns each, no lock); the rarer fields sit
+// under mu.
 type ledger struct {
+	calls     [numSysc]atomic.Uint64
+	bytesSent atomic.Uint64
+	spanBytes atomic.Uint64
+	zcSends   atomic.Uint64
+	zcBytes   atomic.Uint64
+
 	mu sync.Mutex
-	l  Ledger
+	l  Ledger // Chunk, PipeSize, notification counts, Notes
 }
 
 func (lg *ledger) init(chunk int) {
-	lg.l.Calls = map[string]uint64{}
 	lg.l.Chunk = chunk
 }
 
-// call counts one syscall attempt by name, successful or not.
-func (lg *ledger) call(name string) {
-	lg.mu.Lock()
-	lg.l.Calls[name]++
-	lg.mu.Unlock()
-}
+// call counts one syscall attempt, successful or not.
+func (lg *ledger) call(s sysc) { lg.calls[s].Add(1) }
 
 // sent counts bytes put onto the socket; span says they came from a file.
 func (lg *ledger) sent(n int64, span bool) {
-	lg.mu.Lock()
-	lg.l.BytesSent += uint64(n)
+	lg.bytesSent.Add(uint64(n))
 	if span {
-		lg.l.SpanBytes += uint64(n)
+		lg.spanBytes.Add(uint64(n))
 	}
-	lg.mu.Unlock()
+}
+
+// zcSent counts one MSG_ZEROCOPY send of n bytes.
+func (lg *ledger) zcSent(n int) {
+	lg.zcSends.Add(1)
+	lg.zcBytes.Add(uint64(n))
 }
 
 func (lg *ledger) note(s string) {
@@ -113,10 +180,17 @@ func (lg *ledger) update(f func(l *Ledger)) {
 
 func (lg *ledger) snapshot() Ledger {
 	lg.mu.Lock()
-	defer lg.mu.Unlock()
 	c := lg.l
-	c.Calls = maps.Clone(lg.l.Calls)
 	c.Notes = append([]string(nil), lg.l.Notes...)
+	lg.mu.Unlock()
+	c.Calls = make(map[string]uint64, numSysc)
+	for i := range lg.calls {
+		if n := lg.calls[i].Load(); n > 0 {
+			c.Calls[sysc(i).String()] = n
+		}
+	}
+	c.BytesSent, c.SpanBytes = lg.bytesSent.Load(), lg.spanBytes.Load()
+	c.ZCSends, c.ZCBytes = lg.zcSends.Load(), lg.zcBytes.Load()
 	return c
 }
 
@@ -125,7 +199,7 @@ func (lg *ledger) snapshot() Ledger {
 func waitWritable(sock int, lg *ledger) error {
 	fds := []unix.PollFd{{Fd: int32(sock), Events: unix.POLLOUT}}
 	for {
-		lg.call("ppoll")
+		lg.call(scPpoll)
 		_, err := unix.Poll(fds, -1)
 		if err == unix.EINTR {
 			continue
@@ -141,7 +215,7 @@ func waitWritable(sock int, lg *ledger) error {
 func writeAll(sock int, b []byte, span bool, lg *ledger) (int64, error) {
 	var total int64
 	for len(b) > 0 {
-		lg.call("write")
+		lg.call(scWrite)
 		n, err := unix.Write(sock, b)
 		if n > 0 {
 			total += int64(n)
@@ -184,7 +258,7 @@ func writeBytesParts(sock int, bufs [][]byte, lg *ledger) (int64, error) {
 			}
 			iov = append(iov, b)
 		}
-		lg.call("writev")
+		lg.call(scWritev)
 		n, err := unix.Writev(sock, iov)
 		if n > 0 {
 			total += int64(n)
@@ -239,12 +313,12 @@ func (c corker) cork(sock int, parts []Part, lg *ledger) func() {
 	if n <= int64(c.chunk) {
 		return func() {}
 	}
-	lg.call("setsockopt")
+	lg.call(scSetsockopt)
 	if err := unix.SetsockoptInt(sock, unix.IPPROTO_TCP, unix.TCP_CORK, 1); err != nil {
 		return func() {} // not TCP (a unix socket in a test): nothing to cork
 	}
 	return func() {
-		lg.call("setsockopt")
+		lg.call(scSetsockopt)
 		_ = unix.SetsockoptInt(sock, unix.IPPROTO_TCP, unix.TCP_CORK, 0)
 	}
 }

@@ -39,7 +39,7 @@ func (p *readPath) span(sock int, s Span, _ bool) (int64, error) {
 	off, end := s.Off, s.Off+s.Len
 	for off < end {
 		want := min(int64(len(p.buf)), end-off)
-		p.lg.call("pread64")
+		p.lg.call(scPread64)
 		n, err := unix.Pread(s.Fd, p.buf[:want], off)
 		if err == unix.EINTR {
 			continue

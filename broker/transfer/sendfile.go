@@ -35,7 +35,7 @@ func (p *sendfilePath) span(sock int, s Span, _ bool) (int64, error) {
 	off, end := s.Off, s.Off+s.Len
 	for off < end {
 		want := int(min(int64(p.chunk), end-off))
-		p.lg.call("sendfile")
+		p.lg.call(scSendfile)
 		n, err := unix.Sendfile(sock, s.Fd, &off, want) // advances off by n
 		if n > 0 {
 			total += int64(n)

@@ -38,7 +38,7 @@ func (p *splicePath) closePipe() error {
 		if fd < 0 {
 			continue
 		}
-		p.lg.call("close")
+		p.lg.call(scClose)
 		if err := unix.Close(fd); err != nil && first == nil {
 			first = fmt.Errorf("close splice pipe fd %d: %w", fd, err)
 		}
@@ -52,15 +52,15 @@ func (p *splicePath) closePipe() error {
 // splices in pipe-sized steps and records the fallback in the ledger.
 func (p *splicePath) openPipe() error {
 	var fds [2]int
-	p.lg.call("pipe2")
+	p.lg.call(scPipe2)
 	if err := unix.Pipe2(fds[:], unix.O_CLOEXEC); err != nil {
 		return fmt.Errorf("create splice pipe: %w (check the open-file limit)", err)
 	}
 	p.pr, p.pw = fds[0], fds[1]
-	p.lg.call("fcntl")
+	p.lg.call(scFcntl)
 	size, err := unix.FcntlInt(uintptr(p.pw), unix.F_SETPIPE_SZ, p.chunk)
 	if err != nil {
-		p.lg.call("fcntl")
+		p.lg.call(scFcntl)
 		size, err = unix.FcntlInt(uintptr(p.pw), unix.F_GETPIPE_SZ, 0)
 		if err != nil {
 			p.closePipe()
@@ -96,7 +96,7 @@ func (p *splicePath) span(sock int, s Span, last bool) (int64, error) {
 	off, end := s.Off, s.Off+s.Len
 	for off < end {
 		want := int(min(int64(p.step), end-off))
-		p.lg.call("splice")
+		p.lg.call(scSplice)
 		in, err := unix.Splice(s.Fd, &off, p.pw, nil, want, unix.SPLICE_F_MOVE|unix.SPLICE_F_MORE)
 		if err == unix.EINTR {
 			continue
@@ -115,7 +115,7 @@ func (p *splicePath) span(sock int, s Span, last bool) (int64, error) {
 			if !last || off < end {
 				flags |= unix.SPLICE_F_MORE
 			}
-			p.lg.call("splice")
+			p.lg.call(scSplice)
 			out, err := unix.Splice(p.pr, nil, sock, nil, int(left), flags)
 			if out > 0 {
 				left -= out

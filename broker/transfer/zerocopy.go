@@ -69,7 +69,7 @@ func (p *zerocopyPath) Send(sock int, parts []Part) (int64, error) {
 				return 0, fmt.Errorf("zerocopy path moved to socket %d with sends pending on %d: %w", sock, p.sock, err)
 			}
 		}
-		p.lg.call("setsockopt")
+		p.lg.call(scSetsockopt)
 		if err := unix.SetsockoptInt(sock, unix.SOL_SOCKET, unix.SO_ZEROCOPY, 1); err != nil {
 			return 0, fmt.Errorf("set SO_ZEROCOPY on socket %d: %w (needs Linux 4.14+ and a TCP socket)", sock, err)
 		}
@@ -96,7 +96,7 @@ func (p *zerocopyPath) span(sock int, s Span, _ bool) (int64, error) {
 	off, end := s.Off, s.Off+s.Len
 	for off < end {
 		want := min(int64(p.chunk), end-off)
-		p.lg.call("sendmsg")
+		p.lg.call(scSendmsg)
 		n, err := unix.SendmsgN(sock, m.data[off:off+want], nil, nil, unix.MSG_ZEROCOPY)
 		if n > 0 {
 			m.zc, m.lastSeq = true, p.next()
@@ -104,7 +104,7 @@ func (p *zerocopyPath) span(sock int, s Span, _ bool) (int64, error) {
 			total += int64(n)
 			off += int64(n)
 			p.lg.sent(int64(n), true)
-			p.lg.update(func(l *Ledger) { l.ZCSends++; l.ZCBytes += uint64(n) })
+			p.lg.zcSent(n)
 		}
 		switch {
 		case err == unix.EINTR:
@@ -140,7 +140,7 @@ func (p *zerocopyPath) span(sock int, s Span, _ bool) (int64, error) {
 // reap reads every completion already queued, without blocking.
 func (p *zerocopyPath) reap() error {
 	for {
-		p.lg.call("recvmsg")
+		p.lg.call(scRecvmsg)
 		_, oobn, _, _, err := unix.Recvmsg(p.sock, p.one, p.oob, unix.MSG_ERRQUEUE|unix.MSG_DONTWAIT)
 		if err == unix.EAGAIN {
 			return nil
@@ -230,7 +230,7 @@ func (p *zerocopyPath) waitSome(timeout time.Duration) error {
 			return fmt.Errorf("zerocopy: no completion on socket %d within %v (%d sends outstanding)", p.sock, timeout, len(p.pending))
 		}
 		fds := []unix.PollFd{{Fd: int32(p.sock)}} // POLLERR is always reported
-		p.lg.call("ppoll")
+		p.lg.call(scPpoll)
 		_, err := unix.Poll(fds, int(left/time.Millisecond)+1)
 		if err == unix.EINTR {
 			continue
