@@ -82,7 +82,8 @@ func (m ProduceMode) String() string {
 }
 
 // Config tunes a Store. Start from DefaultConfig; zero SegmentBytes,
-// IndexIntervalBytes, RetentionCheck and FsyncInterval take their defaults.
+// IndexIntervalBytes, RetentionCheck, FsyncInterval and ProducerExpiration
+// take their defaults.
 type Config struct {
 	SegmentBytes       int64         // roll size, default 1 GiB (Kafka); at most 2 GiB-1
 	IndexIntervalBytes int64         // sparse index entry every N bytes, default 4096
@@ -93,11 +94,13 @@ type Config struct {
 	FsyncInterval      time.Duration // default 1s
 	Produce            ProduceMode   // default ProduceWrite
 	LogAppendTime      bool          // stamp batches with broker time (Kafka message.timestamp.type=LogAppendTime)
+	ProducerExpiration time.Duration // idempotent producers idle this long are forgotten; default 24h (Kafka producer.id.expiration.ms), <0 never
 }
 
 // DefaultConfig returns Kafka's defaults: 1 GiB segments, an index entry
 // every 4 KiB, no size limit, 7 days of retention checked every 30 s, fsync
-// every second, pwrite appends, producer (CreateTime) timestamps.
+// every second, pwrite appends, producer (CreateTime) timestamps, idle
+// producers forgotten after a day.
 func DefaultConfig() Config {
 	return Config{
 		SegmentBytes:       1 << 30,
@@ -108,6 +111,7 @@ func DefaultConfig() Config {
 		Fsync:              FsyncInterval,
 		FsyncInterval:      time.Second,
 		Produce:            ProduceWrite,
+		ProducerExpiration: 24 * time.Hour,
 	}
 }
 
@@ -133,6 +137,9 @@ func (c Config) normalize() (Config, error) {
 	}
 	if c.FsyncInterval == 0 {
 		c.FsyncInterval = d.FsyncInterval
+	}
+	if c.ProducerExpiration == 0 {
+		c.ProducerExpiration = d.ProducerExpiration
 	}
 	switch {
 	case c.SegmentBytes < minSegmentBytes || c.SegmentBytes > math.MaxInt32:

@@ -1206,3 +1206,50 @@ func TestReadAtTailReadsNothing(t *testing.T) {
 		t.Fatalf("10 mid-batch reads made %d read syscalls, want 10", n)
 	}
 }
+
+// TestProducerExpiry: an idempotent producer idle longer than
+// ProducerExpiration (broker time) is forgotten, also across a restart
+// (its last-seen time is in the snapshot); a recent one is kept.
+func TestProducerExpiry(t *testing.T) {
+	dir := t.TempDir()
+	cfg := testConfig()
+	cfg.ProducerExpiration = time.Hour
+	s := openStore(t, dir, cfg)
+	if err := s.CreateTopic("exp", 1); err != nil {
+		t.Fatal(err)
+	}
+	p := mustPartition(t, s, "exp", 0)
+	batch := func(pid int64, seq int32) []byte {
+		sp := spec(2, fmt.Sprint(pid, seq))
+		sp.pid, sp.epoch, sp.seq = pid, 0, seq
+		return makeBatch(sp)
+	}
+	mustAppend(t, p, batch(1, 0))
+	mustAppend(t, p, batch(2, 0))
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openStore(t, dir, cfg)
+	defer s.Close()
+	p = mustPartition(t, s, "exp", 0)
+	if r := mustAppend(t, p, batch(1, 0)); !r.Duplicate {
+		t.Fatalf("retry within the expiration was not a duplicate: %+v", r)
+	}
+	if _, err := p.Retain(time.Now().Add(30 * time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if len(p.producers) != 2 {
+		t.Fatalf("%d producers after 30 idle minutes, want 2", len(p.producers))
+	}
+	mustAppend(t, p, batch(2, 2)) // producer 2 stays active
+	p.producers[1].lastTs = time.Now().Add(-2 * time.Hour).UnixMilli()
+	if _, err := p.Retain(time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := p.producers[1]; ok || len(p.producers) != 1 {
+		t.Fatalf("idle producer 1 not expired (%d tracked)", len(p.producers))
+	}
+	if r := mustAppend(t, p, batch(1, 0)); r.Duplicate {
+		t.Fatal("an expired producer's batch was still treated as a duplicate")
+	}
+}

@@ -30,6 +30,8 @@ type Partition struct {
 	flushing  chan struct{}            // (append) closed when the last roll's background flush is done
 	failed    atomic.Pointer[failure]  // a sync failed: durability is lost
 
+	recoveredAt int64 // ms, when openPartition ran: the last-seen time of replayed producers
+
 	mu      sync.RWMutex
 	segs    []*segment
 	start   int64
@@ -130,8 +132,14 @@ func (p *Partition) Append(records []byte) (AppendResult, error) {
 		}
 	}
 
+	appendTime := int64(-1)
+	if p.cfg.LogAppendTime {
+		appendTime = time.Now().UnixMilli()
+	}
+
 	// Idempotent producers: check every batch before writing anything.
 	p.pend = p.pend[:0]
+	seen := int64(-1)
 	off := p.end
 	for _, b := range infos {
 		last := off + int64(b.lastDelta)
@@ -152,15 +160,14 @@ func (p *Partition) Append(records []byte) (AppendResult, error) {
 			if !pp.known {
 				pp.known, pp.st = true, producerState{epoch: b.epoch}
 			}
-			pp.st.apply(b.epoch, batchMeta{firstSeq: b.baseSeq, lastSeq: lastSeq, firstOffset: off, lastOffset: last})
+			if seen < 0 { // broker time, not the producer's timestamps, decides expiry
+				seen = max(appendTime, time.Now().UnixMilli())
+			}
+			pp.st.apply(b.epoch, batchMeta{firstSeq: b.baseSeq, lastSeq: lastSeq, firstOffset: off, lastOffset: last}, seen)
 		}
 		off = last + 1
 	}
 
-	appendTime := int64(-1)
-	if p.cfg.LogAppendTime {
-		appendTime = time.Now().UnixMilli()
-	}
 	total := int64(len(records))
 	seg := p.segs[len(p.segs)-1]
 	if (seg.size > 0 && seg.size+total > p.cfg.SegmentBytes) || seg.indexFull(len(infos)) || seg.sealed {
@@ -522,7 +529,8 @@ func (p *Partition) OffsetForTime(ts int64) (int64, int64, error) {
 
 // Retain applies the retention limits at time now: the oldest segments go
 // while the rest still hold RetentionBytes, or while their newest batch is
-// older than RetentionAge. The active segment always stays. Files of
+// older than RetentionAge. The active segment always stays. It also expires
+// idle idempotent producers. Files of
 // deleted segments stay open until every ReadResult using them is released.
 // It returns how many segments were deleted.
 func (p *Partition) Retain(now time.Time) (int, error) {
@@ -555,12 +563,14 @@ func (p *Partition) Retain(now time.Time) (int, error) {
 		s.release()
 		n++
 	}
-	if n > 0 {
-		// As Kafka: a producer whose last batch is gone is forgotten.
-		for id, st := range p.producers {
-			if st.n == 0 || st.batches[st.n-1].lastOffset < p.start {
-				delete(p.producers, id)
-			}
+	// As Kafka: a producer whose last batch is gone, or that has been idle
+	// longer than ProducerExpiration, is
+	// forgotten; its next batch starts afresh. Idle time is broker time
+	// since its last append (or since recovery, for replayed batches).
+	idle := now.Add(-p.cfg.ProducerExpiration).UnixMilli()
+	for id, st := range p.producers {
+		if st.n == 0 || st.batches[st.n-1].lastOffset < p.start || (p.cfg.ProducerExpiration > 0 && st.lastTs < idle) {
+			delete(p.producers, id)
 		}
 	}
 	return n, errors.Join(errs...)
@@ -628,7 +638,7 @@ func (p *Partition) shutdown(durable bool) error {
 // follow on are removed. Producer state comes from the newest snapshot plus
 // a replay of the batches after it.
 func openPartition(dir, topic string, id int32, cfg *Config, clean bool) (*Partition, error) {
-	p := &Partition{topic: topic, id: id, dir: dir, cfg: cfg}
+	p := &Partition{topic: topic, id: id, dir: dir, cfg: cfg, recoveredAt: time.Now().UnixMilli()}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create partition directory %s: %w (check that the data directory is writable)", dir, err)
 	}
@@ -786,7 +796,7 @@ func (p *Partition) replayBatch(h header) {
 		p.producers[h.producerID] = st
 	}
 	st.apply(h.epoch, batchMeta{firstSeq: h.baseSeq, lastSeq: lastSequence(h.baseSeq, h.lastDelta),
-		firstOffset: h.baseOffset, lastOffset: h.baseOffset + int64(h.lastDelta)})
+		firstOffset: h.baseOffset, lastOffset: h.baseOffset + int64(h.lastDelta)}, p.recoveredAt)
 }
 
 // partitionDir names a partition's directory.

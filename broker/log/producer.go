@@ -26,6 +26,7 @@ type batchMeta struct {
 
 // producerState is what the partition remembers of one producer id.
 type producerState struct {
+	lastTs  int64 // broker time (ms) of its last append, for expiry
 	epoch   int16
 	n       int
 	batches [producerBatchesKept]batchMeta // oldest first
@@ -73,11 +74,12 @@ func (st *producerState) check(pid int64, epoch int16, firstSeq, lastSeq int32) 
 }
 
 // apply records an appended batch (also used when replaying the log).
-func (st *producerState) apply(epoch int16, m batchMeta) {
+func (st *producerState) apply(epoch int16, m batchMeta, ts int64) {
 	if epoch != st.epoch {
 		*st = producerState{epoch: epoch}
 	}
 	st.add(m)
+	st.lastTs = ts
 }
 
 // Producer snapshots: "<20-digit offset>.snapshot" holds the producer state
@@ -87,7 +89,7 @@ func (st *producerState) apply(epoch int16, m batchMeta) {
 // the segments it scans anyway.
 const snapshotExt = ".snapshot"
 
-const snapshotMagic = 0x43535053 // "CSPS"
+const snapshotMagic = 0x43535032 // "CSP2": v2 adds each producer's last timestamp
 
 func encodeSnapshot(offset int64, producers map[int64]*producerState) []byte {
 	ids := make([]int64, 0, len(producers))
@@ -101,6 +103,7 @@ func encodeSnapshot(offset int64, producers map[int64]*producerState) []byte {
 	for _, id := range ids {
 		st := producers[id]
 		b = binary.BigEndian.AppendUint64(b, uint64(id))
+		b = binary.BigEndian.AppendUint64(b, uint64(st.lastTs))
 		b = binary.BigEndian.AppendUint16(b, uint16(st.epoch))
 		b = append(b, byte(st.n))
 		for _, m := range st.batches[:st.n] {
@@ -125,13 +128,14 @@ func decodeSnapshot(b []byte) (int64, map[int64]*producerState, error) {
 	r := b[16 : len(b)-4]
 	out := make(map[int64]*producerState, min(n, 1<<16))
 	for i := 0; i < n; i++ {
-		if len(r) < 11 {
+		if len(r) < 19 {
 			return 0, nil, errBadSnapshot
 		}
 		id := int64(binary.BigEndian.Uint64(r))
-		st := &producerState{epoch: int16(binary.BigEndian.Uint16(r[8:]))}
-		k := int(r[10])
-		r = r[11:]
+		lastTs := int64(binary.BigEndian.Uint64(r[8:]))
+		st := &producerState{epoch: int16(binary.BigEndian.Uint16(r[16:]))}
+		k := int(r[18])
+		r = r[19:]
 		if k > producerBatchesKept || len(r) < k*24 {
 			return 0, nil, errBadSnapshot
 		}
@@ -144,6 +148,7 @@ func decodeSnapshot(b []byte) (int64, map[int64]*producerState, error) {
 			})
 			r = r[24:]
 		}
+		st.lastTs = lastTs
 		out[id] = st
 	}
 	if len(r) != 0 {
