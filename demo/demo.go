@@ -128,14 +128,47 @@ func Start(ctx context.Context, cfg Config) (d *Demo, err error) {
 		}
 		d.tempDir = true
 	}
-	d.probe, d.notes, err = openProbe(cfg.Probe)
+	// Loading the BPF programs (the verifier) overlaps the broker's start
+	// and the preload; connection events wait in the subscription.
+	type opened struct {
+		p     probes.Probe
+		notes []string
+		err   error
+	}
+	probeCh := make(chan opened, 1)
+	go func() {
+		p, notes, err := openProbe(cfg.Probe)
+		probeCh <- opened{p, notes, err}
+	}()
+	events, unsub := d.reg.Subscribe()
+	pumping := false
+	defer func() {
+		if !pumping {
+			unsub()
+		}
+	}()
+	d.brk, err = startBroker(d.dir, cfg, d.reg)
+	var produce func()
+	if err == nil {
+		produce, err = d.preload()
+	}
+	op := <-probeCh
+	d.probe, d.notes = op.p, op.notes
+	if op.err != nil {
+		if produce != nil { // let the producer close its client
+			d.cancel()
+			d.wg.Add(1)
+			go produce()
+		}
+		return nil, op.err
+	}
 	if err != nil {
 		return nil, err
 	}
 	d.grp = newGrouper(d.probe, cfg.Paths)
 	d.ctl = newControl(cfg.Paths, cfg.Mode, cfg.Rate, cfg.Chunk, cfg.RaceSlot)
 
-	events, unsub := d.reg.Subscribe()
+	pumping = true
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
@@ -152,14 +185,8 @@ func Start(ctx context.Context, cfg Config) (d *Demo, err error) {
 			}
 		}
 	}()
-
-	d.brk, err = startBroker(d.dir, cfg, d.reg)
-	if err != nil {
-		return nil, err
-	}
-	if err := d.startProducer(); err != nil {
-		return nil, err
-	}
+	d.wg.Add(1)
+	go produce()
 	for _, p := range cfg.Paths {
 		d.wg.Add(1)
 		go d.consume(p)
@@ -324,8 +351,11 @@ func (d *Demo) sample() {
 		return
 	}
 	prevProduced := d.produced.Load()
-	tk := time.NewTicker(d.cfg.Interval)
+	// The first sample comes after at most half a second, so numbers show
+	// soon after start; rates always use the measured interval.
+	tk := time.NewTicker(min(d.cfg.Interval, 500*time.Millisecond))
 	defer tk.Stop()
+	first := true
 	raceTk := time.NewTicker(100 * time.Millisecond)
 	defer raceTk.Stop()
 	for {
@@ -336,6 +366,10 @@ func (d *Demo) sample() {
 			d.ctl.tick(now)
 			continue
 		case <-tk.C:
+		}
+		if first {
+			first = false
+			tk.Reset(d.cfg.Interval)
 		}
 		cur, err := d.grp.snapshot()
 		if err != nil {

@@ -12,10 +12,11 @@ import (
 // produceBatch is how many records one ProduceSync carries.
 const produceBatch = 32
 
-// startProducer connects a franz-go producer to the broker through the
-// Kafka protocol, preloads cfg.Preload bytes so the consumers have a log to
-// read, then keeps producing at cfg.ProduceRate until the demo stops.
-func (d *Demo) startProducer() error {
+// preload connects a franz-go producer to the broker through the Kafka
+// protocol and produces cfg.Preload bytes so the consumers have a log to
+// read. The function it returns (run it on its own goroutine, counted in
+// d.wg) keeps producing at cfg.ProduceRate until the demo stops.
+func (d *Demo) preload() (func(), error) {
 	cl, err := kgo.NewClient(
 		kgo.SeedBrokers(d.brk.produceAddr()),
 		kgo.DefaultProduceTopic(d.cfg.Topic),
@@ -26,7 +27,7 @@ func (d *Demo) startProducer() error {
 		kgo.ProducerBatchCompression(kgo.NoCompression()),
 	)
 	if err != nil {
-		return fmt.Errorf("demo producer: connect to %s: %w", d.brk.produceAddr(), err)
+		return nil, fmt.Errorf("demo producer: connect to %s: %w", d.brk.produceAddr(), err)
 	}
 	value := make([]byte, d.cfg.RecordSize)
 	rng := rand.New(rand.NewPCG(1, 2))
@@ -57,11 +58,10 @@ func (d *Demo) startProducer() error {
 	for d.produced.Load() < d.cfg.Preload {
 		if err := produce(pctx); err != nil {
 			cl.Close()
-			return fmt.Errorf("demo producer: preload %d bytes into %s: %w", d.cfg.Preload, d.cfg.Topic, err)
+			return nil, fmt.Errorf("demo producer: preload %d bytes into %s: %w", d.cfg.Preload, d.cfg.Topic, err)
 		}
 	}
-	d.wg.Add(1)
-	go func() {
+	return func() {
 		defer d.wg.Done()
 		defer cl.Close()
 		if d.cfg.ProduceRate <= 0 {
@@ -83,6 +83,5 @@ func (d *Demo) startProducer() error {
 				d.grp.mu.Unlock()
 			}
 		}
-	}()
-	return nil
+	}, nil
 }
