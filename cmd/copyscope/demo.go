@@ -38,8 +38,10 @@ Modes: fair (every path delivers the same --rate, so costs per GB compare)
 and race (each path alone at full speed for --race-slot, in turn).
 On a terminal it is a live UI (keys: q quit, p pause, r reset, m mode,
 c chunk, 1-6 paths, ? help); otherwise it prints one line per path per
-interval, or JSON records with --json. Without eBPF permission it falls
-back to /proc estimates and says so.`,
+interval, or JSON records with --json: per interval one record per path
+(kind "path") and one per path's consumer threads (kind "thread", subject
+"consumer:<path>"). Without eBPF permission it falls back to /proc
+estimates and says so.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg := def
