@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -84,6 +85,14 @@ func Open(dir string, cfg Config) (*Store, error) {
 	if err != nil {
 		return fail(fmt.Errorf("read data directory %s: %w", dir, err))
 	}
+	type found struct {
+		name  string
+		topic string
+		id    int32
+		p     *Partition
+		err   error
+	}
+	var parts []*found
 	for _, e := range ents {
 		if !e.IsDir() {
 			continue
@@ -92,20 +101,45 @@ func Open(dir string, cfg Config) (*Store, error) {
 			_ = os.RemoveAll(filepath.Join(dir, e.Name()))
 			continue
 		}
-		topic, id, ok := splitPartitionDir(e.Name())
-		if !ok {
+		if topic, id, ok := splitPartitionDir(e.Name()); ok {
+			parts = append(parts, &found{name: e.Name(), topic: topic, id: id})
+		}
+	}
+	// Partitions recover independently: one worker per CPU, so scans of
+	// several unclean active segments overlap.
+	work := make(chan *found)
+	var wg sync.WaitGroup
+	for w := 0; w < min(runtime.GOMAXPROCS(0), len(parts)); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for f := range work {
+				f.p, f.err = openPartition(filepath.Join(dir, f.name), f.topic, f.id, &s.cfg, clean)
+			}
+		}()
+	}
+	for _, f := range parts {
+		work <- f
+	}
+	close(work)
+	wg.Wait()
+	var firstErr error
+	for _, f := range parts {
+		if f.err != nil {
+			if firstErr == nil {
+				firstErr = fmt.Errorf("recover %s: %w", f.name, f.err)
+			}
 			continue
 		}
-		p, err := openPartition(filepath.Join(dir, e.Name()), topic, id, &s.cfg, clean)
-		if err != nil {
-			return fail(fmt.Errorf("recover %s: %w", e.Name(), err))
-		}
-		ps := s.topics[topic]
-		for int32(len(ps)) <= id {
+		ps := s.topics[f.topic]
+		for int32(len(ps)) <= f.id {
 			ps = append(ps, nil)
 		}
-		ps[id] = p
-		s.topics[topic] = ps
+		ps[f.id] = f.p
+		s.topics[f.topic] = ps
+	}
+	if firstErr != nil {
+		return fail(firstErr)
 	}
 	for topic, ps := range s.topics { // a crash inside CreateTopic can leave gaps
 		for id, p := range ps {
