@@ -108,18 +108,19 @@ type Demo struct {
 // Start brings the demo up: broker, probe, producer (preloading the log),
 // consumers and sampler. Samples then arrive on Samples() until ctx is done
 // or Close is called; Close must always be called.
-func Start(ctx context.Context, cfg Config) (d *Demo, err error) {
+func Start(ctx context.Context, cfg Config) (*Demo, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	d = &Demo{cfg: cfg, reg: transfer.NewRegistry(), samples: make(chan tui.Sample, 4), fetchers: map[*fetcher]struct{}{}}
+	d := &Demo{cfg: cfg, reg: transfer.NewRegistry(), samples: make(chan tui.Sample, 4), fetchers: map[*fetcher]struct{}{}}
 	d.ctx, d.cancel = context.WithCancel(ctx)
+	started := false
 	defer func() {
-		if err != nil {
+		if !started { // undo whatever came up
 			d.Close()
-			d = nil
 		}
 	}()
+	var err error
 	d.dir = cfg.DataDir
 	if d.dir == "" {
 		d.dir, err = os.MkdirTemp("", "copyscope-demo-")
@@ -193,6 +194,7 @@ func Start(ctx context.Context, cfg Config) (d *Demo, err error) {
 	}
 	d.wg.Add(1)
 	go d.sample()
+	started = true
 	return d, nil
 }
 

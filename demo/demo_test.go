@@ -277,3 +277,26 @@ func TestDemoRcvLowat(t *testing.T) {
 		}
 	}
 }
+
+// TestStartFailureCleansUp: a Start that fails half-way (its context ends
+// during the preload) returns the error, leaves no temporary data and does
+// not panic.
+func TestStartFailureCleansUp(t *testing.T) {
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	cfg := testConfig(t, "proc")
+	cfg.DataDir = ""
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	d, err := Start(ctx, cfg)
+	if err == nil {
+		d.Close()
+		t.Fatal("Start with a cancelled context succeeded")
+	}
+	if d != nil {
+		t.Errorf("failed Start returned a demo")
+	}
+	if left, _ := filepath.Glob(filepath.Join(tmp, "copyscope-demo-*")); len(left) > 0 {
+		t.Errorf("failed Start left temporary data: %v", left)
+	}
+}

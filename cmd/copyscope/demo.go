@@ -91,7 +91,9 @@ estimates and says so.`,
 }
 
 func runDemo(cmd *cobra.Command, cfg demo.Config, duration time.Duration, asJSON bool, record string) error {
-	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	// SIGPIPE too: output piped into head must still stop cleanly (remove
+	// the temp dir, detach the probes) rather than kill the process.
+	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGPIPE)
 	defer stop()
 	if duration > 0 {
 		var cancel context.CancelFunc
