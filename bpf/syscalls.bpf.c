@@ -6,8 +6,8 @@
  * tracepoints (tp_btf: raw tracepoints with BTF-typed arguments, cheaper
  * than the classic ones and available under lockdown).
  *
- *   sys_enter: count by (tid, syscall number).
- *   sys_exit:  for the read/write/send/recv/sendfile/splice/tee/
+ *   sys_exit:  count by (tid, syscall number) (or sys_enter does, see
+ *              count_on_exit), and for the read/write/send/recv/sendfile/splice/tee/
  *              copy_file_range/vmsplice families, add the returned byte
  *              count to copied_to_user, copied_from_user, moved_in_kernel
  *              or zerocopy, by the class of the fd the bytes went through
@@ -173,17 +173,24 @@ static __always_inline bool sock_zerocopy(struct sock *sk)
 	return flags & (1UL << bpf_core_enum_value(enum sock_flags, SOCK_ZEROCOPY));
 }
 
-SEC("tp_btf/sys_enter")
-int BPF_PROG(sys_enter, struct pt_regs *regs, long id)
+/*
+ * Where syscalls are counted, set by the loader before loading (the
+ * verifier drops the branch not taken):
+ *   1: at return, in sys_exit, with no sys_enter program at all; exit and
+ *      exit_group, which never return, are counted in process_exit. One
+ *      tracepoint program per syscall instead of two: about half the cost.
+ *   0: at entry, in sys_enter (every syscall entered, even one still
+ *      blocked when read).
+ */
+volatile const __u8 count_on_exit = 1;
+
+static __always_inline void count_syscall(__u64 pid_tgid, __u32 nr)
 {
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	if (!watched_current(pid_tgid))
-		return 0;
-	struct sys_key key = {.tid = (__u32)pid_tgid, .nr = (__u32)id};
+	struct sys_key key = {.tid = (__u32)pid_tgid, .nr = nr};
 	__u64 zero = 0;
 	__u64 *n = lookup_or_init(&sys_counts, &key, &zero);
 	if (!n)
-		return 0;
+		return;
 	if (*n == 0) {
 		/* First time this thread makes this syscall on this CPU: cheap
 		 * enough a moment to record who the thread is. */
@@ -192,6 +199,42 @@ int BPF_PROG(sys_enter, struct pt_regs *regs, long id)
 		bpf_map_update_elem(&thread_ids, &key.tid, &ti, BPF_ANY);
 	}
 	*n += 1;
+}
+
+SEC("tp_btf/sys_enter")
+int BPF_PROG(sys_enter, struct pt_regs *regs, long id)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	if (!watched_current(pid_tgid))
+		return 0;
+	count_syscall(pid_tgid, (__u32)id);
+	return 0;
+}
+
+#define NR_exit 60
+#define NR_exit_group 231
+
+/*
+ * exit and exit_group never return, so sys_exit never sees them; count
+ * them when the thread that made them exits (its saved orig_ax still holds
+ * the number). A thread killed while in another syscall has already
+ * returned from it through sys_exit; one killed in user mode has orig_ax
+ * -1 (set on every interrupt and exception entry).
+ */
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(process_exit, struct task_struct *p)
+{
+	if (!count_on_exit)
+		return 0;
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	if (!watched_current(pid_tgid))
+		return 0;
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	if (!regs)
+		return 0;
+	long nr = regs->orig_ax;
+	if (nr == NR_exit || nr == NR_exit_group)
+		count_syscall(pid_tgid, nr);
 	return 0;
 }
 
@@ -266,12 +309,16 @@ static __always_inline void zc_notified(struct io_counters *c, struct sock *sk, 
 SEC("tp_btf/sys_exit")
 int BPF_PROG(sys_exit, struct pt_regs *regs, long ret)
 {
-	if (ret < 0)
-		return 0;
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	if (!watched_current(pid_tgid))
 		return 0;
+	/* orig_ax is -1 after rt_sigreturn (it restores the interrupted
+	 * registers) and after a syscall seccomp or ptrace skipped. */
 	long nr = regs->orig_ax;
+	if (count_on_exit)
+		count_syscall(pid_tgid, (__u32)nr);
+	if (ret < 0)
+		return 0;
 	int fd = (int)regs->di;
 	__u32 cls;
 	struct file *f;

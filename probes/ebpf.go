@@ -21,6 +21,13 @@ import (
 
 // EBPFOptions configures OpenEBPF.
 type EBPFOptions struct {
+	// CountAtEntry counts syscalls as they are entered (a sys_enter program
+	// on every syscall of every thread) instead of as they return. At
+	// return, one program serves both the count and the bytes, which about
+	// halves the probes' cost per syscall; exit and exit_group, which never
+	// return, are counted when their thread exits, and a syscall still
+	// blocked at a reading is counted once it returns.
+	CountAtEntry bool
 	// SkipOptional leaves out the optional programs (faults, page cache,
 	// disk); only syscalls and sched_switch are attached. For overhead
 	// measurements of the core set.
@@ -46,6 +53,8 @@ func ebpfPrograms() []progDesc {
 		{obj: "syscalls", name: "sys_exit", event: "sys_exit", required: true,
 			fields: metrics.FDelivered | metrics.FCopiedToUser | metrics.FCopiedFromUser |
 				metrics.FMovedInKernel | metrics.FZerocopy | metrics.FCopyClasses},
+		{obj: "syscalls", name: "process_exit", event: "sched_process_exit",
+			lost: "exit and exit_group (which never return) are not counted"},
 		{obj: "sched", name: "sched_switch", event: "sched_switch",
 			fields: metrics.FCtxSwitches | metrics.FCPU,
 			lost:   "context switches and cpu_ns are missing"},
@@ -78,6 +87,9 @@ type ebpfProbe struct {
 	links    []link.Link
 	measured metrics.Field
 	notes    []string
+	// countOnExit: syscalls are counted as they return (sys_exit), not
+	// as they are entered.
+	countOnExit bool
 
 	// Shared filter maps (owned by the syscalls collection).
 	tgids, tids, filter, drops *ebpf.Map
@@ -184,9 +196,16 @@ func (p *ebpfProbe) open(opts EBPFOptions, descs []progDesc) error {
 	}
 	byObj := map[string][]progDesc{}
 	var order []string
+	p.countOnExit = !opts.CountAtEntry
 	for _, d := range descs {
 		if opts.SkipOptional && (d.obj == "faults" || d.obj == "iouring") {
 			continue
+		}
+		switch {
+		case d.name == "sys_enter" && p.countOnExit, d.name == "process_exit" && !p.countOnExit:
+			continue // the other counting mode's program
+		case d.name == "sys_exit" && p.countOnExit:
+			d.fields |= metrics.FSyscalls | metrics.FSyscallsByName
 		}
 		if _, ok := byObj[d.obj]; !ok {
 			order = append(order, d.obj)
@@ -201,6 +220,15 @@ func (p *ebpfProbe) open(opts EBPFOptions, descs []progDesc) error {
 		spec, err := specs[obj]()
 		if err != nil {
 			return fmt.Errorf("read embedded BPF object %s: %w (run make generate)", obj, err)
+		}
+		if v := spec.Variables["count_on_exit"]; v != nil {
+			var on uint8
+			if p.countOnExit {
+				on = 1
+			}
+			if err := v.Set(on); err != nil {
+				return fmt.Errorf("set count_on_exit in BPF object %s: %w", obj, err)
+			}
 		}
 		coll, err := p.loadObject(obj, spec, byObj[obj])
 		if err != nil {
@@ -564,6 +592,11 @@ func (p *ebpfProbe) Read() (Reading, error) {
 		for it.Next(&k, &v) {
 			n := sum(v)
 			name := amd64SyscallName(k.Nr)
+			if k.Nr == ^uint32(0) && p.countOnExit {
+				// orig_ax is -1 at return from rt_sigreturn (or from a
+				// syscall seccomp or ptrace skipped).
+				name = "rt_sigreturn"
+			}
 			if name == "" {
 				name = "syscall_" + strconv.FormatUint(uint64(k.Nr), 10)
 			}

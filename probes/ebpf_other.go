@@ -9,6 +9,8 @@ import (
 
 // EBPFOptions configures OpenEBPF.
 type EBPFOptions struct {
+	// CountAtEntry counts syscalls as they are entered, not as they return.
+	CountAtEntry bool
 	// SkipOptional leaves out the optional programs.
 	SkipOptional bool
 }

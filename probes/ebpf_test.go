@@ -27,15 +27,19 @@ import (
 
 // openEBPFOrSkip opens the eBPF probe, or skips the test saying exactly what
 // is missing (root, BTF, permission). It never skips silently.
-func openEBPFOrSkip(t *testing.T) Probe {
+func openEBPFOrSkip(t *testing.T, opts ...EBPFOptions) Probe {
 	t.Helper()
+	var o EBPFOptions
+	if len(opts) > 0 {
+		o = opts[0]
+	}
 	if os.Geteuid() != 0 {
 		t.Skip("eBPF probes need root (CAP_BPF + CAP_PERFMON): run the probes tests as root")
 	}
 	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
 		t.Skipf("eBPF probes need kernel BTF: %v (build the kernel with CONFIG_DEBUG_INFO_BTF=y)", err)
 	}
-	p, err := OpenEBPF(EBPFOptions{})
+	p, err := OpenEBPF(o)
 	if errors.Is(err, unix.EPERM) || errors.Is(err, os.ErrPermission) {
 		t.Skipf("loading BPF programs is not permitted here: %v", err)
 	}
@@ -256,8 +260,15 @@ func within(a, b uint64, frac float64, abs uint64) bool {
 // TestEBPFGroundTruth runs a workload whose syscalls are known exactly on a
 // thread of its own and compares the probe with the workload's own counts
 // and with the kernel's per-thread counters in /proc.
+// Both ways of counting syscalls (at return, the default, and at entry)
+// must give the same exact counts.
 func TestEBPFGroundTruth(t *testing.T) {
-	p := openEBPFOrSkip(t)
+	t.Run("count-at-return", func(t *testing.T) { groundTruth(t, EBPFOptions{}) })
+	t.Run("count-at-entry", func(t *testing.T) { groundTruth(t, EBPFOptions{CountAtEntry: true}) })
+}
+
+func groundTruth(t *testing.T, opts EBPFOptions) {
+	p := openEBPFOrSkip(t, opts)
 	defer debug.SetGCPercent(debug.SetGCPercent(-1))
 
 	const (

@@ -69,8 +69,10 @@ const (
 	syscallsMapWatchedTids  = "watched_tids"
 	syscallsMapZcSocks      = "zc_socks"
 	syscallsMapZcZero       = "zc_zero"
+	syscallsProgProcessExit = "process_exit"
 	syscallsProgSysEnter    = "sys_enter"
 	syscallsProgSysExit     = "sys_exit"
+	syscallsVarCountOnExit  = "count_on_exit"
 )
 
 // loadSyscalls returns the embedded CollectionSpec for syscalls.
@@ -115,8 +117,9 @@ type syscallsSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type syscallsProgramSpecs struct {
-	SysEnter *ebpf.ProgramSpec `ebpf:"sys_enter"`
-	SysExit  *ebpf.ProgramSpec `ebpf:"sys_exit"`
+	ProcessExit *ebpf.ProgramSpec `ebpf:"process_exit"`
+	SysEnter    *ebpf.ProgramSpec `ebpf:"sys_enter"`
+	SysExit     *ebpf.ProgramSpec `ebpf:"sys_exit"`
 }
 
 // syscallsMapSpecs contains maps before they are loaded into the kernel.
@@ -138,6 +141,7 @@ type syscallsMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type syscallsVariableSpecs struct {
+	CountOnExit *ebpf.VariableSpec `ebpf:"count_on_exit"`
 }
 
 // syscallsObjects contains all objects after they have been loaded into the kernel.
@@ -189,18 +193,21 @@ func (m *syscallsMaps) Close() error {
 //
 // It can be passed to loadSyscallsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type syscallsVariables struct {
+	CountOnExit *ebpf.Variable `ebpf:"count_on_exit"`
 }
 
 // syscallsPrograms contains all programs after they have been loaded into the kernel.
 //
 // It can be passed to loadSyscallsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type syscallsPrograms struct {
-	SysEnter *ebpf.Program `ebpf:"sys_enter"`
-	SysExit  *ebpf.Program `ebpf:"sys_exit"`
+	ProcessExit *ebpf.Program `ebpf:"process_exit"`
+	SysEnter    *ebpf.Program `ebpf:"sys_enter"`
+	SysExit     *ebpf.Program `ebpf:"sys_exit"`
 }
 
 func (p *syscallsPrograms) Close() error {
 	return _SyscallsClose(
+		p.ProcessExit,
 		p.SysEnter,
 		p.SysExit,
 	)
