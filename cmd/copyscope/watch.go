@@ -255,7 +255,23 @@ func runWatch(cmd *cobra.Command, f watchFlags) error {
 
 	start := time.Now()
 	header := true
-	sampler := probes.NewSampler(p, g.Snapshot, f.interval)
+	// A watched process that made no syscall yet has no thread in an eBPF
+	// reading: give it an empty leader so it shows as a row from the start.
+	group := func(r probes.Reading) metrics.Snapshot {
+		for pid := range watched {
+			if _, ok := r.Threads[pid]; ok || r.Threads == nil {
+				continue
+			}
+			comm, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm")
+			if err != nil {
+				continue
+			}
+			r.Threads[pid] = probes.Thread{TID: pid, PID: pid, Comm: strings.TrimSpace(string(comm)),
+				Counters: metrics.Counters{Measured: p.Measured()}}
+		}
+		return g.Snapshot(r)
+	}
+	sampler := probes.NewSampler(p, group, f.interval)
 	enc := json.NewEncoder(out)
 	err = sampler.Run(ctx, func(prev, cur metrics.Snapshot, recs []metrics.Record) error {
 		if ui != nil {

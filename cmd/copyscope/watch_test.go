@@ -437,3 +437,30 @@ func TestWatchLeavesNothingAttached(t *testing.T) {
 		})
 	}
 }
+
+// TestWatchIdleProcessShows: a watched process that makes no syscall still
+// has its row, in both modes, with zero counts rather than no line.
+func TestWatchIdleProcessShows(t *testing.T) {
+	idle := startChild(t, "sleep", "60")
+	want := "sleep[" + strconv.Itoa(idle.Process.Pid) + "]"
+	for _, mode := range []string{"proc", "ebpf"} {
+		t.Run(mode, func(t *testing.T) {
+			if mode == "ebpf" {
+				ebpfOrSkip(t)
+			}
+			out, stderr, err := runWatchCmd(context.Background(), "--pid", strconv.Itoa(idle.Process.Pid), "--duration", "600ms", "--interval", "300ms", "--json", "--mode", mode)
+			if err != nil {
+				t.Fatalf("watch: %v\n%s", err, stderr)
+			}
+			recs := watchJSON(t, out)
+			if len(recs) != 2 {
+				t.Fatalf("%d records, want 2 (one per interval):\n%s", len(recs), out)
+			}
+			for _, r := range recs {
+				if r["subject"] != want || r["syscalls"] != float64(0) {
+					t.Errorf("record %v: want %s with 0 syscalls", r, want)
+				}
+			}
+		})
+	}
+}
