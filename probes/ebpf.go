@@ -585,60 +585,47 @@ func (p *ebpfProbe) Read() (Reading, error) {
 		f(&t.Counters)
 		r.Threads[int(tid)] = t
 	}
-	{
-		var k syscallsSysKey
-		var v []uint64
-		it := p.sysCounts.Iterate()
-		for it.Next(&k, &v) {
-			n := sum(v)
-			name := amd64SyscallName(k.Nr)
-			if k.Nr == ^uint32(0) && p.countOnExit {
-				// orig_ax is -1 at return from rt_sigreturn (or from a
-				// syscall seccomp or ptrace skipped).
-				name = "rt_sigreturn"
-			}
-			if name == "" {
-				name = "syscall_" + strconv.FormatUint(uint64(k.Nr), 10)
-			}
-			update(k.Tid, func(c *metrics.Counters) {
-				c.Syscalls += n
-				if c.SyscallsByName == nil {
-					c.SyscallsByName = map[string]uint64{}
-				}
-				c.SyscallsByName[name] += n
-			})
+	err := eachPerCPU(p.sysCounts, func(k syscallsSysKey, v []uint64) {
+		n := sum(v)
+		name := amd64SyscallName(k.Nr)
+		if k.Nr == ^uint32(0) && p.countOnExit {
+			// orig_ax is -1 at return from rt_sigreturn (or from a
+			// syscall seccomp or ptrace skipped).
+			name = "rt_sigreturn"
 		}
-		if err := it.Err(); err != nil {
-			return Reading{}, fmt.Errorf("read sys_counts: %w", err)
+		if name == "" {
+			name = "syscall_" + strconv.FormatUint(uint64(k.Nr), 10)
 		}
+		update(k.Tid, func(c *metrics.Counters) {
+			c.Syscalls += n
+			if c.SyscallsByName == nil {
+				c.SyscallsByName = map[string]uint64{}
+			}
+			c.SyscallsByName[name] += n
+		})
+	})
+	if err != nil {
+		return Reading{}, fmt.Errorf("read sys_counts: %w", err)
 	}
-	{
-		var k uint32
-		var v []syscallsIoCounters
-		it := p.ioCounts.Iterate()
-		for it.Next(&k, &v) {
-			update(k, func(c *metrics.Counters) {
-				for _, x := range v {
-					for i := 0; i < int(metrics.NumClasses); i++ {
-						c.CopiedToUser[i] += x.ToUser[i]
-						c.CopiedFromUser[i] += x.FromUser[i]
-						c.MovedInKernel[i] += x.Moved[i]
-					}
-					c.DeliveredBytes += x.Delivered
-					c.ZerocopyBytes += x.Zerocopy
-					c.ZerocopyCopiedBytes += x.ZerocopyCopied
+	err = eachPerCPU(p.ioCounts, func(k uint32, v []syscallsIoCounters) {
+		update(k, func(c *metrics.Counters) {
+			for _, x := range v {
+				for i := 0; i < int(metrics.NumClasses); i++ {
+					c.CopiedToUser[i] += x.ToUser[i]
+					c.CopiedFromUser[i] += x.FromUser[i]
+					c.MovedInKernel[i] += x.Moved[i]
 				}
-			})
-		}
-		if err := it.Err(); err != nil {
-			return Reading{}, fmt.Errorf("read io_counts: %w", err)
-		}
+				c.DeliveredBytes += x.Delivered
+				c.ZerocopyBytes += x.Zerocopy
+				c.ZerocopyCopiedBytes += x.ZerocopyCopied
+			}
+		})
+	})
+	if err != nil {
+		return Reading{}, fmt.Errorf("read io_counts: %w", err)
 	}
 	if p.schedCounts != nil {
-		var k uint32
-		var v []schedSchedCounters
-		it := p.schedCounts.Iterate()
-		for it.Next(&k, &v) {
+		err = eachPerCPU(p.schedCounts, func(k uint32, v []schedSchedCounters) {
 			update(k, func(c *metrics.Counters) {
 				for _, x := range v {
 					c.CtxVoluntary += x.Voluntary
@@ -649,16 +636,13 @@ func (p *ebpfProbe) Read() (Reading, error) {
 					}
 				}
 			})
-		}
-		if err := it.Err(); err != nil {
+		})
+		if err != nil {
 			return Reading{}, fmt.Errorf("read sched_counts: %w", err)
 		}
 	}
 	if p.faultCounts != nil {
-		var k uint32
-		var v []faultsFaultCounters
-		it := p.faultCounts.Iterate()
-		for it.Next(&k, &v) {
+		err = eachPerCPU(p.faultCounts, func(k uint32, v []faultsFaultCounters) {
 			update(k, func(c *metrics.Counters) {
 				for _, x := range v {
 					c.PageFaults += x.UserFaults + x.KernelUserFaults
@@ -667,8 +651,8 @@ func (p *ebpfProbe) Read() (Reading, error) {
 					c.DiskReadBytes += x.DiskReadBytes
 				}
 			})
-		}
-		if err := it.Err(); err != nil {
+		})
+		if err != nil {
 			return Reading{}, fmt.Errorf("read fault_counts: %w", err)
 		}
 	}
@@ -684,6 +668,42 @@ func (p *ebpfProbe) Read() (Reading, error) {
 		r.Threads[tid] = t
 	}
 	return r, nil
+}
+
+// eachPerCPU calls fn with every key of a per-CPU map and its values, one
+// per possible CPU, fetching up to 512 keys per syscall (a Kafka broker's
+// few hundred threads times their syscall names fit in a few calls).
+// Kernels without batch operations are read key by key.
+func eachPerCPU[K, V any](m *ebpf.Map, fn func(K, []V)) error {
+	ncpu, err := ebpf.PossibleCPU()
+	if err != nil {
+		return fmt.Errorf("count possible CPUs: %w", err)
+	}
+	const batch = 512
+	keys := make([]K, batch)
+	vals := make([]V, batch*ncpu)
+	var cursor ebpf.MapBatchCursor
+	for i := 0; i < 1<<20; i++ { // bounded: 512M keys, far beyond any map here
+		n, err := m.BatchLookup(&cursor, keys, vals, nil)
+		for j := 0; j < n; j++ {
+			fn(keys[j], vals[j*ncpu:(j+1)*ncpu])
+		}
+		switch {
+		case errors.Is(err, ebpf.ErrKeyNotExist):
+			return nil
+		case errors.Is(err, ebpf.ErrNotSupported) && i == 0:
+			var k K
+			var v []V
+			it := m.Iterate()
+			for it.Next(&k, &v) {
+				fn(k, v)
+			}
+			return it.Err()
+		case err != nil:
+			return err
+		}
+	}
+	return fmt.Errorf("map %v: batch lookup did not finish", m)
 }
 
 // identify returns a thread's process and name, from /proc while it lives
