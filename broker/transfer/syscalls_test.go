@@ -212,6 +212,11 @@ func TestStraceChild(t *testing.T) {
 	if _, err := fmt.Sscanf(spec, "%s %d %s", &name, &chunk, &out); err != nil {
 		t.Fatalf("bad %s=%q: %v", straceEnv, spec, err)
 	}
+	// Enough Ps that a data thread returning from a blocking syscall finds
+	// an idle one (exitsyscall's fast path) instead of sleeping on a
+	// futex until one frees up: what a thread-per-connection server wants
+	// (GOMAXPROCS above its busy data threads).
+	runtime.GOMAXPROCS(max(8, runtime.NumCPU()))
 	done := make(chan straceResult, 1)
 	go func() {
 		// Stays locked: the thread exits with the goroutine, so nothing

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -41,7 +42,10 @@ type zerocopyPath struct {
 	pending []zcSend // sends base, base+1, ... not yet reaped in order
 	oob     []byte
 	one     []byte
-	closed  bool
+	// Reused sendmsg/recvmsg headers: no allocation per call.
+	shdr, rhdr unix.Msghdr
+	siov, riov unix.Iovec
+	closed     bool
 }
 
 func newZerocopyPath(opts Options) *zerocopyPath {
@@ -97,7 +101,7 @@ func (p *zerocopyPath) span(sock int, s Span, _ bool) (int64, error) {
 	for off < end {
 		want := min(int64(p.chunk), end-off)
 		p.lg.call(scSendmsg)
-		n, err := unix.SendmsgN(sock, m.data[off:off+want], nil, nil, unix.MSG_ZEROCOPY)
+		n, err := p.sendmsg(sock, m.data[off:off+want])
 		if n > 0 {
 			m.zc, m.lastSeq = true, p.next()
 			p.pending = append(p.pending, zcSend{bytes: uint64(n)})
@@ -141,7 +145,7 @@ func (p *zerocopyPath) span(sock int, s Span, _ bool) (int64, error) {
 func (p *zerocopyPath) reap() error {
 	for {
 		p.lg.call(scRecvmsg)
-		_, oobn, _, _, err := unix.Recvmsg(p.sock, p.one, p.oob, unix.MSG_ERRQUEUE|unix.MSG_DONTWAIT)
+		oobn, err := p.recvErrqueue()
 		if err == unix.EAGAIN {
 			return nil
 		}
@@ -157,23 +161,66 @@ func (p *zerocopyPath) reap() error {
 	}
 }
 
-// complete parses one error-queue message and marks its sends done.
-func (p *zerocopyPath) complete(oob []byte) error {
-	msgs, err := unix.ParseSocketControlMessage(oob)
-	if err != nil {
-		return fmt.Errorf("parse zerocopy completion: %w", err)
+// sendmsg sends b with MSG_ZEROCOPY through the reused header (unix.SendmsgN
+// allocates per call).
+func (p *zerocopyPath) sendmsg(sock int, b []byte) (int, error) {
+	p.siov.Base = &b[0]
+	p.siov.SetLen(len(b))
+	p.shdr.Iov = &p.siov
+	p.shdr.SetIovlen(1)
+	n, _, errno := unix.Syscall(unix.SYS_SENDMSG, uintptr(sock), uintptr(unsafe.Pointer(&p.shdr)), unix.MSG_ZEROCOPY)
+	p.siov.Base = nil
+	if errno != 0 {
+		return 0, errno
 	}
-	for _, m := range msgs {
-		if !(m.Header.Level == unix.SOL_IP && m.Header.Type == unix.IP_RECVERR) &&
-			!(m.Header.Level == unix.SOL_IPV6 && m.Header.Type == unix.IPV6_RECVERR) {
+	return int(n), nil
+}
+
+// recvErrqueue reads one error-queue message without blocking and returns
+// the length of its control data in p.oob.
+func (p *zerocopyPath) recvErrqueue() (int, error) {
+	p.riov.Base = &p.one[0]
+	p.riov.SetLen(len(p.one))
+	p.rhdr.Iov = &p.riov
+	p.rhdr.SetIovlen(1)
+	p.rhdr.Control = &p.oob[0]
+	p.rhdr.SetControllen(len(p.oob))
+	p.rhdr.Flags = 0
+	_, _, errno := unix.Syscall(unix.SYS_RECVMSG, uintptr(p.sock), uintptr(unsafe.Pointer(&p.rhdr)), unix.MSG_ERRQUEUE|unix.MSG_DONTWAIT)
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(p.rhdr.Controllen), nil
+}
+
+// cmsgAlign rounds a control-message length up as CMSG_ALIGN does.
+func cmsgAlign(n int) int {
+	const a = int(unsafe.Sizeof(uint(0)))
+	return (n + a - 1) &^ (a - 1)
+}
+
+// complete parses one error-queue message (walking the control messages
+// in place, without allocating) and marks its sends done.
+func (p *zerocopyPath) complete(oob []byte) error {
+	hdrLen := cmsgAlign(unix.SizeofCmsghdr)
+	for off := 0; off+hdrLen <= len(oob); {
+		h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[off]))
+		clen := int(h.Len)
+		if clen < hdrLen || off+clen > len(oob) {
+			return fmt.Errorf("zerocopy completion: control message of %d bytes at %d in %d", clen, off, len(oob))
+		}
+		data := oob[off+hdrLen : off+clen]
+		off += cmsgAlign(clen)
+		if !(h.Level == unix.SOL_IP && h.Type == unix.IP_RECVERR) &&
+			!(h.Level == unix.SOL_IPV6 && h.Type == unix.IPV6_RECVERR) {
 			continue
 		}
-		if len(m.Data) < 16 {
-			return fmt.Errorf("zerocopy completion: extended error of %d bytes, want 16", len(m.Data))
+		if len(data) < 16 {
+			return fmt.Errorf("zerocopy completion: extended error of %d bytes, want 16", len(data))
 		}
-		errno := binary.NativeEndian.Uint32(m.Data[0:])
-		origin, code := m.Data[4], m.Data[6]
-		lo, hi := binary.NativeEndian.Uint32(m.Data[8:]), binary.NativeEndian.Uint32(m.Data[12:])
+		errno := binary.NativeEndian.Uint32(data[0:])
+		origin, code := data[4], data[6]
+		lo, hi := binary.NativeEndian.Uint32(data[8:]), binary.NativeEndian.Uint32(data[12:])
 		if origin != unix.SO_EE_ORIGIN_ZEROCOPY {
 			return fmt.Errorf("socket %d error queue: errno %d origin %d (not a zerocopy completion): %w", p.sock, errno, origin, unix.Errno(errno))
 		}
