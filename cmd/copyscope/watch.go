@@ -152,34 +152,54 @@ func findComm(name string) []int {
 	return pids
 }
 
+// watchTargets validates the flags and finds the processes to watch now,
+// and the cgroup directory (resolved against the cgroup2 mount).
+func watchTargets(f watchFlags) (pids []int, cgroupDir string, err error) {
+	if len(f.pids) == 0 && f.comm == "" && f.cgroup == "" {
+		return nil, "", errors.New("watch what? give --pid PID, --comm NAME or --cgroup PATH")
+	}
+	if f.interval < 10*time.Millisecond {
+		return nil, "", fmt.Errorf("--interval %v is too short (use 10ms or more, e.g. 1s)", f.interval)
+	}
+	seen := map[int]bool{}
+	for _, pid := range f.pids {
+		if err := procIsProcess(pid); err != nil {
+			return nil, "", err
+		}
+		if !seen[pid] {
+			seen[pid] = true
+			pids = append(pids, pid)
+		}
+	}
+	if f.comm != "" {
+		found := findComm(f.comm)
+		if len(found) == 0 {
+			return nil, "", fmt.Errorf("no running process is named %q (compare with ps -e -o comm; names are cut at 15 characters)", f.comm)
+		}
+		for _, pid := range found {
+			if !seen[pid] {
+				seen[pid] = true
+				pids = append(pids, pid)
+			}
+		}
+	}
+	cgroupDir = f.cgroup
+	if cgroupDir != "" && !filepath.IsAbs(cgroupDir) {
+		cgroupDir = filepath.Join(probes.Cgroup2Mount(), cgroupDir)
+	}
+	return pids, cgroupDir, nil
+}
+
 func runWatch(cmd *cobra.Command, f watchFlags) error {
 	out, stderr := cmd.OutOrStdout(), cmd.ErrOrStderr()
-	if len(f.pids) == 0 && f.comm == "" && f.cgroup == "" {
-		return errors.New("watch what? give --pid PID, --comm NAME or --cgroup PATH")
-	}
 	by, err := probes.ParseGrouping(f.by)
 	if err != nil {
 		return fmt.Errorf("--by: %w", err)
 	}
-	if f.interval < 10*time.Millisecond {
-		return fmt.Errorf("--interval %v is too short (use 10ms or more, e.g. 1s)", f.interval)
+	pids, cgroupDir, err := watchTargets(f)
+	if err != nil {
+		return err
 	}
-	for _, pid := range f.pids {
-		if err := procIsProcess(pid); err != nil {
-			return err
-		}
-	}
-	var commPids []int
-	if f.comm != "" {
-		if commPids = findComm(f.comm); len(commPids) == 0 {
-			return fmt.Errorf("no running process is named %q (compare with ps -e -o comm; names are cut at 15 characters)", f.comm)
-		}
-	}
-	cgroupDir := f.cgroup
-	if cgroupDir != "" && !filepath.IsAbs(cgroupDir) {
-		cgroupDir = filepath.Join(probes.Cgroup2Mount(), cgroupDir)
-	}
-
 	p, err := openWatchProbe(f.mode, stderr)
 	if err != nil {
 		return err
@@ -187,10 +207,7 @@ func runWatch(cmd *cobra.Command, f watchFlags) error {
 	defer p.Close()
 
 	watched := map[int]bool{} // live pids, from --pid and --comm
-	for _, pid := range append(append([]int(nil), f.pids...), commPids...) {
-		if watched[pid] {
-			continue
-		}
+	for _, pid := range pids {
 		if err := p.AddProcesses(pid); err != nil {
 			if procAlive(pid) {
 				return err
@@ -205,37 +222,7 @@ func runWatch(cmd *cobra.Command, f watchFlags) error {
 		}
 	}
 
-	noted := map[string]bool{}
-	notes := func(say func(string, ...any)) {
-		for _, n := range p.Notes() {
-			if !noted[n] {
-				noted[n] = true
-				say("copyscope: note: %s\n", n)
-			}
-		}
-	}
-	notes(func(format string, a ...any) { fmt.Fprintf(stderr, format, a...) })
-	what := []string{}
-	if len(watched) > 0 {
-		what = append(what, fmt.Sprintf("%d process(es)", len(watched)))
-	}
-	if cgroupDir != "" {
-		what = append(what, "cgroup "+cgroupDir)
-	}
-	fmt.Fprintf(stderr, "copyscope: watching %s by %s every %v (mode %s)\n", strings.Join(what, " and "), by, f.interval, p.Mode())
-
-	ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	if f.duration > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, f.duration+f.interval)
-		defer cancel()
-	}
-
-	// A subject whose threads have all exited is printed for the interval
-	// it ended in, then no more.
-	g := probes.NewGrouper(by)
-	// On a terminal without --json the TUI shows the records; messages
+	// Messages go to stderr, except while the TUI owns the terminal: they
 	// wait until it has given the terminal back.
 	var ui *watchUI
 	var held []string
@@ -246,6 +233,32 @@ func runWatch(cmd *cobra.Command, f watchFlags) error {
 		}
 		fmt.Fprintf(stderr, format, a...)
 	}
+	noted := map[string]bool{}
+	notes := func() {
+		for _, n := range p.Notes() {
+			if !noted[n] {
+				noted[n] = true
+				say("copyscope: note: %s\n", n)
+			}
+		}
+	}
+	notes()
+	what := []string{}
+	if len(watched) > 0 {
+		what = append(what, fmt.Sprintf("%d process(es)", len(watched)))
+	}
+	if cgroupDir != "" {
+		what = append(what, "cgroup "+cgroupDir)
+	}
+	say("copyscope: watching %s by %s every %v (mode %s)\n", strings.Join(what, " and "), by, f.interval, p.Mode())
+
+	ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if f.duration > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, f.duration+f.interval)
+		defer cancel()
+	}
 	if isTerminal(out) && !f.json {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithCancel(ctx)
@@ -253,8 +266,7 @@ func runWatch(cmd *cobra.Command, f watchFlags) error {
 		ui = startWatchUI(ctx, cancel)
 	}
 
-	start := time.Now()
-	header := true
+	g := probes.NewGrouper(by)
 	// A watched process that made no syscall yet has no thread in an eBPF
 	// reading: give it an empty leader so it shows as a row from the start.
 	group := func(r probes.Reading) metrics.Snapshot {
@@ -271,37 +283,40 @@ func runWatch(cmd *cobra.Command, f watchFlags) error {
 		}
 		return g.Snapshot(r)
 	}
-	sampler := probes.NewSampler(p, group, f.interval)
+
+	start := time.Now()
+	header := true
 	enc := json.NewEncoder(out)
-	err = sampler.Run(ctx, func(prev, cur metrics.Snapshot, recs []metrics.Record) error {
-		if ui != nil {
-			shown := recs[:0:0]
-			for _, r := range recs {
-				if g.Live(metrics.Subject{Kind: r.Kind, Name: r.Subject}) || watchActive(r) {
-					shown = append(shown, r)
-				}
-			}
-			ui.send(ctx, shown)
-			recs = nil
-		}
+	err = probes.NewSampler(p, group, f.interval).Run(ctx, func(_, _ metrics.Snapshot, recs []metrics.Record) error {
+		// A subject whose threads have all exited is shown for the
+		// interval it ended in, then no more.
+		shown := recs[:0:0]
 		for _, r := range recs {
-			if !g.Live(metrics.Subject{Kind: r.Kind, Name: r.Subject}) && !watchActive(r) {
-				continue
+			if g.Live(metrics.Subject{Kind: r.Kind, Name: r.Subject}) || watchActive(r) {
+				shown = append(shown, r)
 			}
-			v := metrics.Verdict(r)
-			if f.json {
-				if err := enc.Encode(watchRecord{Record: r, Verdict: v}); err != nil {
+		}
+		switch {
+		case ui != nil:
+			ui.send(ctx, shown)
+		case f.json:
+			for _, r := range shown {
+				if err := enc.Encode(watchRecord{Record: r, Verdict: metrics.Verdict(r)}); err != nil {
 					return fmt.Errorf("write JSON record: %w", err)
 				}
-				continue
 			}
-			if header {
-				fmt.Fprintln(out, watchHeader())
-				header = false
+		default:
+			for _, r := range shown {
+				if header {
+					fmt.Fprintln(out, watchHeader())
+					header = false
+				}
+				if _, err := fmt.Fprintln(out, watchLine(r, metrics.Verdict(r))); err != nil {
+					return fmt.Errorf("write table row: %w", err)
+				}
 			}
-			fmt.Fprintln(out, watchLine(r, v))
 		}
-		notes(say)
+		notes()
 		// Report processes that went away; rescan --comm for new ones.
 		for pid := range watched {
 			if !procAlive(pid) {
@@ -333,6 +348,7 @@ func runWatch(cmd *cobra.Command, f watchFlags) error {
 		if uerr := ui.close(); uerr != nil && err == nil {
 			err = uerr
 		}
+		ui = nil
 		for _, m := range held {
 			fmt.Fprint(stderr, m)
 		}
