@@ -171,26 +171,27 @@ func (p *ebpfProbe) setTidBit(tid int, on bool) error {
 // or a cgroup are added. Every program is attached through a bpf_link, so the
 // kernel detaches it when the process exits, however it exits.
 func OpenEBPF(opts EBPFOptions) (Probe, error) {
-	return openEBPF(opts, ebpfPrograms())
+	return openEBPF(opts, ebpfPrograms(), nil)
 }
 
-// openEBPF loads and attaches the given programs (tests pass altered
-// descriptions to exercise the degraded paths).
-func openEBPF(opts EBPFOptions, descs []progDesc) (*ebpfProbe, error) {
+// openEBPF loads and attaches the given programs; edit, when not nil, may
+// change each object's spec before it loads (tests use both to exercise
+// the degraded and failing paths).
+func openEBPF(opts EBPFOptions, descs []progDesc, edit func(obj string, spec *ebpf.CollectionSpec)) (*ebpfProbe, error) {
 	p := &ebpfProbe{
 		procs:    map[int]bool{},
 		byThread: map[int]map[int]bool{},
 		info:     map[int]threadInfo{},
 		measured: metrics.FAll,
 	}
-	if err := p.open(opts, descs); err != nil {
+	if err := p.open(opts, descs, edit); err != nil {
 		p.Close()
 		return nil, err
 	}
 	return p, nil
 }
 
-func (p *ebpfProbe) open(opts EBPFOptions, descs []progDesc) error {
+func (p *ebpfProbe) open(opts EBPFOptions, descs []progDesc, edit func(string, *ebpf.CollectionSpec)) error {
 	specs := map[string]func() (*ebpf.CollectionSpec, error){
 		"syscalls": loadSyscalls, "sched": loadSched, "faults": loadFaults, "iouring": loadIouring,
 	}
@@ -220,6 +221,9 @@ func (p *ebpfProbe) open(opts EBPFOptions, descs []progDesc) error {
 		spec, err := specs[obj]()
 		if err != nil {
 			return fmt.Errorf("read embedded BPF object %s: %w (run make generate)", obj, err)
+		}
+		if edit != nil {
+			edit(obj, spec)
 		}
 		if v := spec.Variables["count_on_exit"]; v != nil {
 			var on uint8

@@ -20,6 +20,8 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
 	"golang.org/x/sys/unix"
 
 	"github.com/copyscope/copyscope/metrics"
@@ -939,7 +941,7 @@ func TestEBPFDegradedAndRequired(t *testing.T) {
 		return descs
 	}
 
-	p, err := openEBPF(EBPFOptions{}, missing(false))
+	p, err := openEBPF(EBPFOptions{}, missing(false), nil)
 	if err != nil {
 		t.Fatalf("an optional program that cannot attach failed OpenEBPF: %v", err)
 	}
@@ -974,7 +976,7 @@ func TestEBPFDegradedAndRequired(t *testing.T) {
 	}
 
 	before := fds()
-	if _, err := openEBPF(EBPFOptions{}, missing(true)); err == nil {
+	if _, err := openEBPF(EBPFOptions{}, missing(true), nil); err == nil {
 		t.Fatalf("a required program that cannot attach did not fail OpenEBPF")
 	} else if !strings.Contains(err.Error(), "filemap_add_to_page_cache") {
 		t.Errorf("the error does not name the program: %v", err)
@@ -1024,4 +1026,25 @@ func TestEBPFZombie(t *testing.T) {
 		t.Errorf("AddProcesses of a zombie: %v, want an error saying it exited", err)
 	}
 	cmd.Wait()
+}
+
+// TestEBPFVerifierLogInError checks that a required program the verifier
+// rejects fails OpenEBPF with the verifier's own log in the error.
+func TestEBPFVerifierLogInError(t *testing.T) {
+	openEBPFOrSkip(t).Close()
+	broken := func(obj string, spec *ebpf.CollectionSpec) {
+		if ps := spec.Programs["sys_exit"]; ps != nil {
+			// Return a register that was never written.
+			ps.Instructions = asm.Instructions{asm.Mov.Reg(asm.R0, asm.R5), asm.Return()}
+		}
+	}
+	_, err := openEBPF(EBPFOptions{}, ebpfPrograms(), broken)
+	if err == nil {
+		t.Fatal("a program the verifier must reject loaded")
+	}
+	for _, want := range []string{"sys_exit", "!read_ok"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q (the program name and the verifier log): %v", want, err)
+		}
+	}
 }
