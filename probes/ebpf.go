@@ -331,7 +331,11 @@ func (p *ebpfProbe) loadObject(obj string, spec *ebpf.CollectionSpec, descs []pr
 			continue
 		}
 		if d.required {
-			return nil, fmt.Errorf("load required BPF program %s (%s): %+v\n(needs root with CAP_BPF and CAP_PERFMON and kernel BTF; run copyscope doctor)", d.name, obj, perr)
+			var ve *ebpf.VerifierError
+			if errors.As(perr, &ve) {
+				return nil, fmt.Errorf("load required BPF program %s (%s): the kernel's verifier rejected it (a copyscope bug or a kernel it does not support; please report it with this log):\n%+v", d.name, obj, ve)
+			}
+			return nil, fmt.Errorf("load required BPF program %s (%s): %w (needs root with CAP_BPF and CAP_PERFMON and kernel BTF; run copyscope doctor)", d.name, obj, perr)
 		}
 		p.degrade(d, fmt.Sprintf("load: %v", firstLine(perr)))
 		delete(spec.Programs, d.name)

@@ -1042,6 +1042,7 @@ func TestEBPFVerifierLogInError(t *testing.T) {
 	if err == nil {
 		t.Fatal("a program the verifier must reject loaded")
 	}
+	t.Logf("%v", err)
 	for _, want := range []string{"sys_exit", "!read_ok"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q (the program name and the verifier log): %v", want, err)
