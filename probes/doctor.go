@@ -194,6 +194,13 @@ func Diagnose() Report {
 		add(Check{Name: "tracefs", Status: "ok", Value: "mounted at " + tracefs})
 	}
 
+	if cg := Cgroup2Mount(); fileExists(cg + "/cgroup.procs") {
+		add(Check{Name: "cgroup v2", Status: "ok", Value: "mounted at " + cg + " (watch --cgroup)"})
+	} else {
+		add(Check{Name: "cgroup v2", Status: "warn", Value: "not mounted: watch --cgroup will not work",
+			Fix: "mount -t cgroup2 none /sys/fs/cgroup"})
+	}
+
 	for _, c := range []struct{ name, path, meaning string }{
 		{"unprivileged_bpf_disabled", "/proc/sys/kernel/unprivileged_bpf_disabled", "0: anyone may load socket filters; 1 or 2: BPF needs privileges (copyscope needs them anyway)"},
 		{"perf_event_paranoid", "/proc/sys/kernel/perf_event_paranoid", "tracepoint programs need CAP_PERFMON whatever its value"},
@@ -484,4 +491,9 @@ func tryFentry(fn string) error {
 		return fmt.Errorf("attach fentry/%s: %w", fn, err)
 	}
 	return l.Close()
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }

@@ -29,7 +29,7 @@ func procNotes() []string {
 		"syscalls = syscr+syscw from /proc/<tid>/io: a lower bound that counts only the read/write family (read, readv, pread*, write, writev, pwrite*, sendfile, copy_file_range); send*/recv*, splice, mmap, futex, epoll and every other syscall are not counted; mode_switches inherit the same bound",
 		"delivered bytes, copies by fd class, zerocopy, file faults, page cache misses and disk reads are not measured in proc mode (absent, not zero)",
 		"page_faults = minflt+majflt from /proc/<tid>/stat; ctx switches from /proc/<tid>/status; cpu_ns from /proc/<tid>/schedstat (the scheduler's exact run time), or utime+stime in clock ticks where schedstat is missing",
-		"a thread that exits between two samples loses what it did since the previous sample",
+		"a thread that exits between two samples loses what it did since the previous sample, and one born and gone within an interval is never seen (thread-per-request servers read low); eBPF counts every thread",
 	}
 }
 
