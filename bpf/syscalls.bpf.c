@@ -43,6 +43,10 @@ char __license[] SEC("license") = "GPL";
 #define NR_preadv 295
 #define NR_pwritev 296
 #define NR_copy_file_range 326
+#define NR_clone 56
+#define NR_fork 57
+#define NR_vfork 58
+#define NR_clone3 435
 #define NR_preadv2 327
 #define NR_pwritev2 328
 
@@ -315,7 +319,11 @@ int BPF_PROG(sys_exit, struct pt_regs *regs, long ret)
 	/* orig_ax is -1 after rt_sigreturn (it restores the interrupted
 	 * registers) and after a syscall seccomp or ptrace skipped. */
 	long nr = regs->orig_ax;
-	if (count_on_exit)
+	/* A new thread or process also "returns" from clone/fork (with 0)
+	 * through this tracepoint, though it never entered: count the
+	 * parent's return only. */
+	bool child_return = ret == 0 && (nr == NR_clone || nr == NR_fork || nr == NR_vfork || nr == NR_clone3);
+	if (count_on_exit && !child_return)
 		count_syscall(pid_tgid, (__u32)nr);
 	if (ret < 0)
 		return 0;

@@ -1049,3 +1049,64 @@ func TestEBPFVerifierLogInError(t *testing.T) {
 		}
 	}
 }
+
+// TestEBPFThreadCreation checks that a thread creation counts as one
+// clone3, not two: the new thread's first return from clone3 passes the
+// syscall-exit tracepoint too, though it never entered the syscall.
+func TestEBPFThreadCreation(t *testing.T) {
+	for _, opts := range []EBPFOptions{{}, {CountAtEntry: true}} {
+		t.Run(fmt.Sprintf("count-at-entry=%v", opts.CountAtEntry), func(t *testing.T) {
+			p := openEBPFOrSkip(t, opts)
+			// The interpreter itself, not a wrapper script (pyenv shims
+			// fork helpers of their own).
+			out, err := exec.Command("python3", "-c", "import sys; print(sys.executable)").Output()
+			if err != nil {
+				t.Skipf("python3 not usable: %v", err)
+			}
+			py := strings.TrimSpace(string(out))
+			// The shell stops itself so the probe is attached before
+			// python runs; exec keeps the pid.
+			cmd := exec.Command("sh", "-c", `kill -STOP $$; exec "$@"`, "sh", py, "-c",
+				"import threading\nfor _ in range(3):\n t = threading.Thread(target=lambda: None); t.start(); t.join()")
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			pid := cmd.Process.Pid
+			stopped := false
+			for i := 0; i < 2000 && !stopped; i++ {
+				b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+				f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+				stopped = len(f) > 0 && f[0] == "T"
+				time.Sleep(time.Millisecond)
+			}
+			if !stopped {
+				cmd.Process.Kill()
+				cmd.Wait()
+				t.Fatal("the shell never stopped itself")
+			}
+			if err := p.AddProcesses(pid); err != nil {
+				t.Fatal(err)
+			}
+			if err := cmd.Process.Signal(syscall.SIGCONT); err != nil {
+				t.Fatal(err)
+			}
+			if err := cmd.Wait(); err != nil {
+				t.Fatalf("python: %v", err)
+			}
+			r, err := p.Read()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var clones uint64
+			for _, th := range r.Threads {
+				clones += th.Counters.SyscallsByName["clone3"] + th.Counters.SyscallsByName["clone"]
+			}
+			if clones != 3 {
+				t.Errorf("clone/clone3 counted %d times for 3 threads started", clones)
+			}
+			if len(r.Threads) != 4 {
+				t.Errorf("%d threads reported, want python's main thread and its 3", len(r.Threads))
+			}
+		})
+	}
+}
