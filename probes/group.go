@@ -40,7 +40,9 @@ func processNames(r Reading, into map[int]string) map[int]string {
 			into[t.PID] = t.Comm
 			continue
 		}
-		if l, ok := lowest[t.PID]; !ok || tid < l {
+		// A pseudo-thread (negative tid: the /proc backend's exited
+		// threads) names the process only when nothing else does.
+		if l, ok := lowest[t.PID]; !ok || (tid < l && tid > 0) || l < 0 {
 			lowest[t.PID] = tid
 		}
 	}
@@ -62,6 +64,9 @@ func subjectFunc(by Grouping, names map[int]string) func(Thread) (metrics.Subjec
 		}
 		switch by {
 		case ByThread:
+			if t.TID < 0 {
+				return metrics.Subject{Kind: metrics.KindThread, Name: proc + "[" + strconv.Itoa(t.PID) + "]:exited-threads"}, true
+			}
 			return metrics.Subject{Kind: metrics.KindThread, Name: t.Comm + ":" + strconv.Itoa(t.TID)}, true
 		case ByProcess:
 			if proc == "" {

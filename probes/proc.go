@@ -29,7 +29,7 @@ func procNotes() []string {
 		"syscalls = syscr+syscw from /proc/<tid>/io: a lower bound that counts only the read/write family (read, readv, pread*, write, writev, pwrite*, sendfile, copy_file_range); send*/recv*, splice, mmap, futex, epoll and every other syscall are not counted; mode_switches inherit the same bound",
 		"delivered bytes, copies by fd class, zerocopy, file faults, page cache misses and disk reads are not measured in proc mode (absent, not zero)",
 		"page_faults = minflt+majflt from /proc/<tid>/stat; ctx switches from /proc/<tid>/status; cpu_ns from /proc/<tid>/schedstat (the scheduler's exact run time), or utime+stime in clock ticks where schedstat is missing",
-		"a thread that exits between two samples loses what it did since the previous sample, and one born and gone within an interval is never seen (thread-per-request servers read low); eBPF counts every thread",
+		"threads that exit between two samples: their syscalls and page faults are recovered from the process-wide /proc/<pid>/io and stat (a pseudo-thread -pid), their cpu_ns and context switches since the last sample are lost (thread-per-request servers read low); eBPF counts every thread",
 	}
 }
 
@@ -48,7 +48,13 @@ type TaskIO struct {
 // ReadTaskIO reads /proc/<pid>/task/<tid>/io. Reading another user's
 // threads needs ptrace access (root or the same user).
 func ReadTaskIO(pid, tid int) (TaskIO, error) {
-	b, err := os.ReadFile(procTaskPath(pid, tid, "io"))
+	return procParseIO(procTaskPath(pid, tid, "io"))
+}
+
+// procParseIO parses an io file: a thread's, or a process's (which adds
+// the counts of its exited threads).
+func procParseIO(path string) (TaskIO, error) {
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return TaskIO{}, err
 	}
@@ -60,7 +66,7 @@ func ReadTaskIO(pid, tid int) (TaskIO, error) {
 		}
 		n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
 		if err != nil {
-			return TaskIO{}, fmt.Errorf("parse %s in %s: %w", k, procTaskPath(pid, tid, "io"), err)
+			return TaskIO{}, fmt.Errorf("parse %s in %s: %w", k, path, err)
 		}
 		switch k {
 		case "rchar":
@@ -96,33 +102,13 @@ func procReadTask(pid, tid int) (procTask, error) {
 	c := &t.counters
 	c.Measured = procMeasured
 
-	stat, err := os.ReadFile(procTaskPath(pid, tid, "stat"))
+	st, err := procParseStat(procTaskPath(pid, tid, "stat"))
 	if err != nil {
 		return t, err
 	}
-	// comm is in parentheses and may itself hold spaces and parentheses.
-	s := string(stat)
-	open, closing := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
-	if open < 0 || closing < open {
-		return t, fmt.Errorf("parse %s: no (comm) in %q", procTaskPath(pid, tid, "stat"), s)
-	}
-	t.comm = s[open+1 : closing]
-	f := strings.Fields(s[closing+1:])
-	// f[0] is field 3 (state); field N is f[N-3].
-	if len(f) < 13 {
-		return t, fmt.Errorf("parse %s: %d fields after comm, want at least 13", procTaskPath(pid, tid, "stat"), len(f))
-	}
-	t.zombie = f[0] == "Z" || f[0] == "X"
-	var minflt, majflt, utime, stime uint64
-	for _, x := range []struct {
-		dst *uint64
-		i   int
-	}{{&minflt, 10}, {&majflt, 12}, {&utime, 14}, {&stime, 15}} {
-		if *x.dst, err = strconv.ParseUint(f[x.i-3], 10, 64); err != nil {
-			return t, fmt.Errorf("parse field %d of %s: %w", x.i, procTaskPath(pid, tid, "stat"), err)
-		}
-	}
-	c.PageFaults = minflt + majflt
+	t.comm, t.zombie = st.comm, st.zombie
+	c.PageFaults = st.minflt + st.majflt
+	utime, stime := st.utime, st.stime
 
 	status, err := os.ReadFile(procTaskPath(pid, tid, "status"))
 	if err != nil {
@@ -169,6 +155,45 @@ func procReadTask(pid, tid int) (procTask, error) {
 		c.Measured &^= metrics.FSyscalls
 	}
 	return t, nil
+}
+
+// procStat is what copyscope reads from a stat file.
+type procStat struct {
+	comm                         string
+	zombie                       bool
+	minflt, majflt, utime, stime uint64
+}
+
+// procParseStat parses a stat file: a thread's, or a process's (which
+// adds the faults and times of its exited threads).
+func procParseStat(path string) (procStat, error) {
+	var st procStat
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return st, err
+	}
+	// comm is in parentheses and may itself hold spaces and parentheses.
+	s := string(b)
+	open, closing := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+	if open < 0 || closing < open {
+		return st, fmt.Errorf("parse %s: no (comm) in %q", path, s)
+	}
+	st.comm = s[open+1 : closing]
+	f := strings.Fields(s[closing+1:])
+	// f[0] is field 3 (state); field N is f[N-3].
+	if len(f) < 13 {
+		return st, fmt.Errorf("parse %s: %d fields after comm, want at least 13", path, len(f))
+	}
+	st.zombie = f[0] == "Z" || f[0] == "X"
+	for _, x := range []struct {
+		dst *uint64
+		i   int
+	}{{&st.minflt, 10}, {&st.majflt, 12}, {&st.utime, 14}, {&st.stime, 15}} {
+		if *x.dst, err = strconv.ParseUint(f[x.i-3], 10, 64); err != nil {
+			return st, fmt.Errorf("parse field %d of %s: %w", x.i, path, err)
+		}
+	}
+	return st, nil
 }
 
 // procClockTicks is USER_HZ, fixed at 100 on every Linux architecture Go
@@ -227,21 +252,80 @@ type procProbe struct {
 	tids    map[int]bool // threads watched one by one
 	cgroups []string     // cgroup v2 directories, rescanned at every Read
 	threads map[int]*procThread
-	notes   []string
+	// residual holds, per process watched whole, what its threads that
+	// exited unseen did (see procResidual).
+	residual map[int]*procResidual
+	notes    []string
+}
+
+// procResidual is a watched process's count of syscalls and faults done by
+// threads that exited unseen (born and gone between two samples) or after
+// their last sample: the process-wide io and stat files (which keep the
+// counts of exited threads) minus every thread's own last sample. It is
+// reported as a pseudo-thread with TID -pid, Exited, so process totals do
+// not read low on thread-per-request servers. It never decreases.
+type procResidual struct {
+	comm      string
+	raw, base metrics.Counters // Syscalls and PageFaults only
+}
+
+// procAggregate reads a process's whole-group syscr+syscw and faults,
+// which include those of its exited threads.
+func procAggregate(pid int) (metrics.Counters, error) {
+	var c metrics.Counters
+	st, err := procParseStat("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return c, err
+	}
+	c.Measured = metrics.FSyscalls | metrics.FPageFaults
+	c.PageFaults = st.minflt + st.majflt
+	io, err := procParseIO("/proc/" + strconv.Itoa(pid) + "/io")
+	switch {
+	case err == nil:
+		c.Syscalls = io.SyscR + io.SyscW
+	case procGone(err):
+		return c, err
+	default:
+		c.Measured &^= metrics.FSyscalls
+	}
+	return c, nil
+}
+
+// seenLocked sums the last samples of every thread of pid seen so far.
+func (p *procProbe) seenLocked(pid int) metrics.Counters {
+	var c metrics.Counters
+	for _, pt := range p.threads {
+		if pt.pid == pid {
+			c.Syscalls += pt.last.Syscalls
+			c.PageFaults += pt.last.PageFaults
+		}
+	}
+	return c
+}
+
+// residualLocked returns what pid's aggregate holds beyond its seen threads.
+func (p *procProbe) residualLocked(pid int, agg metrics.Counters) metrics.Counters {
+	seen := p.seenLocked(pid)
+	r := agg.Sub(seen)
+	r.Measured = agg.Measured
+	return r
 }
 
 // OpenProc returns the /proc backend: no privileges needed, estimates only
 // (see Notes), a sample of /proc/<pid>/task/<tid>/{io,stat,status,schedstat}
 // at every Read. Counts start when a thread is first watched; threads that
-// appear later in a watched process or cgroup count from their start.
+// appear later in a watched process or cgroup count from their start. For
+// each process watched whole, a pseudo-thread with TID -pid (Exited) holds
+// the syscalls and faults of threads that exited unseen.
 func OpenProc() (Probe, error) {
 	if _, err := os.Stat("/proc/self/task"); err != nil {
 		return nil, fmt.Errorf("open /proc backend: %w (mount procfs: mount -t proc proc /proc)", err)
 	}
 	return &procProbe{
-		procs:   map[int]bool{},
-		tids:    map[int]bool{},
-		threads: map[int]*procThread{},
+		procs:    map[int]bool{},
+		tids:     map[int]bool{},
+		threads:  map[int]*procThread{},
+		residual: map[int]*procResidual{},
 	}, nil
 }
 
@@ -345,13 +429,21 @@ func (p *procProbe) AddProcesses(pids ...int) error {
 			}
 			return fmt.Errorf("watch process %d: list threads: %w", pid, err)
 		}
-		if lead, err := procReadTask(pid, pid); err == nil && lead.zombie {
+		lead, err := procReadTask(pid, pid)
+		if err == nil && lead.zombie {
 			return fmt.Errorf("no such process: %d (it has exited and awaits its parent)", pid)
 		}
+		// The aggregate first: read after the threads it could only be
+		// larger, which would count live work as exited work.
+		agg, aggErr := procAggregate(pid)
 		for _, tid := range tids {
 			if err := p.trackLocked(pid, tid, true); err != nil && !procGone(err) {
 				return fmt.Errorf("watch thread %d of process %d: %w", tid, pid, err)
 			}
+		}
+		if _, ok := p.residual[pid]; !ok && aggErr == nil {
+			base := p.residualLocked(pid, agg)
+			p.residual[pid] = &procResidual{comm: lead.comm, raw: base, base: base}
 		}
 		p.procs[pid] = true
 	}
@@ -470,6 +562,13 @@ func (p *procProbe) Read() (Reading, error) {
 	if p.closed {
 		return Reading{}, errors.New("read probe: probe is closed")
 	}
+	// Process aggregates before any thread (see AddProcesses).
+	aggs := map[int]metrics.Counters{}
+	for pid := range p.procs {
+		if agg, err := procAggregate(pid); err == nil {
+			aggs[pid] = agg
+		}
+	}
 	// Discover threads born since the last Read: they count from zero.
 	for pid := range p.procs {
 		tids, err := procListTasks(pid)
@@ -531,6 +630,29 @@ func (p *procProbe) Read() (Reading, error) {
 			TID: tid, PID: pt.pid, Comm: pt.comm, Exited: pt.exited,
 			Counters: procSince(pt.last, pt.baseline),
 		}
+	}
+	for pid, agg := range aggs {
+		res := p.residual[pid]
+		if res == nil {
+			continue
+		}
+		cur := p.residualLocked(pid, agg)
+		// Never backwards: a thread sampled after the aggregate can make
+		// the difference dip for a moment.
+		res.raw.Syscalls = max(res.raw.Syscalls, cur.Syscalls)
+		res.raw.PageFaults = max(res.raw.PageFaults, cur.PageFaults)
+		res.raw.Measured = cur.Measured
+	}
+	for pid, res := range p.residual {
+		c := metrics.Counters{
+			Measured:   procMeasured,
+			Syscalls:   res.raw.Syscalls - min(res.raw.Syscalls, res.base.Syscalls),
+			PageFaults: res.raw.PageFaults - min(res.raw.PageFaults, res.base.PageFaults),
+		}
+		if !res.raw.Measured.Has(metrics.FSyscalls) {
+			c.Measured &^= metrics.FSyscalls
+		}
+		r.Threads[-pid] = Thread{TID: -pid, PID: pid, Comm: res.comm, Exited: true, Counters: c}
 	}
 	return r, nil
 }

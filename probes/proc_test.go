@@ -220,6 +220,18 @@ for line in sys.stdin:
     elif c == "x":
         ev.set(); th.join()
         print("done", flush=True)
+    elif c == "ping":
+        print("pong", flush=True)
+    elif c == "burst":
+        def short():
+            fd = os.open("/dev/null", os.O_WRONLY)
+            for _ in range(100):
+                os.write(fd, b"y")
+            os.close(fd)
+        ts = [threading.Thread(target=short) for _ in range(20)]
+        for t in ts: t.start()
+        for t in ts: t.join()
+        print("burst", flush=True)
 `
 
 func startProcChild(t *testing.T) *procChild {
@@ -246,6 +258,9 @@ func startProcChild(t *testing.T) *procChild {
 		c.cmd.Process.Kill()
 		c.cmd.Wait()
 	})
+	// Interpreter start-up does hundreds of reads (some in threads that
+	// are gone by now): let it finish before a test starts counting.
+	c.say(t, "ping", "pong")
 	return c
 }
 
@@ -421,5 +436,47 @@ func TestProcSampler(t *testing.T) {
 		if r.Mode != metrics.ModeProc || !r.Estimate || r.Kind != metrics.KindThread || r.Syscalls == nil || r.CPUNs == nil || r.DeliveredBytes != nil || r.CopiedToUserBytes != nil {
 			t.Errorf("record %+v: want proc estimate with syscalls and cpu_ns, without delivered or copies", r)
 		}
+	}
+}
+
+// TestProcUnseenThreads: threads born and gone between two samples are
+// never seen one by one, yet their syscalls count in their process through
+// the pseudo-thread that the process-wide /proc files feed.
+func TestProcUnseenThreads(t *testing.T) {
+	p := openProcT(t)
+	c := startProcChild(t)
+	pid := c.cmd.Process.Pid
+	if err := p.AddProcesses(pid); err != nil {
+		t.Fatal(err)
+	}
+	r0 := readT(t, p)
+	c.say(t, "burst", "burst")
+	// join returns before the OS threads are fully gone: let them go.
+	time.Sleep(200 * time.Millisecond)
+	r1 := readT(t, p)
+	pseudo, ok := r1.Threads[-pid]
+	if !ok || !pseudo.Exited || pseudo.PID != pid {
+		t.Fatalf("no exited pseudo-thread -%d in %+v", pid, r1.Threads)
+	}
+	const want = 20 * 100 // writes; plus an open and a close per thread
+	if d := pseudo.Counters.Syscalls - r0.Threads[-pid].Counters.Syscalls; d < want || d > want+20*4 {
+		t.Errorf("unseen threads' syscalls = %d, want %d writes (+ up to %d opens/closes)", d, want, 20*4)
+	}
+	for tid := range r1.Threads {
+		if _, before := r0.Threads[tid]; !before && tid > 0 {
+			t.Logf("thread %d seen after all (it had not exited yet)", tid)
+		}
+	}
+	s0, s1 := GroupBy(r0, ByProcess), GroupBy(r1, ByProcess)
+	sub := metrics.Subject{Kind: metrics.KindProcess, Name: "python3[" + strconv.Itoa(pid) + "]"}
+	if len(s1.Subjects) != 1 {
+		t.Errorf("subjects %v, want only %v", s1.Subjects, sub)
+	}
+	if d := s1.Subjects[sub].Syscalls - s0.Subjects[sub].Syscalls; d < want {
+		t.Errorf("process syscalls over the burst = %d, want at least %d", d, want)
+	}
+	th := GroupBy(r1, ByThread)
+	if _, ok := th.Subjects[metrics.Subject{Kind: metrics.KindThread, Name: "python3[" + strconv.Itoa(pid) + "]:exited-threads"}]; !ok {
+		t.Errorf("by thread, no exited-threads subject: %v", th.Subjects)
 	}
 }
