@@ -29,7 +29,7 @@ func procNotes() []string {
 		"syscalls = syscr+syscw from /proc/<tid>/io: a lower bound that counts only the read/write family (read, readv, pread*, write, writev, pwrite*, sendfile, copy_file_range); send*/recv*, splice, mmap, futex, epoll and every other syscall are not counted; mode_switches inherit the same bound",
 		"delivered bytes, copies by fd class, zerocopy, file faults, page cache misses and disk reads are not measured in proc mode (absent, not zero)",
 		"page_faults = minflt+majflt from /proc/<tid>/stat; ctx switches from /proc/<tid>/status; cpu_ns from /proc/<tid>/schedstat (the scheduler's exact run time), or utime+stime in clock ticks where schedstat is missing",
-		"threads that exit between two samples: their syscalls and page faults are recovered from the process-wide /proc/<pid>/io and stat (a pseudo-thread -pid), their cpu_ns and context switches since the last sample are lost (thread-per-request servers read low); eBPF counts every thread",
+		"threads that exit between two samples: their syscalls, page faults and cpu_ns (to 10 ms) are recovered from the process-wide /proc/<pid>/io and stat (a pseudo-thread -pid), their context switches since the last sample are lost; eBPF counts every thread exactly",
 	}
 }
 
@@ -258,15 +258,15 @@ type procProbe struct {
 	notes    []string
 }
 
-// procResidual is a watched process's count of syscalls and faults done by
-// threads that exited unseen (born and gone between two samples) or after
+// procResidual is a watched process's count of syscalls, faults and CPU
+// time (to a clock tick) of threads that exited unseen (born and gone between two samples) or after
 // their last sample: the process-wide io and stat files (which keep the
 // counts of exited threads) minus every thread's own last sample. It is
 // reported as a pseudo-thread with TID -pid, Exited, so process totals do
 // not read low on thread-per-request servers. It never decreases.
 type procResidual struct {
 	comm      string
-	raw, base metrics.Counters // Syscalls and PageFaults only
+	raw, base metrics.Counters // Syscalls, PageFaults and CPUNs only
 }
 
 // procAggregate reads a process's whole-group syscr+syscw and faults,
@@ -277,8 +277,11 @@ func procAggregate(pid int) (metrics.Counters, error) {
 	if err != nil {
 		return c, err
 	}
-	c.Measured = metrics.FSyscalls | metrics.FPageFaults
+	c.Measured = metrics.FSyscalls | metrics.FPageFaults | metrics.FCPU
 	c.PageFaults = st.minflt + st.majflt
+	// The process's utime+stime is its whole run time (exited threads
+	// included) cut to clock ticks: at most one tick below the truth.
+	c.CPUNs = (st.utime + st.stime) * uint64(time.Second) / procClockTicks
 	io, err := procParseIO("/proc/" + strconv.Itoa(pid) + "/io")
 	switch {
 	case err == nil:
@@ -298,6 +301,7 @@ func (p *procProbe) seenLocked(pid int) metrics.Counters {
 		if pt.pid == pid {
 			c.Syscalls += pt.last.Syscalls
 			c.PageFaults += pt.last.PageFaults
+			c.CPUNs += pt.last.CPUNs
 		}
 	}
 	return c
@@ -316,7 +320,7 @@ func (p *procProbe) residualLocked(pid int, agg metrics.Counters) metrics.Counte
 // at every Read. Counts start when a thread is first watched; threads that
 // appear later in a watched process or cgroup count from their start. For
 // each process watched whole, a pseudo-thread with TID -pid (Exited) holds
-// the syscalls and faults of threads that exited unseen.
+// the syscalls, faults and CPU time of threads that exited unseen.
 func OpenProc() (Probe, error) {
 	if _, err := os.Stat("/proc/self/task"); err != nil {
 		return nil, fmt.Errorf("open /proc backend: %w (mount procfs: mount -t proc proc /proc)", err)
@@ -641,6 +645,7 @@ func (p *procProbe) Read() (Reading, error) {
 		// the difference dip for a moment.
 		res.raw.Syscalls = max(res.raw.Syscalls, cur.Syscalls)
 		res.raw.PageFaults = max(res.raw.PageFaults, cur.PageFaults)
+		res.raw.CPUNs = max(res.raw.CPUNs, cur.CPUNs)
 		res.raw.Measured = cur.Measured
 	}
 	for pid, res := range p.residual {
@@ -648,6 +653,7 @@ func (p *procProbe) Read() (Reading, error) {
 			Measured:   procMeasured,
 			Syscalls:   res.raw.Syscalls - min(res.raw.Syscalls, res.base.Syscalls),
 			PageFaults: res.raw.PageFaults - min(res.raw.PageFaults, res.base.PageFaults),
+			CPUNs:      res.raw.CPUNs - min(res.raw.CPUNs, res.base.CPUNs),
 		}
 		if !res.raw.Measured.Has(metrics.FSyscalls) {
 			c.Measured &^= metrics.FSyscalls

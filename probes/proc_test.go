@@ -202,7 +202,7 @@ type procChild struct {
 }
 
 const procChildScript = `
-import os, sys, threading
+import os, sys, threading, time
 ev = threading.Event()
 th = None
 def work():
@@ -228,6 +228,9 @@ for line in sys.stdin:
             for _ in range(100):
                 os.write(fd, b"y")
             os.close(fd)
+            t0 = time.thread_time()
+            while time.thread_time() - t0 < 0.01:
+                pass
         ts = [threading.Thread(target=short) for _ in range(20)]
         for t in ts: t.start()
         for t in ts: t.join()
@@ -462,10 +465,9 @@ func TestProcUnseenThreads(t *testing.T) {
 	if d := pseudo.Counters.Syscalls - r0.Threads[-pid].Counters.Syscalls; d < want || d > want+20*4 {
 		t.Errorf("unseen threads' syscalls = %d, want %d writes (+ up to %d opens/closes)", d, want, 20*4)
 	}
-	for tid := range r1.Threads {
-		if _, before := r0.Threads[tid]; !before && tid > 0 {
-			t.Logf("thread %d seen after all (it had not exited yet)", tid)
-		}
+	// Each thread spun 10 ms of its own CPU: 200 ms, cut to clock ticks.
+	if d := pseudo.Counters.CPUNs - r0.Threads[-pid].Counters.CPUNs; d < 180e6 || d > 400e6 {
+		t.Errorf("unseen threads' cpu_ns = %d, want about 200 ms (20 threads x 10 ms)", d)
 	}
 	s0, s1 := GroupBy(r0, ByProcess), GroupBy(r1, ByProcess)
 	sub := metrics.Subject{Kind: metrics.KindProcess, Name: "python3[" + strconv.Itoa(pid) + "]"}
