@@ -211,9 +211,25 @@ func TestWatchExitsAndComm(t *testing.T) {
 	long := startChild(t, bin, "1.6")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	out, stderr, err := runWatchCmd(ctx, "--comm", name, "--by", "comm", "--interval", "200ms", "--json", "--mode", "proc")
+	type result struct {
+		out, stderr string
+		err         error
+	}
+	done := make(chan result, 1)
+	go func() {
+		out, stderr, err := runWatchCmd(ctx, "--comm", name, "--by", "comm", "--interval", "200ms", "--json", "--mode", "proc")
+		done <- result{out, stderr, err}
+	}()
+	time.Sleep(300 * time.Millisecond)
+	late := startChild(t, bin, "0.5") // found by the rescan of an interval
+	res := <-done
+	out, stderr, err := res.out, res.stderr, res.err
 	if err != nil {
 		t.Fatalf("watch: %v\n%s", err, stderr)
+	}
+	if !strings.Contains(stderr, "watching new "+name+" process "+strconv.Itoa(late.Process.Pid)) ||
+		!strings.Contains(stderr, "pid "+strconv.Itoa(late.Process.Pid)+" exited") {
+		t.Errorf("the process started later (%d) was not found by the rescan, or its exit not reported:\n%s", late.Process.Pid, stderr)
 	}
 	if ctx.Err() != nil {
 		t.Fatal("watch did not end when every process had exited")
