@@ -304,6 +304,13 @@ func TestWatchUnprivileged(t *testing.T) {
 	bin := nobodyBinary(t)
 	mine := startChild(t, setpriv, append(nobodyArgs(), "dd", "if=/dev/zero", "of=/dev/null", "bs=64k", "status=none")...)
 	roots := startChild(t, "dd", "if=/dev/zero", "of=/dev/null", "bs=64k", "status=none")
+	// setpriv drops to nobody and then execs dd: wait for dd.
+	if !waitFor(10*time.Second, func() bool {
+		b, _ := os.ReadFile("/proc/" + strconv.Itoa(mine.Process.Pid) + "/comm")
+		return strings.TrimSpace(string(b)) == "dd"
+	}) {
+		t.Fatal("setpriv never became dd")
+	}
 	for _, tc := range []struct {
 		name     string
 		pid      int
@@ -459,6 +466,15 @@ func TestWatchLeavesNothingAttached(t *testing.T) {
 func TestWatchIdleProcessShows(t *testing.T) {
 	idle := startChild(t, "sleep", "60")
 	want := "sleep[" + strconv.Itoa(idle.Process.Pid) + "]"
+	// Let its start-up (exec, dynamic loading) end: asleep in nanosleep.
+	if !waitFor(10*time.Second, func() bool {
+		b, _ := os.ReadFile("/proc/" + strconv.Itoa(idle.Process.Pid) + "/syscall")
+		nr, _, _ := strings.Cut(string(b), " ")
+		// clock_nanosleep and nanosleep on x86_64, then on arm64
+		return nr == "230" || nr == "35" || nr == "115" || nr == "101"
+	}) {
+		t.Fatal("sleep never went to sleep")
+	}
 	for _, mode := range []string{"proc", "ebpf"} {
 		t.Run(mode, func(t *testing.T) {
 			if mode == "ebpf" {
