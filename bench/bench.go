@@ -43,6 +43,7 @@ type Config struct {
 	DataDir       string         // log directory, kept (and reused) between runs; default a temp dir removed afterwards
 	NoPin         bool           // do not pin data thread to CPU0 and consumer to CPU1
 	FIFO          int            // SCHED_FIFO priority (1..99) for data thread and consumer; 0 off
+	NoCork        bool           // raw variant without TCP_CORK, as xfer.c (raw only: the broker always corks)
 	FetchMaxBytes int32          // Fetch max_bytes and partition_max_bytes, default 64 MiB
 	RecordSize    int            // record value bytes, default 1 KiB
 	Counters      ThreadCounters // thread counters; default ProcCounters
@@ -83,6 +84,9 @@ func (c *Config) normalize() error {
 	}
 	if c.Chunk < 0 || c.Chunk > transfer.MaxChunk {
 		return fmt.Errorf("chunk %d out of range 1..%d", c.Chunk, transfer.MaxChunk)
+	}
+	if c.NoCork && slices.Contains(c.Variants, "broker") {
+		return fmt.Errorf("no-cork applies to the raw variant only (the broker's paths always cork): add --variants raw")
 	}
 	if c.FIFO < 0 || c.FIFO > 99 {
 		return fmt.Errorf("fifo priority %d out of range 1..99 (0: off)", c.FIFO)

@@ -124,7 +124,7 @@ type rawResult struct {
 // runRaw sends every span with one Path.Send on a locked thread (pinned to
 // sendCPU) to a loopback receiver (pinned to recvCPU), both SCHED_FIFO fifo
 // if fifo > 0: the path without the Kafka protocol.
-func runRaw(path string, chunk int, spans []transfer.Span, tc ThreadCounters, sendCPU, recvCPU, fifo, rcvlowat int) (rawResult, error) {
+func runRaw(path string, opts transfer.Options, spans []transfer.Span, tc ThreadCounters, sendCPU, recvCPU, fifo, rcvlowat int) (rawResult, error) {
 	var want int64
 	parts := make([]transfer.Part, 0, len(spans))
 	for _, s := range spans {
@@ -154,7 +154,7 @@ func runRaw(path string, chunk int, spans []transfer.Span, tc ThreadCounters, se
 			tidc <- 0
 			sent <- res
 		}
-		p, err := transfer.New(path, transfer.Options{Chunk: chunk})
+		p, err := transfer.New(path, opts)
 		if err != nil {
 			fail(err)
 			return

@@ -236,8 +236,7 @@ func TestNewUnknown(t *testing.T) {
 	}
 }
 
-// TestCork: on a write-based path a multi-chunk response is corked for its
-// duration and the socket is left uncorked (so the tail is pushed); NoCork
+// TestCork: a multi-chunk response is corked for its duration and the socket is left uncorked (so the tail is pushed); NoCork
 // and one-chunk responses make no setsockopt calls.
 func TestCork(t *testing.T) {
 	runtime.LockOSThread()

@@ -18,7 +18,7 @@ type sendfilePath struct {
 func newSendfilePath(opts Options) *sendfilePath {
 	p := &sendfilePath{chunk: opts.chunk()}
 	p.lg.init(p.chunk)
-	p.ck = corker{off: true} // see Options.NoCork
+	p.ck = corker{off: opts.NoCork, chunk: opts.chunk()}
 	return p
 }
 

@@ -20,7 +20,7 @@ type splicePath struct {
 func newSplicePath(opts Options) *splicePath {
 	p := &splicePath{chunk: opts.chunk(), pr: -1, pw: -1}
 	p.lg.init(p.chunk)
-	p.ck = corker{off: true} // see Options.NoCork
+	p.ck = corker{off: opts.NoCork, chunk: opts.chunk()}
 	return p
 }
 

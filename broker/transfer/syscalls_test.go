@@ -28,22 +28,22 @@ var knownFrame = []byte("framing-bytes-of-a-fetch-response")
 // extra attempts tolerated per name (short writes, EINTR, reaping).
 func arithmetic(name string, n, c int) (want, slack map[string]uint64) {
 	k := uint64(n / c)
-	// read and mmap cork and uncork a response longer than a chunk: two
-	// setsockopt calls (zerocopy makes one, for SO_ZEROCOPY).
+	// A response longer than a chunk is corked and uncorked: two
+	// setsockopt calls (zerocopy adds one for SO_ZEROCOPY).
 	switch name {
 	case "read":
 		return map[string]uint64{"pread64": k, "write": k + 1, "setsockopt": 2}, map[string]uint64{"write": 3, "pread64": 1}
 	case "mmap":
 		return map[string]uint64{"write": k + 1, "fstat": 1, "mmap": 1, "munmap": 1, "setsockopt": 2}, map[string]uint64{"write": 3}
 	case "sendfile":
-		return map[string]uint64{"sendfile": k, "write": 1}, map[string]uint64{"sendfile": 3}
+		return map[string]uint64{"sendfile": k, "write": 1, "setsockopt": 2}, map[string]uint64{"sendfile": 3}
 	case "splice":
-		return map[string]uint64{"splice": 2 * k, "write": 1, "pipe2": 1, "fcntl": 1, "close": 2}, map[string]uint64{"splice": 3, "fcntl": 1}
+		return map[string]uint64{"splice": 2 * k, "write": 1, "pipe2": 1, "fcntl": 1, "close": 2, "setsockopt": 2}, map[string]uint64{"splice": 3, "fcntl": 1}
 	case "zerocopy":
 		// Error-queue reads: one per notification (at most one per
 		// send) plus one empty read per reap round: after every
 		// zcReapAt sends, at the end of Send, and per ppoll in Close.
-		return map[string]uint64{"sendmsg": k, "write": 1, "setsockopt": 1, "fstat": 1, "mmap": 1, "munmap": 1, "recvmsg": 1},
+		return map[string]uint64{"sendmsg": k, "write": 1, "setsockopt": 3, "fstat": 1, "mmap": 1, "munmap": 1, "recvmsg": 1},
 			map[string]uint64{"sendmsg": 3, "recvmsg": k + k/zcReapAt + 2 + 16, "ppoll": 16}
 	}
 	panic("unknown path " + name)

@@ -51,7 +51,7 @@ type zerocopyPath struct {
 func newZerocopyPath(opts Options) *zerocopyPath {
 	p := &zerocopyPath{chunk: opts.chunk(), sock: -1, oob: make([]byte, 128), one: make([]byte, 1)}
 	p.lg.init(p.chunk)
-	p.ck = corker{off: true} // see Options.NoCork
+	p.ck = corker{off: opts.NoCork, chunk: opts.chunk()}
 	p.cache.lg = &p.lg
 	p.cache.busy = func(m *mapping) bool { return m.zc && m.lastSeq >= p.base }
 	return p

@@ -20,7 +20,7 @@ func newBenchCmd() *cobra.Command {
 	var (
 		paths, variants, size, chunk, mode, rcvlowat, fetchMax, csvFile, data string
 		runs, fifo                                                            int
-		verify, asJSON, noPin                                                 bool
+		verify, asJSON, noPin, noCork                                         bool
 	)
 	cmd := &cobra.Command{
 		Use:   "bench",
@@ -37,7 +37,7 @@ eBPF probes when they load (--mode auto, exact), else from /proc
 (estimates, marked ~; raw rows' syscalls then come from the path's ledger).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg := bench.Config{Runs: runs, Verify: verify, DataDir: data, NoPin: noPin, FIFO: fifo}
+			cfg := bench.Config{Runs: runs, Verify: verify, DataDir: data, NoPin: noPin, FIFO: fifo, NoCork: noCork}
 			if paths != "" && paths != "all" {
 				for _, p := range strings.Split(paths, ",") {
 					if p = strings.TrimSpace(p); p != "" {
@@ -144,6 +144,7 @@ eBPF probes when they load (--mode auto, exact), else from /proc
 	f.StringVar(&csvFile, "csv", "", "also write one CSV row per path, variant and run to FILE")
 	f.StringVar(&data, "data", "", "log directory (default: a temp dir, removed afterwards)")
 	f.IntVar(&fifo, "fifo", 0, "run data thread and consumer SCHED_FIFO at this priority (1-99, root) so other load cannot preempt them; compare with chrt -f PRIO xfer")
+	f.BoolVar(&noCork, "no-cork", false, "raw variant without TCP_CORK, as shared/ref/xfer.c (needs --variants raw; the broker always corks)")
 	f.BoolVar(&noPin, "no-pin", false, "do not pin the data thread to CPU0 and the consumer to CPU1")
 	return cmd
 }
