@@ -355,10 +355,21 @@ func TestProcNoSuchProcess(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "no such process: "+strconv.Itoa(dead)) {
 		t.Errorf("AddProcesses(dead pid %d) = %v, want \"no such process: %d\"", dead, err, dead)
 	}
-	w := startProcWorker(t)
-	err = p.AddProcesses(w.tid)
+	// Any thread of this process but its leader (a locked worker can land
+	// on the main thread, whose tid is the pid).
+	tids, err := procListTasks(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	thread := 0
+	for _, tid := range tids {
+		if tid != os.Getpid() {
+			thread = tid
+		}
+	}
+	err = p.AddProcesses(thread)
 	if err == nil || !strings.Contains(err.Error(), "is a thread of process") {
-		t.Errorf("AddProcesses(thread %d) = %v, want an error naming its process", w.tid, err)
+		t.Errorf("AddProcesses(thread %d) = %v, want an error naming its process", thread, err)
 	}
 	if err := p.AddCgroup("no/such/cgroup-copyscope-test"); err == nil {
 		t.Error("AddCgroup of a missing directory succeeded")
