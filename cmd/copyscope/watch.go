@@ -46,7 +46,9 @@ verdict per subject naming its transfer style.
 --mode auto uses eBPF when permitted (root) and falls back to /proc estimates,
 saying so on stderr. New threads of watched processes are picked up; a
 process that exits is reported and the rest go on; when all are gone watch
-exits 0. Output: one line per subject per interval, or JSON lines (--json).`,
+exits 0. Output: the live TUI on a terminal, else one table row per subject
+per interval, or JSON lines with --json (the metrics-contract record plus
+"verdict"). /proc figures are marked "~" (estimates).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runWatch(cmd, f) },
 	}
