@@ -404,6 +404,14 @@ func (p *ebpfProbe) Notes() []string {
 // maxThreads is MAX_THREADS in bpf/headers/common.h.
 const maxThreads = 16384
 
+// sub is a - b, or 0 when a counter reads below its base.
+func sub(a, b uint64) uint64 {
+	if a < b {
+		return 0
+	}
+	return a - b
+}
+
 func sum(v []uint64) uint64 {
 	var t uint64
 	for _, x := range v {
@@ -633,19 +641,22 @@ func (p *ebpfProbe) Read() (Reading, error) {
 		return Reading{}, fmt.Errorf("read io_counts: %w", err)
 	}
 	if p.schedCounts != nil {
-		err = eachPerCPU(p.schedCounts, func(k uint32, v []schedSchedCounters) {
+		var k uint32
+		var x schedSchedCounters
+		it := p.schedCounts.Iterate()
+		for it.Next(&k, &x) {
 			update(k, func(c *metrics.Counters) {
-				for _, x := range v {
-					c.CtxVoluntary += x.Voluntary
-					c.CtxInvoluntary += x.Involuntary
-					c.CPUNs += x.CpuNs
-					if x.LastIn != 0 && now > x.LastIn {
-						c.CPUNs += now - x.LastIn
-					}
+				// The kernel's own counters since the thread was first
+				// seen switching (bpf/sched.bpf.c).
+				c.CtxVoluntary += sub(x.Nvcsw, x.BaseNvcsw)
+				c.CtxInvoluntary += sub(x.Nivcsw, x.BaseNivcsw)
+				c.CPUNs += sub(x.Exec, x.BaseExec)
+				if x.LastIn != 0 && now > x.LastIn {
+					c.CPUNs += now - x.LastIn // the slice running now
 				}
 			})
-		})
-		if err != nil {
+		}
+		if err := it.Err(); err != nil {
 			return Reading{}, fmt.Errorf("read sched_counts: %w", err)
 		}
 	}

@@ -19,13 +19,14 @@ type schedFilterCfg struct {
 }
 
 type schedSchedCounters struct {
-	_           structs.HostLayout
-	Voluntary   uint64
-	Involuntary uint64
-	CpuNs       uint64
-	LastIn      uint64
-	ExecAtIn    uint64
-	NvcswAtIn   uint64
+	_          structs.HostLayout
+	BaseExec   uint64
+	Exec       uint64
+	BaseNvcsw  uint64
+	Nvcsw      uint64
+	BaseNivcsw uint64
+	Nivcsw     uint64
+	LastIn     uint64
 }
 
 type schedTgidBits struct {
