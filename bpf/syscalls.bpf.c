@@ -43,12 +43,21 @@ char __license[] SEC("license") = "GPL";
 #define NR_preadv 295
 #define NR_pwritev 296
 #define NR_copy_file_range 326
+#define NR_recvmmsg 299
+#define NR_sendmmsg 307
 #define NR_clone 56
 #define NR_fork 57
 #define NR_vfork 58
 #define NR_clone3 435
 #define NR_preadv2 327
 #define NR_pwritev2 328
+
+/* sendmmsg/recvmmsg return a message count; their bytes are the msg_len
+ * fields the kernel wrote into the caller's struct mmsghdr array (64 bytes
+ * each, msg_len at offset 56), read for up to MAX_MMSG messages. */
+#define MAX_MMSG 64
+#define MMSGHDR_SIZE 64
+#define MMSG_LEN_OFF 56
 
 /* Zerocopy send sizes remembered per socket (keyed by struct sock *), to
  * turn the kernel's notification id ranges back into bytes. */
@@ -242,6 +251,24 @@ int BPF_PROG(process_exit, struct task_struct *p)
 	return 0;
 }
 
+static __always_inline __u64 mmsg_bytes(void *vec, long msgs)
+{
+	__u64 total = 0;
+	for (int i = 0; i < MAX_MMSG; i++) {
+		if (i >= msgs)
+			break;
+		__u32 len = 0;
+		if (bpf_probe_read_user(&len, sizeof(len), vec + i * MMSGHDR_SIZE + MMSG_LEN_OFF)) {
+			count_drop(DROP_READ);
+			break;
+		}
+		total += len;
+	}
+	if (msgs > MAX_MMSG)
+		count_drop(DROP_MMSG);
+	return total;
+}
+
 static __always_inline void zc_sent(struct sock *sk, long ret)
 {
 	__u64 k = (__u64)sk;
@@ -387,6 +414,25 @@ int BPF_PROG(sys_exit, struct pt_regs *regs, long ret)
 			}
 		}
 		c->from_user[cls & 3] += ret;
+		return 0;
+	}
+	case NR_recvmmsg:
+	case NR_sendmmsg: {
+		if (ret == 0)
+			return 0;
+		__u64 bytes = mmsg_bytes((void *)regs->si, ret);
+		cls = file_class_fast(fd_file(fd));
+		c = lookup_or_init(&io_counts, &tid, &io_zero);
+		if (!c)
+			return 0;
+		if (nr == NR_recvmmsg) {
+			c->to_user[cls & 3] += bytes;
+			return 0;
+		}
+		/* MSG_ZEROCOPY per message is not looked at: counted as copies. */
+		c->from_user[cls & 3] += bytes;
+		if (cls == CLASS_SOCKET)
+			c->delivered += bytes;
 		return 0;
 	}
 	case NR_sendfile: /* sendfile(out_fd, in_fd, ...) */

@@ -386,7 +386,11 @@ func (p *ebpfProbe) Notes() []string {
 			out = append(out, fmt.Sprintf("%d events not counted: a counters map was full (more than %d threads seen)", sum(full), maxThreads))
 		}
 		if p.drops.Lookup(uint32(1), &bad) == nil && sum(bad) > 0 {
-			out = append(out, fmt.Sprintf("%d fd lookups failed: those bytes are classed as other", sum(bad)))
+			out = append(out, fmt.Sprintf("%d kernel or user memory reads failed: those bytes are classed as other or not counted", sum(bad)))
+		}
+		var mmsg []uint64
+		if p.drops.Lookup(uint32(2), &mmsg) == nil && sum(mmsg) > 0 {
+			out = append(out, fmt.Sprintf("%d sendmmsg/recvmmsg calls moved more than %d messages: bytes past the %dth message are not counted", sum(mmsg), maxMmsg, maxMmsg))
 		}
 		// The kernel skips a program that fires while it is already
 		// running on the same CPU (for example from an interrupt).
@@ -403,6 +407,9 @@ func (p *ebpfProbe) Notes() []string {
 
 // maxThreads is MAX_THREADS in bpf/headers/common.h.
 const maxThreads = 16384
+
+// maxMmsg is MAX_MMSG in bpf/syscalls.bpf.c.
+const maxMmsg = 64
 
 // sub is a - b, or 0 when a counter reads below its base.
 func sub(a, b uint64) uint64 {

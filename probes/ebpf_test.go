@@ -755,7 +755,7 @@ func cgroup2Mount(t *testing.T) string {
 }
 
 // TestEBPFSyscallFamilies covers the other byte-moving syscalls: vectored
-// and v2 reads and writes, recvfrom/recvmsg, tee, vmsplice,
+// and v2 reads and writes, recvfrom/recvmsg, sendmmsg/recvmmsg, tee, vmsplice,
 // copy_file_range, and MSG_ZEROCOPY on a socket without SO_ZEROCOPY (which
 // the kernel treats as an ordinary copying send).
 func TestEBPFSyscallFamilies(t *testing.T) {
@@ -773,6 +773,25 @@ func TestEBPFSyscallFamilies(t *testing.T) {
 	}
 	defer unix.Close(sp[0])
 	defer unix.Close(sp[1])
+	dg, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(dg[0])
+	defer unix.Close(dg[1])
+	// mmsg moves two datagrams of k/2 bytes in one sendmmsg or recvmmsg.
+	mmsg := func(nr uintptr, fd int, a, b []byte) (int, error) {
+		iov := []unix.Iovec{{Base: &a[0], Len: uint64(len(a))}, {Base: &b[0], Len: uint64(len(b))}}
+		msgs := []unix.Mmsghdr{{Hdr: unix.Msghdr{Iov: &iov[0], Iovlen: 1}}, {Hdr: unix.Msghdr{Iov: &iov[1], Iovlen: 1}}}
+		got, _, errno := unix.Syscall6(nr, uintptr(fd), uintptr(unsafe.Pointer(&msgs[0])), 2, 0, 0, 0)
+		if errno != 0 {
+			return 0, errno
+		}
+		if got != 2 {
+			return 0, fmt.Errorf("%d messages, want 2", got)
+		}
+		return int(msgs[0].Len + msgs[1].Len), nil
+	}
 	full := func(what string, got int, err error) error {
 		if err != nil || got != k {
 			return fmt.Errorf("%s: %d bytes, %v (want %d)", what, got, err, k)
@@ -835,6 +854,14 @@ func TestEBPFSyscallFamilies(t *testing.T) {
 			if err := full("read tee'd pipe", got, err); err != nil {
 				return err
 			}
+			got, err = mmsg(unix.SYS_SENDMMSG, dg[0], buf[:k/2], buf[k/2:])
+			if err := full("sendmmsg", got, err); err != nil {
+				return err
+			}
+			got, err = mmsg(unix.SYS_RECVMMSG, dg[1], big[:k/2], big[k/2:k])
+			if err := full("recvmmsg", got, err); err != nil {
+				return err
+			}
 			roff, woff := off, off+int64(n*k)
 			got, err = unix.CopyFileRange(int(src.Fd()), &roff, int(dst.Fd()), &woff, k, 0)
 			if err := full("copy_file_range", got, err); err != nil {
@@ -850,15 +877,17 @@ func TestEBPFSyscallFamilies(t *testing.T) {
 		got, want uint64
 	}{
 		{"copied_to_user[file] (readv, preadv2)", d.CopiedToUser[metrics.ClassFile], 2 * nk},
-		{"copied_to_user[socket] (recvfrom, recvmsg)", d.CopiedToUser[metrics.ClassSocket], 2 * nk},
+		{"copied_to_user[socket] (recvfrom, recvmsg, recvmmsg)", d.CopiedToUser[metrics.ClassSocket], 3 * nk},
 		{"copied_to_user[pipe] (reads of both pipes)", d.CopiedToUser[metrics.ClassPipe], 3*nk + harnessPipeIn},
 		{"copied_from_user[file] (pwritev2)", d.CopiedFromUser[metrics.ClassFile], nk},
-		{"copied_from_user[socket] (sendmsg, with and without MSG_ZEROCOPY)", d.CopiedFromUser[metrics.ClassSocket], 2 * nk},
+		{"copied_from_user[socket] (sendmsg with and without MSG_ZEROCOPY, sendmmsg)", d.CopiedFromUser[metrics.ClassSocket], 3 * nk},
 		{"copied_from_user[pipe] (writev)", d.CopiedFromUser[metrics.ClassPipe], nk + harnessPipeOutput},
 		{"moved_in_kernel[pipe] (vmsplice, tee)", d.MovedInKernel[metrics.ClassPipe], 2 * nk},
 		{"moved_in_kernel[file] (copy_file_range)", d.MovedInKernel[metrics.ClassFile], nk},
 		{"zerocopy_bytes", d.ZerocopyBytes, 0},
-		{"delivered_bytes", d.DeliveredBytes, 2 * nk},
+		{"delivered_bytes", d.DeliveredBytes, 3 * nk},
+		{"sendmmsg calls", d.SyscallsByName["sendmmsg"], n},
+		{"recvmmsg calls", d.SyscallsByName["recvmmsg"], n},
 		{"readv calls", d.SyscallsByName["readv"], n},
 		{"preadv2 calls", d.SyscallsByName["preadv2"], n},
 		{"pwritev2 calls", d.SyscallsByName["pwritev2"], n},

@@ -34,7 +34,8 @@ struct tgid_bits {
 /* Index into the shared drops array: why an event was not counted. */
 #define DROP_MAP_FULL 0 /* a counters map had no room for a new thread */
 #define DROP_READ 1     /* a kernel struct could not be read */
-#define NUM_DROPS 2
+#define DROP_MMSG 2     /* a sendmmsg/recvmmsg batch beyond MAX_MMSG messages */
+#define NUM_DROPS 3
 
 /* The optional cgroup filter: count every thread of one cgroup v2. */
 struct filter_cfg {
