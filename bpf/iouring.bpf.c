@@ -3,8 +3,8 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * io_uring operations do not appear as syscalls: count their bytes from
- * the io_uring tracepoints instead (classic tracepoints; context structs
- * from /sys/kernel/tracing/events/io_uring/<event>/format, Linux 6.18).
+ * the io_uring tracepoints instead (tp_btf: they fire once per operation
+ * in every io_uring user, so no trace record is built for them).
  *
  *   io_uring_submit_req: a watched thread submitted req; remember who.
  *   io_uring_complete:   req finished with res bytes; add them to the
@@ -61,56 +61,37 @@ struct {
 
 static const struct io_counters uring_zero;
 
-/* format: io_uring/io_uring_submit_req */
-struct submit_req_args {
-	__u64 common;
-	void *ctx;
-	void *req;
-	__u64 user_data;
-	__u8 opcode;
-	__u64 flags;
-	bool sq_thread;
-};
-
-/* format: io_uring/io_uring_complete */
-struct complete_args {
-	__u64 common;
-	void *ctx;
-	void *req;
-	__u64 user_data;
-	int res;
-	unsigned int cflags;
-	__u64 extra1;
-	__u64 extra2;
-};
-
-SEC("tracepoint/io_uring/io_uring_submit_req")
-int uring_submit(struct submit_req_args *ctx)
+SEC("tp_btf/io_uring_submit_req")
+int BPF_PROG(uring_submit, struct io_kiocb *r)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	if (!watched_current(pid_tgid))
 		return 0;
-	__u64 req = (__u64)ctx->req;
+	__u64 req = (__u64)r;
 	__u32 tid = (__u32)pid_tgid;
 	bpf_map_update_elem(&uring_reqs, &req, &tid, BPF_ANY);
 	return 0;
 }
 
-SEC("tracepoint/io_uring/io_uring_complete")
-int uring_complete(struct complete_args *ctx)
+SEC("tp_btf/io_uring_complete")
+int BPF_PROG(uring_complete, void *ring, void *reqp, struct io_uring_cqe *cqe)
 {
-	__u64 req = (__u64)ctx->req;
-	if (!req || (ctx->cflags & IORING_CQE_F_NOTIF))
+	__u64 req = (__u64)reqp;
+	if (!req || !cqe)
+		return 0;
+	__u32 cflags = BPF_CORE_READ(cqe, flags);
+	if (cflags & IORING_CQE_F_NOTIF)
 		return 0;
 	__u32 *tidp = bpf_map_lookup_elem(&uring_reqs, &req);
 	if (!tidp)
 		return 0;
 	__u32 tid = *tidp;
-	if (!(ctx->cflags & IORING_CQE_F_MORE))
+	if (!(cflags & IORING_CQE_F_MORE))
 		bpf_map_delete_elem(&uring_reqs, &req);
-	if (ctx->res <= 0)
+	__s32 res32 = BPF_CORE_READ(cqe, res);
+	if (res32 <= 0)
 		return 0;
-	__u64 res = ctx->res;
+	__u64 res = res32;
 	struct io_kiocb *r = (struct io_kiocb *)req;
 	__u8 op = BPF_CORE_READ(r, opcode);
 	__u32 cls = file_class(BPF_CORE_READ(r, file)) & 3;

@@ -72,9 +72,9 @@ func ebpfPrograms() []progDesc {
 			fields: metrics.FDiskRead, lost: "disk_read_bytes are missing"},
 		{obj: "faults", name: "block_rq_complete", group: "block", event: "block_rq_complete",
 			fields: metrics.FDiskRead, lost: "disk_read_bytes are missing"},
-		{obj: "iouring", name: "uring_submit", group: "io_uring", event: "io_uring_submit_req",
+		{obj: "iouring", name: "uring_submit", event: "io_uring_submit_req",
 			lost: "bytes moved by io_uring operations are not counted"},
-		{obj: "iouring", name: "uring_complete", group: "io_uring", event: "io_uring_complete",
+		{obj: "iouring", name: "uring_complete", event: "io_uring_complete",
 			lost: "bytes moved by io_uring operations are not counted"},
 	}
 }

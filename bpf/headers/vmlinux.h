@@ -134,6 +134,12 @@ struct io_kiocb {
 	u8 opcode;
 };
 
+struct io_uring_cqe {
+	u64 user_data;
+	s32 res;
+	u32 flags;
+};
+
 #pragma clang attribute pop
 
 #endif /* __COPYSCOPE_VMLINUX_H__ */
