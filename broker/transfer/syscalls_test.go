@@ -42,9 +42,9 @@ func arithmetic(name string, n, c int) (want, slack map[string]uint64) {
 	case "zerocopy":
 		// Error-queue reads: one per notification (at most one per
 		// send) plus one empty read per reap round: after every
-		// zcReapAt sends, at the end of Send, and per ppoll in Close.
+		// zcReapBytes sent, at the end of Send, and per ppoll in Close.
 		return map[string]uint64{"sendmsg": k, "write": 1, "setsockopt": 3, "fstat": 1, "mmap": 1, "munmap": 1, "recvmsg": 1},
-			map[string]uint64{"sendmsg": 3, "recvmsg": k + k/zcReapAt + 2 + 16, "ppoll": 16}
+			map[string]uint64{"sendmsg": 3, "recvmsg": k + uint64(n/zcReapBytes) + 2 + 16, "ppoll": 16}
 	}
 	panic("unknown path " + name)
 }

@@ -9,9 +9,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// zcReapAt is how many completions may be outstanding before the path reaps
-// the error queue in the middle of a Send.
-const zcReapAt = 64
+// zcReapBytes is how many bytes the path sends between reaps of the error
+// queue in the middle of a Send (as xfer.c: every MiB, i.e. every send at
+// 1 MiB chunks, every 256th at 4 KiB). ENOBUFS (too many outstanding) is
+// handled by reaping early.
+const zcReapBytes = 1 << 20
 
 // zcCloseWait bounds how long Close waits for outstanding completions.
 const zcCloseWait = 5 * time.Second
@@ -40,8 +42,10 @@ type zerocopyPath struct {
 	sock    int      // socket SO_ZEROCOPY was set on, -1 before the first Send
 	base    uint64   // sequence number of pending[0]
 	pending []zcSend // sends base, base+1, ... not yet reaped in order
-	oob     []byte
-	one     []byte
+	// unreaped counts bytes sent since the last mid-Send reap.
+	unreaped int
+	oob      []byte
+	one      []byte
 	// Reused sendmsg/recvmsg headers: no allocation per call.
 	shdr, rhdr unix.Msghdr
 	siov, riov unix.Iovec
@@ -132,7 +136,8 @@ func (p *zerocopyPath) span(sock int, s Span, _ bool) (int64, error) {
 		case n == 0:
 			return total, fmt.Errorf("sendmsg MSG_ZEROCOPY to socket %d sent 0 bytes", sock)
 		}
-		if len(p.pending) >= zcReapAt {
+		if p.unreaped += n; p.unreaped >= zcReapBytes {
+			p.unreaped = 0
 			if err := p.reap(); err != nil {
 				return total, err
 			}
