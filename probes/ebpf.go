@@ -36,10 +36,11 @@ type EBPFOptions struct {
 
 // progDesc says where one BPF program attaches and what is lost without it.
 type progDesc struct {
-	obj      string // bpf2go object: syscalls, sched, faults
+	obj      string // bpf2go object: syscalls, sched, faults, iouring
 	name     string // program (function) name in the object
-	group    string // tracepoint group; "" for tp_btf
+	group    string // tracefs group; "" for the tp_btf events doctor.go's tpBTFGroup knows
 	event    string // tracepoint event (or the tp_btf name)
+	btf      bool   // attached as tp_btf (a raw tracepoint with BTF), not a classic tracepoint
 	required bool
 	fields   metrics.Field // metrics that are missing when this program is
 	lost     string        // what a missing optional program costs, for Notes
@@ -48,23 +49,23 @@ type progDesc struct {
 // ebpfPrograms lists every program copyscope attaches, in attach order.
 func ebpfPrograms() []progDesc {
 	return []progDesc{
-		{obj: "syscalls", name: "sys_enter", event: "sys_enter", required: true,
+		{obj: "syscalls", name: "sys_enter", event: "sys_enter", btf: true, required: true,
 			fields: metrics.FSyscalls | metrics.FSyscallsByName},
-		{obj: "syscalls", name: "sys_exit", event: "sys_exit", required: true,
+		{obj: "syscalls", name: "sys_exit", event: "sys_exit", btf: true, required: true,
 			fields: metrics.FDelivered | metrics.FCopiedToUser | metrics.FCopiedFromUser |
 				metrics.FMovedInKernel | metrics.FZerocopy | metrics.FCopyClasses},
-		{obj: "syscalls", name: "process_exit", event: "sched_process_exit",
+		{obj: "syscalls", name: "process_exit", event: "sched_process_exit", btf: true,
 			lost: "exit and exit_group (which never return) are not counted"},
-		{obj: "sched", name: "sched_switch", event: "sched_switch",
+		{obj: "sched", name: "sched_switch", event: "sched_switch", btf: true,
 			fields: metrics.FCtxSwitches | metrics.FCPU,
 			lost:   "context switches and cpu_ns are missing"},
-		{obj: "faults", name: "page_fault_user", event: "page_fault_user",
+		{obj: "faults", name: "page_fault_user", group: "exceptions", event: "page_fault_user", btf: true,
 			fields: metrics.FPageFaults, lost: "page_faults are missing"},
-		{obj: "faults", name: "page_fault_kernel", event: "page_fault_kernel",
+		{obj: "faults", name: "page_fault_kernel", group: "exceptions", event: "page_fault_kernel", btf: true,
 			lost: "page_faults omit faults taken inside syscalls on user memory (copy_to/from_user), so they read below /proc minflt"},
-		{obj: "faults", name: "filemap_fault", event: "mm_filemap_fault",
+		{obj: "faults", name: "filemap_fault", group: "filemap", event: "mm_filemap_fault", btf: true,
 			fields: metrics.FFileFaults, lost: "file_faults are missing"},
-		{obj: "faults", name: "filemap_map_pages", event: "mm_filemap_map_pages",
+		{obj: "faults", name: "filemap_map_pages", group: "filemap", event: "mm_filemap_map_pages", btf: true,
 			fields: metrics.FFileFaults, lost: "file_faults are missing (fault-around pages cannot be counted)"},
 		{obj: "faults", name: "filemap_add_to_page_cache", group: "filemap", event: "mm_filemap_add_to_page_cache",
 			fields: metrics.FPageCache, lost: "page_cache_misses are missing"},
@@ -72,9 +73,9 @@ func ebpfPrograms() []progDesc {
 			fields: metrics.FDiskRead, lost: "disk_read_bytes are missing"},
 		{obj: "faults", name: "block_rq_complete", group: "block", event: "block_rq_complete",
 			fields: metrics.FDiskRead, lost: "disk_read_bytes are missing"},
-		{obj: "iouring", name: "uring_submit", event: "io_uring_submit_req",
+		{obj: "iouring", name: "uring_submit", group: "io_uring", event: "io_uring_submit_req", btf: true,
 			lost: "bytes moved by io_uring operations are not counted"},
-		{obj: "iouring", name: "uring_complete", event: "io_uring_complete",
+		{obj: "iouring", name: "uring_complete", group: "io_uring", event: "io_uring_complete", btf: true,
 			lost: "bytes moved by io_uring operations are not counted"},
 	}
 }
@@ -277,7 +278,7 @@ func (p *ebpfProbe) open(opts EBPFOptions, descs []progDesc, edit func(string, *
 }
 
 func (d progDesc) where() string {
-	if d.group == "" {
+	if d.btf {
 		return "tp_btf/" + d.event
 	}
 	return "tracepoint/" + d.group + "/" + d.event
@@ -359,7 +360,7 @@ func firstLine(err error) string {
 }
 
 func attach(d progDesc, prog *ebpf.Program) (link.Link, error) {
-	if d.group == "" {
+	if d.btf {
 		return link.AttachTracing(link.TracingOptions{Program: prog})
 	}
 	return link.Tracepoint(d.group, d.event, prog, nil)
