@@ -822,12 +822,20 @@ func (p *ebpfProbe) Close() error {
 		return nil
 	}
 	p.closed = true
-	var errs []error
-	for i := len(p.links) - 1; i >= 0; i-- {
-		if err := p.links[i].Close(); err != nil {
-			errs = append(errs, fmt.Errorf("detach BPF link: %w", err))
-		}
+	// Each detach waits for an RCU grace period in the kernel; doing them
+	// one after another made Close take 0.5-0.7 s, so detach concurrently.
+	errs := make([]error, len(p.links))
+	var wg sync.WaitGroup
+	for i, l := range p.links {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := l.Close(); err != nil {
+				errs[i] = fmt.Errorf("detach BPF link: %w", err)
+			}
+		}()
 	}
+	wg.Wait()
 	p.links = nil
 	for _, c := range p.colls {
 		c.Close()
