@@ -43,15 +43,26 @@ func tpBTFGroup(event string) string {
 }
 
 // Tracepoints lists every event the eBPF backend uses, in attach order,
-// from the same table OpenEBPF attaches from.
+// from the same table OpenEBPF attaches from, as the default counting mode
+// (syscalls counted as they return) uses them: sys_enter is then optional.
 func Tracepoints() []Tracepoint {
 	descs := ebpfPrograms()
 	out := make([]Tracepoint, 0, len(descs))
 	for _, d := range descs {
 		t := Tracepoint{Program: d.name, Attach: "tracepoint", Group: d.group, Event: d.event,
 			Required: d.required, Fields: d.fields, Lost: d.lost}
-		if d.group == "" {
-			t.Attach, t.Group = "tp_btf", tpBTFGroup(d.event)
+		if d.btf {
+			t.Attach = "tp_btf"
+		}
+		if t.Group == "" {
+			t.Group = tpBTFGroup(d.event)
+		}
+		switch d.name {
+		case "sys_enter":
+			t.Required, t.Fields = false, 0
+			t.Lost = "used only when counting syscalls at entry; by default sys_exit counts them"
+		case "sys_exit":
+			t.Fields |= metrics.FSyscalls | metrics.FSyscallsByName
 		}
 		out = append(out, t)
 	}

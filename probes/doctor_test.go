@@ -30,8 +30,16 @@ func TestTracepointsTable(t *testing.T) {
 			t.Errorf("Tracepoints() lacks %s", want)
 		}
 	}
-	if !byName["raw_syscalls/sys_enter"].Required || !byName["raw_syscalls/sys_exit"].Required {
-		t.Error("sys_enter and sys_exit must be required")
+	if exit := byName["raw_syscalls/sys_exit"]; !exit.Required || !exit.Fields.Has(metrics.FSyscalls) {
+		t.Error("sys_exit must be required and count syscalls (the default counting mode)")
+	}
+	if byName["raw_syscalls/sys_enter"].Required {
+		t.Error("sys_enter is attached only when counting at entry; it must not be required")
+	}
+	for _, btf := range []string{"raw_syscalls/sys_exit", "sched/sched_switch", "exceptions/page_fault_user", "filemap/mm_filemap_fault"} {
+		if byName[btf].Attach != "tp_btf" {
+			t.Errorf("%s attaches as %s, want tp_btf (as OpenEBPF does)", btf, byName[btf].Attach)
+		}
 	}
 	if fed != metrics.FAll {
 		t.Errorf("the tracepoints feed %b, want every eBPF field %b", fed, metrics.FAll)
