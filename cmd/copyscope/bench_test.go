@@ -1,0 +1,72 @@
+package main
+
+import (
+	"bytes"
+	"encoding/csv"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestBenchCommandJSONAndCSV runs `copyscope bench` in process on a small
+// log: one JSON record per path, variant and run with the design.md keys,
+// and a CSV with a row per record.
+func TestBenchCommandJSONAndCSV(t *testing.T) {
+	csvPath := filepath.Join(t.TempDir(), "bench.csv")
+	cmd := newRootCmd()
+	var out, errb bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(&errb)
+	cmd.SetArgs([]string{"bench", "--size", "4MiB", "--runs", "2", "--paths", "read,zerocopy", "--mode", "proc",
+		"--verify", "--json", "--csv", csvPath, "--data", t.TempDir()})
+	if err := cmd.Execute(); err != nil {
+		t.Fatalf("bench: %v\n%s", err, errb.String())
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 2*2*2 {
+		t.Fatalf("%d JSON lines, want 8 (2 paths x 2 variants x 2 runs):\n%s", len(lines), out.String())
+	}
+	for _, l := range lines {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("bad JSON %q: %v", l, err)
+		}
+		for _, k := range []string{"path", "variant", "run", "chunk", "seconds", "throughput_bytes_per_s", "delivered_bytes", "cpu_ns", "mode"} {
+			if _, ok := m[k]; !ok {
+				t.Errorf("record lacks %q: %s", k, l)
+			}
+		}
+		if m["variant"] == "raw" && m["path"] == "zerocopy" && m["zerocopy_copied_bytes"] != m["zerocopy_bytes"] {
+			t.Errorf("raw zerocopy on loopback: copied %v of %v, want all", m["zerocopy_copied_bytes"], m["zerocopy_bytes"])
+		}
+	}
+	f, err := os.Open(csvPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rows, err := csv.NewReader(f).ReadAll()
+	if err != nil || len(rows) != 1+8 {
+		t.Fatalf("csv: %d rows (%v), want header + 8", len(rows), err)
+	}
+}
+
+func TestBenchCommandRejects(t *testing.T) {
+	for _, args := range [][]string{
+		{"bench", "--paths", "carrier-pigeon", "--size", "1MiB"},
+		{"bench", "--size", "lots"},
+		{"bench", "--chunk", "0", "--size", "1MiB"},
+		{"bench", "--no-cork", "--size", "1MiB"},
+		{"bench", "--mode", "magic", "--size", "1MiB"},
+	} {
+		cmd := newRootCmd()
+		cmd.SetOut(&bytes.Buffer{})
+		cmd.SetErr(&bytes.Buffer{})
+		cmd.SetArgs(args)
+		if err := cmd.Execute(); err == nil {
+			t.Errorf("%v: no error", args)
+		}
+	}
+}
