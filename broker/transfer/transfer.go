@@ -3,6 +3,15 @@
 // MSG_ZEROCOPY). One file per path, all behind the Path interface; each path
 // keeps a ledger of the bytes it sent and the syscalls it made, so tests and
 // probes can check the kernel's counts against the path's own arithmetic.
+//
+// For N span bytes in chunks of C a Send makes, on the caller's thread:
+// read 2N/C (pread64 + write), mmap N/C writes, sendfile N/C, splice 2N/C,
+// zerocopy N/C sendmsg plus error-queue recvmsg (one per MiB and per
+// notification); plus a constant few per response: framing write/writev,
+// TCP_CORK on and off for responses longer than a chunk, fstat/mmap of a
+// segment not mapped yet. On Linux 6.18, /proc/thread-self/io counts
+// pread64/read in syscr, write/writev in syscw, sendfile in both, and
+// splice, sendmsg, recvmsg not at all (see syscalls_test.go).
 package transfer
 
 // Span is a region of an open file (a segment) to move to a socket.
