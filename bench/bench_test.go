@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"testing"
+	"time"
 
 	"github.com/copyscope/copyscope/broker/transfer"
 )
@@ -43,4 +44,24 @@ func TestRunSmall(t *testing.T) {
 		}
 	}
 	t.Log(progress.String())
+}
+
+// TestRunRcvLowat: with SO_RCVLOWAT larger than a response's tail the
+// consumer must not wait for bytes that never come (it asks for at most
+// what the response still holds).
+func TestRunRcvLowat(t *testing.T) {
+	done := make(chan error, 1)
+	go func() {
+		_, err := Run(context.Background(), Config{Size: 8 << 20, Runs: 1, RcvLowat: 256 << 10, FetchMaxBytes: 1 << 20,
+			Paths: []string{"sendfile", "read"}, DataDir: t.TempDir(), Verify: true})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("bench with --rcvlowat 256KiB did not finish in 60s: the consumer waits for bytes past a response")
+	}
 }

@@ -37,7 +37,10 @@ type fetchClient struct {
 	tap io.Writer
 
 	buf    []byte
-	r, w   int // unread bytes are buf[r:w]
+	r, w   int   // unread bytes are buf[r:w]
+	unread int64 // bytes of the current response still in the socket, -1 unknown
+	lowat  int   // SO_RCVLOWAT configured on the socket (0: kernel default)
+	low    bool  // SO_RCVLOWAT is currently lowered to 1 (a response's tail)
 	corrID int32
 	req    []byte
 
@@ -50,7 +53,11 @@ type fetchClient struct {
 }
 
 func newFetchClient(fd int, topic string, partition int32, maxBytes int32, verify bool, table *crc32.Table) *fetchClient {
-	return &fetchClient{fd: fd, topic: topic, partition: partition, maxBytes: maxBytes, verify: verify, table: table, buf: make([]byte, recvBufSize)}
+	c := &fetchClient{fd: fd, topic: topic, partition: partition, maxBytes: maxBytes, verify: verify, table: table, buf: make([]byte, recvBufSize), unread: -1}
+	if v, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVLOWAT); err == nil && v > 1 {
+		c.lowat = v
+	}
+	return c
 }
 
 // request encodes a Fetch v4 request for offset.
@@ -88,9 +95,39 @@ func (c *fetchClient) fill() error {
 		c.w = copy(c.buf, c.buf[c.r:c.w])
 		c.r = 0
 	}
+	// Never ask for more than the current response holds: with
+	// SO_RCVLOWAT the kernel waits for min(lowat, asked) bytes, so asking
+	// past the response's end would wait for bytes that never come.
+	want := len(c.buf) - c.w
+	switch {
+	case c.unread >= 0:
+		want = int(min(int64(want), c.unread))
+	case c.lowat > 0:
+		want = min(want, 4-(c.w-c.r)) // just the size prefix
+	}
+	// Near a response's end the kernel may never queue lowat bytes (once
+	// the sender stops, the receive window need not hold them and nothing
+	// wakes the reader): drop SO_RCVLOWAT to 1 for the last 4 x lowat
+	// bytes and restore it for the next response.
+	if c.lowat > 0 {
+		tail := c.unread < 0 || c.unread < 4*int64(c.lowat)
+		if tail != c.low {
+			v := c.lowat
+			if tail {
+				v = 1
+			}
+			if err := unix.SetsockoptInt(c.fd, unix.SOL_SOCKET, unix.SO_RCVLOWAT, v); err != nil {
+				return fmt.Errorf("set SO_RCVLOWAT %d on the consumer socket: %w", v, err)
+			}
+			c.low = tail
+		}
+	}
+	if want <= 0 {
+		return fmt.Errorf("fetch response: parser wants bytes past the response's end")
+	}
 	for {
 		c.Reads++
-		n, err := unix.Read(c.fd, c.buf[c.w:])
+		n, err := unix.Read(c.fd, c.buf[c.w:c.w+want])
 		if err == unix.EINTR {
 			continue
 		}
@@ -101,6 +138,9 @@ func (c *fetchClient) fill() error {
 			return fmt.Errorf("broker closed the connection mid-response")
 		}
 		c.w += n
+		if c.unread >= 0 {
+			c.unread -= int64(n)
+		}
 		return nil
 	}
 }
@@ -200,10 +240,12 @@ func (c *fetchClient) send(offset int64) error {
 // response reads the response to the request sent for offset.
 func (c *fetchClient) response(offset int64) (fetchResult, error) {
 	res := fetchResult{next: offset}
+	c.unread = -1 // until the size prefix is in
 	size, err := c.u32()
 	if err != nil {
 		return res, err
 	}
+	c.unread = int64(size) - int64(c.w-c.r)
 	corr, err := c.u32()
 	if err != nil {
 		return res, err
