@@ -76,7 +76,7 @@ struct thread_id {
 };
 
 struct zc_ring {
-	__u32 next_id; /* the socket's next zerocopy notification id */
+	__u32 next_id; /* the socket's next zerocopy notification id, as last seen */
 	__u32 pad;
 	__u64 bytes[ZC_RING];
 };
@@ -283,8 +283,13 @@ static __always_inline void zc_sent(struct sock *sk, long ret)
 		if (!r)
 			return;
 	}
-	r->bytes[r->next_id % ZC_RING] = ret;
-	r->next_id++;
+	/* Index by the kernel's own id for this send (sk_zckey was advanced
+	 * past it), not by a count of the sends seen here: sends made before
+	 * the thread was watched would otherwise shift every later range and
+	 * credit notifications with the wrong sends' sizes. */
+	__u32 id = (__u32)BPF_CORE_READ(sk, sk_zckey.counter) - 1;
+	r->bytes[id % ZC_RING] = ret;
+	r->next_id = id + 1;
 }
 
 /*

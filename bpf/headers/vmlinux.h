@@ -82,8 +82,13 @@ struct sock_common {
 	long unsigned int skc_flags;
 };
 
+typedef struct {
+	int counter;
+} atomic_t;
+
 struct sock {
 	struct sock_common __sk_common;
+	atomic_t sk_zckey; /* next MSG_ZEROCOPY notification id */
 };
 
 struct socket {
