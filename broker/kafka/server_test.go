@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"sort"
@@ -17,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"golang.org/x/sys/unix"
 )
 
 // testBroker is a store and a started server on 127.0.0.1:0.
@@ -246,4 +248,53 @@ func dirDigest(t testing.TB, dir string) string {
 		}
 	}
 	return fmt.Sprintf("%x", h.Sum(nil))
+}
+
+// TestCongestion: Config.Congestion is set on accepted connections, and a
+// name the kernel does not know fails at NewServer, not per connection.
+func TestCongestion(t *testing.T) {
+	store, err := log.Open(t.TempDir(), log.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	cfg := DefaultConfig()
+	cfg.Listeners = []Listener{{Addr: "127.0.0.1:0"}}
+	cfg.Congestion = "no-such-congestion-control"
+	if _, err := NewServer(store, cfg); err == nil {
+		t.Fatal("NewServer accepted an unknown TCP congestion control")
+	}
+
+	b := startBroker(t, t.TempDir(), func(c *Config) { c.Congestion = "reno" }) // reno is always built in
+	nc, err := net.Dial("tcp", b.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b.srv.mu.Lock()
+		fd := -1
+		for c := range b.srv.conns {
+			fd = c.fd
+		}
+		var got string
+		if fd >= 0 {
+			got, err = unix.GetsockoptString(fd, unix.IPPROTO_TCP, unix.TCP_CONGESTION)
+		}
+		b.srv.mu.Unlock()
+		if fd >= 0 {
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != "reno" {
+				t.Fatalf("accepted connection runs congestion control %q, want reno", got)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no connection adopted within 10s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
