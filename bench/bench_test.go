@@ -65,3 +65,33 @@ func TestRunRcvLowat(t *testing.T) {
 		t.Fatal("bench with --rcvlowat 256KiB did not finish in 60s: the consumer waits for bytes past a response")
 	}
 }
+
+// TestCongestion: both variants' sending sockets get one congestion
+// control: cubic by default, the host's with "system", and an unknown
+// name is an error before anything runs.
+func TestCongestion(t *testing.T) {
+	c := Config{Congestion: "no-such-congestion-control"}
+	if err := c.normalize(); err == nil {
+		t.Fatal("normalize accepted an unknown TCP congestion control")
+	}
+	c = Config{Congestion: SystemCongestion}
+	if err := c.normalize(); err != nil || c.congestion() != "" || c.congestionName() != hostCongestion() {
+		t.Fatalf("system: err %v, set %q, name %q", err, c.congestion(), c.congestionName())
+	}
+	c = Config{}
+	if err := c.normalize(); err != nil {
+		t.Fatal(err)
+	}
+	if checkCongestion(DefaultCongestion) == nil && c.congestion() != DefaultCongestion {
+		t.Fatalf("default: sets %q, want %q", c.congestion(), DefaultCongestion)
+	}
+	res, err := Run(context.Background(), Config{Size: 4 << 20, Runs: 1, Paths: []string{"read"}, Congestion: "reno", DataDir: t.TempDir(), FetchMaxBytes: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range res {
+		if r.TCPCongestion != "reno" {
+			t.Errorf("%s/%s: tcp_congestion %q, want reno", r.Path, r.Variant, r.TCPCongestion)
+		}
+	}
+}

@@ -123,8 +123,9 @@ type rawResult struct {
 
 // runRaw sends every span with one Path.Send on a locked thread (pinned to
 // sendCPU) to a loopback receiver (pinned to recvCPU), both SCHED_FIFO fifo
-// if fifo > 0: the path without the Kafka protocol.
-func runRaw(path string, opts transfer.Options, spans []transfer.Span, tc ThreadCounters, sendCPU, recvCPU, fifo, rcvlowat int) (rawResult, error) {
+// if fifo > 0: the path without the Kafka protocol. cc, if set, is the
+// sending socket's TCP congestion control (as the broker's, Config.Congestion).
+func runRaw(path string, opts transfer.Options, spans []transfer.Span, tc ThreadCounters, sendCPU, recvCPU, fifo, rcvlowat int, cc string) (rawResult, error) {
 	var want int64
 	parts := make([]transfer.Part, 0, len(spans))
 	for _, s := range spans {
@@ -165,6 +166,11 @@ func runRaw(path string, opts transfer.Options, spans []transfer.Span, tc Thread
 		}
 		sock, err := dialBlocking(ln.addr, 0)
 		if err != nil {
+			fail(err)
+			return
+		}
+		if err := setCongestion(sock, cc); err != nil {
+			unix.Close(sock)
 			fail(err)
 			return
 		}

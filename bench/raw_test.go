@@ -34,7 +34,7 @@ func TestRunRaw(t *testing.T) {
 	spans, total := tempSpans(t, 3<<20+17, 5<<20)
 	for _, path := range transfer.Names() {
 		t.Run(path, func(t *testing.T) {
-			res, err := runRaw(path, transfer.Options{Chunk: 64 << 10}, spans, ProcCounters(), 0, 1, 0, 0)
+			res, err := runRaw(path, transfer.Options{Chunk: 64 << 10}, spans, ProcCounters(), 0, 1, 0, 0, "")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -51,7 +51,7 @@ func TestRunRaw(t *testing.T) {
 
 func TestRunRawBadPath(t *testing.T) {
 	spans, _ := tempSpans(t, 4096)
-	if _, err := runRaw("nope", transfer.Options{}, spans, ProcCounters(), -1, -1, 0, 0); err == nil {
+	if _, err := runRaw("nope", transfer.Options{}, spans, ProcCounters(), -1, -1, 0, 0, ""); err == nil {
 		t.Fatal("runRaw with an unknown path: no error")
 	}
 }

@@ -28,6 +28,7 @@ func startBroker(store *log.Store, cfg Config) (fetchServer, error) {
 	kc.Chunk = cfg.Chunk
 	kc.AutoCreateTopics = false
 	kc.Registry = transfer.NewRegistry()
+	kc.Congestion = cfg.congestion()
 	srv, err := kafka.NewServer(store, kc)
 	if err != nil {
 		return nil, fmt.Errorf("bench broker: %w", err)

@@ -3,7 +3,9 @@ package bench
 import (
 	"fmt"
 	"net"
+	"os"
 	"runtime"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -32,6 +34,37 @@ func dialBlocking(addr string, rcvlowat int) (int, error) {
 		return -1, fmt.Errorf("connect to %s: %w (is the broker listening?)", addr, err)
 	}
 	return fd, nil
+}
+
+// setCongestion sets TCP congestion control name on fd ("" leaves it).
+func setCongestion(fd int, name string) error {
+	if name == "" {
+		return nil
+	}
+	if err := unix.SetsockoptString(fd, unix.IPPROTO_TCP, unix.TCP_CONGESTION, name); err != nil {
+		return fmt.Errorf("set TCP congestion control %q: %w (see net.ipv4.tcp_available_congestion_control and tcp_allowed_congestion_control)", name, err)
+	}
+	return nil
+}
+
+// checkCongestion tries congestion control name on a throwaway socket.
+func checkCongestion(name string) error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("TCP congestion control %q: socket: %w", name, err)
+	}
+	defer unix.Close(fd)
+	return setCongestion(fd, name)
+}
+
+// hostCongestion is net.ipv4.tcp_congestion_control ("unknown" if
+// unreadable).
+func hostCongestion() string {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/tcp_congestion_control")
+	if err != nil {
+		return "unknown"
+	}
+	return strings.TrimSpace(string(b))
 }
 
 // localAddr is the socket's local address as "ip:port".

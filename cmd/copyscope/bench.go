@@ -18,9 +18,9 @@ import (
 
 func newBenchCmd() *cobra.Command {
 	var (
-		paths, variants, size, chunk, mode, rcvlowat, fetchMax, csvFile, data string
-		runs, fifo                                                            int
-		verify, asJSON, noPin, noCork                                         bool
+		paths, variants, size, chunk, mode, rcvlowat, fetchMax, csvFile, data, tcpCC string
+		runs, fifo                                                                   int
+		verify, asJSON, noPin, noCork                                                bool
 	)
 	cmd := &cobra.Command{
 		Use:   "bench",
@@ -34,10 +34,15 @@ moves the same segment bytes with the bare path loop to a loopback receiver
 The data thread is pinned to CPU0 and the consumer to CPU1 (as
 shared/ref/xfer.c does) unless --no-pin. Thread counters come from the
 eBPF probes when they load (--mode auto, exact), else from /proc
-(estimates, marked ~; raw rows' syscalls then come from the path's ledger).`,
+(estimates, marked ~; raw rows' syscalls then come from the path's ledger).
+
+Both variants' sending sockets use TCP congestion control cubic unless
+--tcp-cc says otherwise: with bbr (and no fq qdisc) TCP paces loopback
+itself, and each Fetch response restarting from idle made it pace the
+broker far more than the continuous raw loop.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg := bench.Config{Runs: runs, Verify: verify, DataDir: data, NoPin: noPin, FIFO: fifo, NoCork: noCork}
+			cfg := bench.Config{Runs: runs, Verify: verify, DataDir: data, NoPin: noPin, FIFO: fifo, NoCork: noCork, Congestion: tcpCC}
 			if paths != "" && paths != "all" {
 				for _, p := range strings.Split(paths, ",") {
 					if p = strings.TrimSpace(p); p != "" {
@@ -145,6 +150,7 @@ eBPF probes when they load (--mode auto, exact), else from /proc
 	f.StringVar(&data, "data", "", "log directory (default: a temp dir, removed afterwards)")
 	f.IntVar(&fifo, "fifo", 0, "run data thread and consumer SCHED_FIFO at this priority (1-99, root) so other load cannot preempt them; compare with chrt -f PRIO xfer")
 	f.BoolVar(&noCork, "no-cork", false, "raw variant without TCP_CORK, as shared/ref/xfer.c (needs --variants raw; the broker always corks)")
+	f.StringVar(&tcpCC, "tcp-cc", bench.DefaultCongestion, "TCP congestion control of both variants' sending sockets (\""+bench.SystemCongestion+"\": the host's; bbr paces loopback and the broker's responses restart it from idle; run xfer.c under the same one to compare)")
 	f.BoolVar(&noPin, "no-pin", false, "do not pin the data thread to CPU0 and the consumer to CPU1")
 	return cmd
 }
