@@ -216,6 +216,9 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 	fmt.Fprintf(cfg.Progress, "produced %d records, %d bytes in %d segment span(s) in %s\n", end, bytes, len(spans), dir)
 	fmt.Fprintf(cfg.Progress, "sending sockets (broker and raw): TCP congestion control %s (host default %s)\n", cfg.congestionName(), hostCongestion())
 
+	if _, recvCPU := cfg.cpus(); recvCPU >= 0 {
+		defer confineOthers(recvCPU)()
+	}
 	srv, err := startBroker(store, cfg)
 	if err != nil {
 		return nil, err

@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -140,4 +141,45 @@ func readFull(fd int, b []byte, reads *uint64) error {
 		b = b[n:]
 	}
 	return nil
+}
+
+// confineOthers binds every thread the process has now to cpu and returns
+// the function that lets them run anywhere again. Threads created later
+// inherit the creator's set. The data threads pin themselves to the data
+// CPU afterwards, so the Go runtime's own threads (sysmon, GC workers,
+// the broker's accept loop) share the consumer's CPU instead of
+// preempting a data thread: both variants then see the same neighbours.
+func confineOthers(cpu int) (restore func()) {
+	if cpu < 0 || cpu >= runtime.NumCPU() {
+		return func() {}
+	}
+	ents, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		return func() {}
+	}
+	var one unix.CPUSet
+	one.Set(cpu)
+	var tids []int
+	for _, e := range ents {
+		tid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if unix.SchedSetaffinity(tid, &one) == nil {
+			tids = append(tids, tid)
+		}
+	}
+	return func() {
+		var all unix.CPUSet
+		for i := 0; i < runtime.NumCPU(); i++ {
+			all.Set(i)
+		}
+		if ents, err := os.ReadDir("/proc/self/task"); err == nil {
+			for _, e := range ents {
+				if tid, err := strconv.Atoi(e.Name()); err == nil {
+					_ = unix.SchedSetaffinity(tid, &all)
+				}
+			}
+		}
+	}
 }
