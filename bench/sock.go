@@ -124,25 +124,6 @@ func releaseThread(tid int) {
 	_ = unix.SchedSetAttr(tid, &attr, 0)
 }
 
-// readFull reads exactly len(b) bytes from a blocking fd, counting reads.
-func readFull(fd int, b []byte, reads *uint64) error {
-	for len(b) > 0 {
-		*reads++
-		n, err := unix.Read(fd, b)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		if n == 0 {
-			return fmt.Errorf("connection closed by the peer")
-		}
-		b = b[n:]
-	}
-	return nil
-}
-
 // confineOthers binds every thread the process has now to cpu and returns
 // the function that lets them run anywhere again. Threads created later
 // inherit the creator's set. The data threads pin themselves to the data

@@ -168,19 +168,18 @@ func nextOffset(b []byte, from int64) int64 {
 // mark's worth of new bytes arrives, so a mark above the rest of a response
 // would never wake it (measured: such a consumer hangs).
 func (f *fetcher) read(b []byte) error {
-	if f.lowat <= 0 {
-		return readFull(f.fd, b)
-	}
 	for len(b) > 0 {
-		want := 1
-		if len(b) >= 2*f.lowat {
-			want = f.lowat
-		}
-		if want != f.curLow {
-			if err := unix.SetsockoptInt(f.fd, unix.SOL_SOCKET, unix.SO_RCVLOWAT, want); err != nil {
-				return fmt.Errorf("set SO_RCVLOWAT %d: %w", want, err)
+		if f.lowat > 0 {
+			want := 1
+			if len(b) >= 2*f.lowat {
+				want = f.lowat
 			}
-			f.curLow = want
+			if want != f.curLow {
+				if err := unix.SetsockoptInt(f.fd, unix.SOL_SOCKET, unix.SO_RCVLOWAT, want); err != nil {
+					return fmt.Errorf("set SO_RCVLOWAT %d: %w", want, err)
+				}
+				f.curLow = want
+			}
 		}
 		n, err := unix.Read(f.fd, b)
 		if err == unix.EINTR {
@@ -205,23 +204,6 @@ func writeFull(fd int, b []byte) error {
 		}
 		if err != nil {
 			return err
-		}
-		b = b[n:]
-	}
-	return nil
-}
-
-func readFull(fd int, b []byte) error {
-	for len(b) > 0 {
-		n, err := unix.Read(fd, b)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		if n == 0 {
-			return errors.New("connection closed by the broker")
 		}
 		b = b[n:]
 	}
