@@ -14,8 +14,9 @@
  *                        zerocopy, SPLICE and TEE move pages in the kernel.
  *
  * Completions can run on io-wq workers or in interrupt context; they are
- * attributed to the submitting thread. The io_counts map is the syscalls
- * object's, shared by the loader.
+ * attributed to the submitting thread, in this object's own per-CPU map
+ * (completions on other CPUs must not race with the submitter's syscall
+ * counters); the reader adds it to the thread's syscall bytes.
  */
 #include "common.h"
 #include "classes.h"
@@ -49,7 +50,7 @@ struct {
 	__uint(max_entries, MAX_THREADS);
 	__type(key, __u32); /* tid */
 	__type(value, struct io_counters);
-} io_counts SEC(".maps");
+} uring_counts SEC(".maps");
 
 /* Requests submitted by watched threads, until their last completion. */
 struct {
@@ -95,7 +96,7 @@ int BPF_PROG(uring_complete, void *ring, void *reqp, struct io_uring_cqe *cqe)
 	struct io_kiocb *r = (struct io_kiocb *)req;
 	__u8 op = BPF_CORE_READ(r, opcode);
 	__u32 cls = file_class(BPF_CORE_READ(r, file)) & 3;
-	struct io_counters *c = lookup_or_init(&io_counts, &tid, &uring_zero);
+	struct io_counters *c = lookup_or_init(&uring_counts, &tid, &uring_zero);
 	if (!c)
 		return 0;
 	switch (op) {

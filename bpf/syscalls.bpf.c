@@ -63,17 +63,63 @@ char __license[] SEC("license") = "GPL";
  * turn the kernel's notification id ranges back into bytes. */
 #define ZC_RING 64
 
-struct sys_key {
-	__u32 tid;
-	__u32 nr;
-};
+/*
+ * Per-thread counters live in slots of one array (thread_stats), found
+ * through a second array indexed by thread id (tid_slots: slot + 1, 0 for
+ * none). Both lookups are array reads the verifier inlines, so a watched
+ * syscall costs no map helper call at all; the per-CPU hashes keyed by
+ * (tid, syscall) and tid used before cost two hash lookups per syscall.
+ * Only the thread itself writes its slot (sys_enter/sys_exit run in its
+ * context, one CPU at a time), so plain increments are exact.
+ *
+ * A watched thread claims a free slot (popped from free_slots) at its
+ * first syscall; at exit its slot is marked SLOT_EXITED and unlinked from
+ * tid_slots, and the reader collects the final counts and pushes the slot
+ * back. thread_stats is mmap'able: the reader reads it without syscalls.
+ */
+#define NSYS 512         /* sys[] entries: numbers 0..509 by number, */
+#define SYS_OTHER 510    /* then any other number (x32, out of range), */
+#define SYS_NONE 511     /* then -1 (orig_ax after rt_sigreturn). */
 
-/* Who a thread was, kept past its exit so the reader can still name it. */
-struct thread_id {
+#define SLOT_FREE 0
+#define SLOT_LIVE 1
+#define SLOT_EXITED 2
+
+struct thread_stats {
+	__u32 state; /* SLOT_*, written last when a slot changes hands */
+	__u32 tid;
 	__u32 tgid;
 	__u32 pad;
-	char comm[16];
+	char comm[16]; /* at the first counted syscall, then at exit */
+	struct io_counters io;
+	__u64 sys[NSYS];
 };
+
+/* Slot + 1 by thread id; resized by the loader to the kernel's pid_max. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, PID_MAX_LIMIT);
+	__type(key, __u32);
+	__type(value, __u32);
+} tid_slots SEC(".maps");
+
+/* Slots (4.2 KiB each); the loader may resize (EBPFOptions.MaxThreads). */
+#define MAX_SLOTS 4096
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, MAX_SLOTS);
+	__type(key, __u32);
+	__type(value, struct thread_stats);
+} thread_stats SEC(".maps");
+
+/* Free slot numbers; the loader fills it, the reader refills it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_QUEUE);
+	__uint(max_entries, MAX_SLOTS);
+	__type(value, __u32);
+} free_slots SEC(".maps");
 
 struct zc_ring {
 	__u32 next_id; /* the socket's next zerocopy notification id, as last seen */
@@ -82,32 +128,19 @@ struct zc_ring {
 };
 
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(max_entries, MAX_THREADS * 8);
-	__type(key, struct sys_key);
-	__type(value, __u64);
-} sys_counts SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(max_entries, MAX_THREADS);
-	__type(key, __u32); /* tid */
-	__type(value, struct io_counters);
-} io_counts SEC(".maps");
-
-struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 1024);
 	__type(key, __u64); /* struct sock * */
 	__type(value, struct zc_ring);
 } zc_socks SEC(".maps");
 
+/* A zeroed thread_stats to reset a slot with (too big for the stack). */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, MAX_THREADS);
-	__type(key, __u32); /* tid */
-	__type(value, struct thread_id);
-} thread_ids SEC(".maps");
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct thread_stats);
+} stats_zero SEC(".maps");
 
 /* Scratch zero values (maps, not stack: struct zc_ring is 528 bytes). */
 struct {
@@ -117,35 +150,39 @@ struct {
 	__type(value, struct zc_ring);
 } zc_zero SEC(".maps");
 
-static const struct io_counters io_zero;
-
-/*
- * fd_file returns the current thread's struct file for fd. The task and
- * fd table are walked with direct loads (tp_btf programs may dereference
- * BTF pointers; the verifier turns them into fault-safe loads), which cost
- * far less than one bpf_probe_read_kernel per hop; only the fd array slot,
- * a plain pointer array, needs a helper read.
- */
-static __always_inline struct file *fd_file(int fd)
-{
-	if (fd < 0)
-		return 0;
-	struct task_struct *t = bpf_get_current_task_btf();
-	struct fdtable *fdt = t->files->fdt;
-	if (!fdt || (unsigned int)fd >= fdt->max_fds)
-		return 0;
-	struct file **fds = fdt->fd;
-	struct file *f = 0;
-	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]))
-		count_drop(DROP_READ);
-	return f;
-}
 
 /* Weak: a kernel without it (before 6.2) takes the probe-read path. */
 extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym __weak;
 
 /* The address of a weak ksym is 0 when the kernel lacks it. */
 #define ksym_exists(sym) (!!(sym))
+
+/*
+ * fd_file returns the struct file of fd in task t (the current thread).
+ * The task and fd table are walked with direct loads (tp_btf programs may
+ * dereference BTF pointers; the verifier turns them into fault-safe
+ * loads). The fd array slot is a plain pointer, which BTF cannot type:
+ * its address is cast (bpf_rdonly_cast, inlined by the verifier) to a
+ * struct whose first member is a pointer, so it is read with one more
+ * fault-safe load instead of a bpf_probe_read_kernel call.
+ */
+static __always_inline struct file *fd_file(struct task_struct *t, int fd)
+{
+	if (fd < 0)
+		return 0;
+	struct fdtable *fdt = t->files->fdt;
+	if (!fdt || (unsigned int)fd >= fdt->max_fds)
+		return 0;
+	struct file **fds = fdt->fd;
+	if (ksym_exists(bpf_rdonly_cast)) {
+		struct list_head *slot = bpf_rdonly_cast(&fds[fd], bpf_core_type_id_kernel(struct list_head));
+		return (struct file *)slot->next;
+	}
+	struct file *f = 0;
+	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]))
+		count_drop(DROP_READ);
+	return f;
+}
 
 /* file_class_fast is file_class with direct loads: f comes from a helper
  * read, so it is first cast (bpf_rdonly_cast) to a read-only BTF pointer. */
@@ -197,30 +234,77 @@ static __always_inline bool sock_zerocopy(struct sock *sk)
  */
 volatile const __u8 count_on_exit = 1;
 
-static __always_inline void count_syscall(__u64 pid_tgid, __u32 nr)
+/* Keep the compiler from moving memory accesses across this point. */
+#define barrier() asm volatile("" ::: "memory")
+
+/*
+ * claim_slot gives the current (watched) thread a zeroed slot, or returns
+ * 0 when none is free. Runs once per thread: out of line.
+ */
+static __attribute__((noinline)) struct thread_stats *claim_slot(__u32 *link, __u32 tid, __u32 tgid)
 {
-	struct sys_key key = {.tid = (__u32)pid_tgid, .nr = nr};
-	__u64 zero = 0;
-	__u64 *n = lookup_or_init(&sys_counts, &key, &zero);
-	if (!n)
-		return;
-	if (*n == 0) {
-		/* First time this thread makes this syscall on this CPU: cheap
-		 * enough a moment to record who the thread is. */
-		struct thread_id ti = {.tgid = pid_tgid >> 32};
-		bpf_get_current_comm(ti.comm, sizeof(ti.comm));
-		bpf_map_update_elem(&thread_ids, &key.tid, &ti, BPF_ANY);
+	__u32 slot;
+	if (bpf_map_pop_elem(&free_slots, &slot)) {
+		count_drop(DROP_MAP_FULL);
+		return 0;
 	}
-	*n += 1;
+	__u32 zero = 0;
+	struct thread_stats *z = bpf_map_lookup_elem(&stats_zero, &zero);
+	if (!z)
+		return 0;
+	bpf_map_update_elem(&thread_stats, &slot, z, BPF_ANY);
+	struct thread_stats *st = bpf_map_lookup_elem(&thread_stats, &slot);
+	if (!st)
+		return 0;
+	st->tid = tid;
+	st->tgid = tgid;
+	bpf_get_current_comm(st->comm, sizeof(st->comm));
+	barrier();
+	st->state = SLOT_LIVE;
+	*link = slot + 1;
+	return st;
+}
+
+/*
+ * thread_slot returns the current thread's counters, claiming a slot at
+ * its first syscall, or 0 when the thread is not watched. A slot whose
+ * owner is another process means its thread exited unseen (no
+ * sched_process_exit program) and the id was reused: retire it.
+ */
+static __always_inline struct thread_stats *thread_slot(struct task_struct *t)
+{
+	__u32 tid = t->pid;
+	__u32 *link = bpf_map_lookup_elem(&tid_slots, &tid);
+	if (!link)
+		return 0;
+	__u32 slot = *link;
+	if (slot) {
+		slot -= 1;
+		struct thread_stats *st = bpf_map_lookup_elem(&thread_stats, &slot);
+		if (st && st->tgid == (__u32)t->tgid && st->tid == tid)
+			return st;
+		if (st && st->state == SLOT_LIVE && st->tid == tid)
+			st->state = SLOT_EXITED;
+		*link = 0;
+	}
+	__u32 tgid = t->tgid;
+	if (!watched_current(((__u64)tgid << 32) | tid))
+		return 0;
+	return claim_slot(link, tid, tgid);
+}
+
+static __always_inline void count_nr(struct thread_stats *st, long nr)
+{
+	__u32 i = nr == -1 ? SYS_NONE : (unsigned long)nr < SYS_OTHER ? (__u32)nr : SYS_OTHER;
+	st->sys[i & (NSYS - 1)] += 1;
 }
 
 SEC("tp_btf/sys_enter")
 int BPF_PROG(sys_enter, struct pt_regs *regs, long id)
 {
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	if (!watched_current(pid_tgid))
-		return 0;
-	count_syscall(pid_tgid, (__u32)id);
+	struct thread_stats *st = thread_slot(bpf_get_current_task_btf());
+	if (st)
+		count_nr(st, id);
 	return 0;
 }
 
@@ -237,17 +321,27 @@ int BPF_PROG(sys_enter, struct pt_regs *regs, long id)
 SEC("tp_btf/sched_process_exit")
 int BPF_PROG(process_exit, struct task_struct *p)
 {
-	if (!count_on_exit)
+	struct task_struct *t = bpf_get_current_task_btf();
+	__u32 tid = t->pid;
+	__u32 *link = bpf_map_lookup_elem(&tid_slots, &tid);
+	if (!link || !*link)
 		return 0;
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	if (!watched_current(pid_tgid))
+	__u32 slot = *link - 1;
+	*link = 0; /* a thread that reuses the id starts afresh */
+	struct thread_stats *st = bpf_map_lookup_elem(&thread_stats, &slot);
+	if (!st || st->tid != tid)
 		return 0;
-	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
-	if (!regs)
-		return 0;
-	long nr = regs->orig_ax;
-	if (nr == NR_exit || nr == NR_exit_group)
-		count_syscall(pid_tgid, nr);
+	if (count_on_exit) {
+		struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(t);
+		long nr = regs ? regs->orig_ax : -1;
+		if (nr == NR_exit || nr == NR_exit_group)
+			count_nr(st, nr);
+	}
+	/* The name at exit: a process that exec'd after its first syscall
+	 * (a shell's child) is known by its new name. */
+	bpf_get_current_comm(st->comm, sizeof(st->comm));
+	barrier();
+	st->state = SLOT_EXITED;
 	return 0;
 }
 
@@ -345,8 +439,9 @@ static __always_inline void zc_notified(struct io_counters *c, struct sock *sk, 
 SEC("tp_btf/sys_exit")
 int BPF_PROG(sys_exit, struct pt_regs *regs, long ret)
 {
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	if (!watched_current(pid_tgid))
+	struct task_struct *t = bpf_get_current_task_btf();
+	struct thread_stats *st = thread_slot(t);
+	if (!st)
 		return 0;
 	/* orig_ax is -1 after rt_sigreturn (it restores the interrupted
 	 * registers) and after a syscall seccomp or ptrace skipped. */
@@ -356,14 +451,13 @@ int BPF_PROG(sys_exit, struct pt_regs *regs, long ret)
 	 * parent's return only. */
 	bool child_return = ret == 0 && (nr == NR_clone || nr == NR_fork || nr == NR_vfork || nr == NR_clone3);
 	if (count_on_exit && !child_return)
-		count_syscall(pid_tgid, (__u32)nr);
+		count_nr(st, nr);
 	if (ret < 0)
 		return 0;
 	int fd = (int)regs->di;
 	__u32 cls;
 	struct file *f;
-	struct io_counters *c;
-	__u32 tid = (__u32)pid_tgid;
+	struct io_counters *c = &st->io;
 
 	switch (nr) {
 	case NR_read:
@@ -374,23 +468,18 @@ int BPF_PROG(sys_exit, struct pt_regs *regs, long ret)
 	case NR_recvfrom:
 		if (ret == 0)
 			return 0;
-		cls = file_class_fast(fd_file(fd));
-		c = lookup_or_init(&io_counts, &tid, &io_zero);
-		if (c)
-			c->to_user[cls & 3] += ret;
+		cls = file_class_fast(fd_file(t, fd));
+		c->to_user[cls & 3] += ret;
 		return 0;
 	case NR_recvmsg:
-		c = lookup_or_init(&io_counts, &tid, &io_zero);
-		if (!c)
-			return 0;
 		if (regs->dx & MSG_ERRQUEUE) {
-			f = fd_file(fd);
+			f = fd_file(t, fd);
 			if (file_class_fast(f) == CLASS_SOCKET)
 				zc_notified(c, file_sock(f), (void *)regs->si);
 			return 0;
 		}
 		if (ret > 0)
-			c->to_user[file_class_fast(fd_file(fd)) & 3] += ret;
+			c->to_user[file_class_fast(fd_file(t, fd)) & 3] += ret;
 		return 0;
 	case NR_write:
 	case NR_pwrite64:
@@ -401,11 +490,8 @@ int BPF_PROG(sys_exit, struct pt_regs *regs, long ret)
 	case NR_sendmsg: {
 		if (ret == 0)
 			return 0;
-		f = fd_file(fd);
+		f = fd_file(t, fd);
 		cls = file_class_fast(f);
-		c = lookup_or_init(&io_counts, &tid, &io_zero);
-		if (!c)
-			return 0;
 		if (cls == CLASS_SOCKET)
 			c->delivered += ret;
 		unsigned long flags = nr == NR_sendmsg ? regs->dx : nr == NR_sendto ? regs->r10 : 0;
@@ -426,10 +512,7 @@ int BPF_PROG(sys_exit, struct pt_regs *regs, long ret)
 		if (ret == 0)
 			return 0;
 		__u64 bytes = mmsg_bytes((void *)regs->si, ret);
-		cls = file_class_fast(fd_file(fd));
-		c = lookup_or_init(&io_counts, &tid, &io_zero);
-		if (!c)
-			return 0;
+		cls = file_class_fast(fd_file(t, fd));
 		if (nr == NR_recvmmsg) {
 			c->to_user[cls & 3] += bytes;
 			return 0;
@@ -445,20 +528,17 @@ int BPF_PROG(sys_exit, struct pt_regs *regs, long ret)
 	case NR_vmsplice: /* vmsplice(pipe, ...) */
 		if (ret == 0)
 			return 0;
-		cls = file_class_fast(fd_file(nr == NR_tee ? (int)regs->si : fd));
+		cls = file_class_fast(fd_file(t, nr == NR_tee ? (int)regs->si : fd));
 		break;
 	case NR_splice:           /* splice(in, off_in, out, ...): out is dx */
 	case NR_copy_file_range: /* copy_file_range(in, off_in, out, ...) */
 		if (ret == 0)
 			return 0;
-		cls = file_class_fast(fd_file((int)regs->dx));
+		cls = file_class_fast(fd_file(t, (int)regs->dx));
 		break;
 	default:
 		return 0;
 	}
-	c = lookup_or_init(&io_counts, &tid, &io_zero);
-	if (!c)
-		return 0;
 	c->moved[cls & 3] += ret;
 	if (cls == CLASS_SOCKET)
 		c->delivered += ret;

@@ -32,6 +32,11 @@ type EBPFOptions struct {
 	// disk); only syscalls and sched_switch are attached. For overhead
 	// measurements of the core set.
 	SkipOptional bool
+	// MaxThreads is how many threads can be counted at once (default
+	// 4096; 4.2 KiB of kernel memory each). Exited threads' slots are
+	// recycled at each Read; a thread beyond the limit is not counted and
+	// Notes says so.
+	MaxThreads int
 }
 
 // progDesc says where one BPF program attaches and what is lost without it.
@@ -94,10 +99,14 @@ type ebpfProbe struct {
 
 	// Shared filter maps (owned by the syscalls collection).
 	tgids, tids, filter, drops *ebpf.Map
-	// Counter maps; nil when their object did not load.
-	sysCounts, ioCounts, schedCounts, faultCounts *ebpf.Map
-	// Thread identities recorded in the kernel, for threads gone from /proc.
-	threadIDs *ebpf.Map
+	// Per-thread syscall counters (bpf/syscalls.bpf.c).
+	slots *slotTable
+	// Other counter maps; nil when their object did not load.
+	uringCounts, schedCounts, faultCounts *ebpf.Map
+	// Final syscall counters of exited threads whose slots were recycled.
+	exited map[int]exitedThread
+	// Identities recorded in the kernel, for threads gone from /proc.
+	kernelID map[int]kernelIdentity
 
 	// What userspace asked for, to keep watched_tgids consistent.
 	procs    map[int]bool         // tgids watched whole
@@ -183,6 +192,8 @@ func openEBPF(opts EBPFOptions, descs []progDesc, edit func(obj string, spec *eb
 		procs:    map[int]bool{},
 		byThread: map[int]map[int]bool{},
 		info:     map[int]threadInfo{},
+		exited:   map[int]exitedThread{},
+		kernelID: map[int]kernelIdentity{},
 		measured: metrics.FAll,
 	}
 	if err := p.open(opts, descs, edit); err != nil {
@@ -226,6 +237,15 @@ func (p *ebpfProbe) open(opts EBPFOptions, descs []progDesc, edit func(string, *
 		if edit != nil {
 			edit(obj, spec)
 		}
+		if obj == "syscalls" {
+			n := opts.MaxThreads
+			if n <= 0 {
+				n = defaultMaxThreads
+			}
+			if err := sizeSlotMaps(spec, n); err != nil {
+				return err
+			}
+		}
 		if v := spec.Variables["count_on_exit"]; v != nil {
 			var on uint8
 			if p.countOnExit {
@@ -248,9 +268,12 @@ func (p *ebpfProbe) open(opts EBPFOptions, descs []progDesc, edit func(string, *
 			p.tids = coll.Maps["watched_tids"]
 			p.filter = coll.Maps["filter"]
 			p.drops = coll.Maps["drops"]
-			p.sysCounts = coll.Maps["sys_counts"]
-			p.ioCounts = coll.Maps["io_counts"]
-			p.threadIDs = coll.Maps["thread_ids"]
+			if p.slots, err = newSlotTable(coll); err != nil {
+				return err
+			}
+		}
+		if m := coll.Maps["uring_counts"]; m != nil {
+			p.uringCounts = m
 		}
 		if m := coll.Maps["sched_counts"]; m != nil {
 			p.schedCounts = m
@@ -307,7 +330,6 @@ func (p *ebpfProbe) loadObject(obj string, spec *ebpf.CollectionSpec, descs []pr
 	if p.tgids != nil {
 		shared := map[string]*ebpf.Map{
 			"watched_tgids": p.tgids, "watched_tids": p.tids, "filter": p.filter, "drops": p.drops,
-			"io_counts": p.ioCounts,
 		}
 		for name, m := range shared {
 			if _, ok := spec.Maps[name]; ok {
@@ -384,7 +406,7 @@ func (p *ebpfProbe) Notes() []string {
 	if p.drops != nil && !p.closed {
 		var full, bad []uint64
 		if p.drops.Lookup(uint32(0), &full) == nil && sum(full) > 0 {
-			out = append(out, fmt.Sprintf("%d events not counted: a counters map was full (more than %d threads seen)", sum(full), maxThreads))
+			out = append(out, fmt.Sprintf("%d events not counted: a counters map was full (more than %d threads at once)", sum(full), p.slots.n))
 		}
 		if p.drops.Lookup(uint32(1), &bad) == nil && sum(bad) > 0 {
 			out = append(out, fmt.Sprintf("%d kernel or user memory reads failed: those bytes are classed as other or not counted", sum(bad)))
@@ -405,9 +427,6 @@ func (p *ebpfProbe) Notes() []string {
 	}
 	return out
 }
-
-// maxThreads is MAX_THREADS in bpf/headers/common.h.
-const maxThreads = 16384
 
 // maxMmsg is MAX_MMSG in bpf/syscalls.bpf.c.
 const maxMmsg = 64
@@ -497,8 +516,8 @@ func (p *ebpfProbe) forget(tids map[uint32]bool) error {
 	if len(tids) == 0 {
 		return nil
 	}
-	var errs []error
-	for _, m := range []*ebpf.Map{p.ioCounts, p.schedCounts, p.faultCounts, p.threadIDs} {
+	errs := []error{p.forgetSlots(tids)}
+	for _, m := range []*ebpf.Map{p.uringCounts, p.schedCounts, p.faultCounts} {
 		if m == nil {
 			continue
 		}
@@ -508,22 +527,8 @@ func (p *ebpfProbe) forget(tids map[uint32]bool) error {
 			}
 		}
 	}
-	var k syscallsSysKey
-	var drop []syscallsSysKey
-	it := p.sysCounts.Iterate()
-	var v []uint64
-	for it.Next(&k, &v) {
-		if tids[k.Tid] {
-			drop = append(drop, k)
-		}
-	}
-	if err := it.Err(); err != nil {
-		errs = append(errs, fmt.Errorf("iterate sys_counts: %w", err))
-	}
-	for _, k := range drop {
-		if err := p.sysCounts.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			errs = append(errs, fmt.Errorf("forget syscall %d of thread %d: %w", k.Nr, k.Tid, err))
-		}
+	for tid := range tids {
+		delete(p.kernelID, int(tid))
 	}
 	return errors.Join(errs...)
 }
@@ -609,44 +614,20 @@ func (p *ebpfProbe) Read() (Reading, error) {
 		f(&t.Counters)
 		r.Threads[int(tid)] = t
 	}
-	err := eachPerCPU(p.sysCounts, func(k syscallsSysKey, v []uint64) {
-		n := sum(v)
-		name := amd64SyscallName(k.Nr)
-		if k.Nr == ^uint32(0) && p.countOnExit {
-			// orig_ax is -1 at return from rt_sigreturn (or from a
-			// syscall seccomp or ptrace skipped).
-			name = "rt_sigreturn"
-		}
-		if name == "" {
-			name = "syscall_" + strconv.FormatUint(uint64(k.Nr), 10)
-		}
-		update(k.Tid, func(c *metrics.Counters) {
-			c.Syscalls += n
-			if c.SyscallsByName == nil {
-				c.SyscallsByName = map[string]uint64{}
-			}
-			c.SyscallsByName[name] += n
-		})
-	})
-	if err != nil {
-		return Reading{}, fmt.Errorf("read sys_counts: %w", err)
+	if err := p.harvest(update); err != nil {
+		return Reading{}, fmt.Errorf("read thread_stats: %w", err)
 	}
-	err = eachPerCPU(p.ioCounts, func(k uint32, v []syscallsIoCounters) {
-		update(k, func(c *metrics.Counters) {
-			for _, x := range v {
-				for i := 0; i < int(metrics.NumClasses); i++ {
-					c.CopiedToUser[i] += x.ToUser[i]
-					c.CopiedFromUser[i] += x.FromUser[i]
-					c.MovedInKernel[i] += x.Moved[i]
+	if p.uringCounts != nil {
+		err := eachPerCPU(p.uringCounts, func(k uint32, v []iouringIoCounters) {
+			update(k, func(c *metrics.Counters) {
+				for _, x := range v {
+					addIO(c, x.ToUser, x.FromUser, x.Moved, x.Delivered, x.Zerocopy, x.ZerocopyCopied)
 				}
-				c.DeliveredBytes += x.Delivered
-				c.ZerocopyBytes += x.Zerocopy
-				c.ZerocopyCopiedBytes += x.ZerocopyCopied
-			}
+			})
 		})
-	})
-	if err != nil {
-		return Reading{}, fmt.Errorf("read io_counts: %w", err)
+		if err != nil {
+			return Reading{}, fmt.Errorf("read uring_counts: %w", err)
+		}
 	}
 	if p.schedCounts != nil {
 		var k uint32
@@ -669,7 +650,7 @@ func (p *ebpfProbe) Read() (Reading, error) {
 		}
 	}
 	if p.faultCounts != nil {
-		err = eachPerCPU(p.faultCounts, func(k uint32, v []faultsFaultCounters) {
+		err := eachPerCPU(p.faultCounts, func(k uint32, v []faultsFaultCounters) {
 			update(k, func(c *metrics.Counters) {
 				for _, x := range v {
 					c.PageFaults += x.UserFaults + x.KernelUserFaults
@@ -747,13 +728,12 @@ func (p *ebpfProbe) identify(tid int) threadInfo {
 	}
 	if err != nil {
 		old.exited = true
-		var kid syscallsThreadId
-		if p.threadIDs != nil && p.threadIDs.Lookup(uint32(tid), &kid) == nil {
+		if kid, ok := p.kernelID[tid]; ok {
 			if old.pid == 0 {
-				old.pid = int(kid.Tgid)
+				old.pid = kid.tgid
 			}
 			if old.comm == "" {
-				old.comm = cString(kid.Comm[:])
+				old.comm = kid.comm
 			}
 		}
 		p.info[tid] = old

@@ -42,7 +42,7 @@ type iouringTgidBits struct {
 const (
 	iouringMapDrops          = "drops"
 	iouringMapFilter         = "filter"
-	iouringMapIoCounts       = "io_counts"
+	iouringMapUringCounts    = "uring_counts"
 	iouringMapUringReqs      = "uring_reqs"
 	iouringMapWatchedTgids   = "watched_tgids"
 	iouringMapWatchedTids    = "watched_tids"
@@ -102,7 +102,7 @@ type iouringProgramSpecs struct {
 type iouringMapSpecs struct {
 	Drops        *ebpf.MapSpec `ebpf:"drops"`
 	Filter       *ebpf.MapSpec `ebpf:"filter"`
-	IoCounts     *ebpf.MapSpec `ebpf:"io_counts"`
+	UringCounts  *ebpf.MapSpec `ebpf:"uring_counts"`
 	UringReqs    *ebpf.MapSpec `ebpf:"uring_reqs"`
 	WatchedTgids *ebpf.MapSpec `ebpf:"watched_tgids"`
 	WatchedTids  *ebpf.MapSpec `ebpf:"watched_tids"`
@@ -136,7 +136,7 @@ func (o *iouringObjects) Close() error {
 type iouringMaps struct {
 	Drops        *ebpf.Map `ebpf:"drops"`
 	Filter       *ebpf.Map `ebpf:"filter"`
-	IoCounts     *ebpf.Map `ebpf:"io_counts"`
+	UringCounts  *ebpf.Map `ebpf:"uring_counts"`
 	UringReqs    *ebpf.Map `ebpf:"uring_reqs"`
 	WatchedTgids *ebpf.Map `ebpf:"watched_tgids"`
 	WatchedTids  *ebpf.Map `ebpf:"watched_tids"`
@@ -146,7 +146,7 @@ func (m *iouringMaps) Close() error {
 	return _IouringClose(
 		m.Drops,
 		m.Filter,
-		m.IoCounts,
+		m.UringCounts,
 		m.UringReqs,
 		m.WatchedTgids,
 		m.WatchedTids,

@@ -18,35 +18,31 @@ type syscallsFilterCfg struct {
 	CgroupId uint64
 }
 
-type syscallsIoCounters struct {
-	_              structs.HostLayout
-	ToUser         [4]uint64
-	FromUser       [4]uint64
-	Moved          [4]uint64
-	Delivered      uint64
-	Zerocopy       uint64
-	ZerocopySends  uint64
-	ZerocopyCopied uint64
-	ZerocopyNotes  uint64
-}
-
-type syscallsSysKey struct {
-	_   structs.HostLayout
-	Tid uint32
-	Nr  uint32
-}
-
 type syscallsTgidBits struct {
 	_    structs.HostLayout
 	All  uint64
 	Some uint64
 }
 
-type syscallsThreadId struct {
-	_    structs.HostLayout
-	Tgid uint32
-	Pad  uint32
-	Comm [16]int8
+type syscallsThreadStats struct {
+	_     structs.HostLayout
+	State uint32
+	Tid   uint32
+	Tgid  uint32
+	Pad   uint32
+	Comm  [16]int8
+	Io    struct {
+		_              structs.HostLayout
+		ToUser         [4]uint64
+		FromUser       [4]uint64
+		Moved          [4]uint64
+		Delivered      uint64
+		Zerocopy       uint64
+		ZerocopySends  uint64
+		ZerocopyCopied uint64
+		ZerocopyNotes  uint64
+	}
+	Sys [512]uint64
 }
 
 type syscallsZcRing struct {
@@ -62,9 +58,10 @@ type syscallsZcRing struct {
 const (
 	syscallsMapDrops        = "drops"
 	syscallsMapFilter       = "filter"
-	syscallsMapIoCounts     = "io_counts"
-	syscallsMapSysCounts    = "sys_counts"
-	syscallsMapThreadIds    = "thread_ids"
+	syscallsMapFreeSlots    = "free_slots"
+	syscallsMapStatsZero    = "stats_zero"
+	syscallsMapThreadStats  = "thread_stats"
+	syscallsMapTidSlots     = "tid_slots"
 	syscallsMapWatchedTgids = "watched_tgids"
 	syscallsMapWatchedTids  = "watched_tids"
 	syscallsMapZcSocks      = "zc_socks"
@@ -128,9 +125,10 @@ type syscallsProgramSpecs struct {
 type syscallsMapSpecs struct {
 	Drops        *ebpf.MapSpec `ebpf:"drops"`
 	Filter       *ebpf.MapSpec `ebpf:"filter"`
-	IoCounts     *ebpf.MapSpec `ebpf:"io_counts"`
-	SysCounts    *ebpf.MapSpec `ebpf:"sys_counts"`
-	ThreadIds    *ebpf.MapSpec `ebpf:"thread_ids"`
+	FreeSlots    *ebpf.MapSpec `ebpf:"free_slots"`
+	StatsZero    *ebpf.MapSpec `ebpf:"stats_zero"`
+	ThreadStats  *ebpf.MapSpec `ebpf:"thread_stats"`
+	TidSlots     *ebpf.MapSpec `ebpf:"tid_slots"`
 	WatchedTgids *ebpf.MapSpec `ebpf:"watched_tgids"`
 	WatchedTids  *ebpf.MapSpec `ebpf:"watched_tids"`
 	ZcSocks      *ebpf.MapSpec `ebpf:"zc_socks"`
@@ -166,9 +164,10 @@ func (o *syscallsObjects) Close() error {
 type syscallsMaps struct {
 	Drops        *ebpf.Map `ebpf:"drops"`
 	Filter       *ebpf.Map `ebpf:"filter"`
-	IoCounts     *ebpf.Map `ebpf:"io_counts"`
-	SysCounts    *ebpf.Map `ebpf:"sys_counts"`
-	ThreadIds    *ebpf.Map `ebpf:"thread_ids"`
+	FreeSlots    *ebpf.Map `ebpf:"free_slots"`
+	StatsZero    *ebpf.Map `ebpf:"stats_zero"`
+	ThreadStats  *ebpf.Map `ebpf:"thread_stats"`
+	TidSlots     *ebpf.Map `ebpf:"tid_slots"`
 	WatchedTgids *ebpf.Map `ebpf:"watched_tgids"`
 	WatchedTids  *ebpf.Map `ebpf:"watched_tids"`
 	ZcSocks      *ebpf.Map `ebpf:"zc_socks"`
@@ -179,9 +178,10 @@ func (m *syscallsMaps) Close() error {
 	return _SyscallsClose(
 		m.Drops,
 		m.Filter,
-		m.IoCounts,
-		m.SysCounts,
-		m.ThreadIds,
+		m.FreeSlots,
+		m.StatsZero,
+		m.ThreadStats,
+		m.TidSlots,
 		m.WatchedTgids,
 		m.WatchedTids,
 		m.ZcSocks,

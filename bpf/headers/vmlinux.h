@@ -44,6 +44,7 @@ enum bpf_map_type {
 	BPF_MAP_TYPE_PERCPU_ARRAY = 6,
 	BPF_MAP_TYPE_LRU_HASH = 9,
 	BPF_MAP_TYPE_LRU_PERCPU_HASH = 10,
+	BPF_MAP_TYPE_QUEUE = 22,
 };
 
 enum {
@@ -54,6 +55,7 @@ enum {
 
 enum {
 	BPF_F_NO_PREALLOC = 1,
+	BPF_F_MMAPABLE = 1024,
 };
 
 #pragma clang attribute push (__attribute__((preserve_access_index)), apply_to = record)
@@ -97,6 +99,12 @@ struct socket {
 
 enum sock_flags {
 	SOCK_ZEROCOPY = 18,
+};
+
+/* Used only to load one pointer through bpf_rdonly_cast (fd_file). */
+struct list_head {
+	struct list_head *next;
+	struct list_head *prev;
 };
 
 struct fdtable {
