@@ -277,4 +277,3 @@ type kernelIdentity struct {
 	tgid int
 	comm string
 }
-
