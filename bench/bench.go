@@ -60,6 +60,12 @@ type Config struct {
 	Congestion    string         // TCP congestion control of both variants' sending sockets: default DefaultCongestion, SystemCongestion keeps the host's
 	RecordSize    int            // record value bytes, default 1 KiB
 	Counters      ThreadCounters // thread counters; default ProcCounters
+	// Overhead, when set, measures what the probes cost: every run of
+	// every path and variant is done twice, once with the counters it
+	// opens (the probes attached for that measurement only, detached
+	// after) and once with nothing attached (ProcCounters), in an order
+	// that alternates by run. Counters is then unused.
+	Overhead func() (ThreadCounters, func() error, error)
 	Progress      io.Writer      // one line per run, may be nil
 }
 
@@ -177,6 +183,7 @@ type Result struct {
 	Fetches                uint64   `json:"fetches,omitempty"`
 	RcvLowat               int      `json:"rcvlowat,omitempty"`
 	TCPCongestion          string   `json:"tcp_congestion,omitempty"` // of the sending socket
+	Overhead               string   `json:"overhead,omitempty"`       // with Config.Overhead: "probed" or "unprobed"
 	Notes                  []string `json:"notes,omitempty"`
 }
 
@@ -239,30 +246,70 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 				slices.Reverse(variants)
 			}
 			for _, v := range variants {
-				if cfg.FIFO > 0 {
-					// RT throttling lets SCHED_FIFO threads run 0.95 s
-					// per second per CPU; start each run with the budget
-					// refilled instead of stalling 50 ms in the middle.
-					time.Sleep(time.Second)
+				for _, probed := range probeOrder(cfg, run) {
+					if cfg.FIFO > 0 {
+						// RT throttling lets SCHED_FIFO threads run 0.95 s
+						// per second per CPU; start each run with the budget
+						// refilled instead of stalling 50 ms in the middle.
+						time.Sleep(time.Second)
+					}
+					r, err := measure(ctx, srv, cfg, probed, path, v, spans, end, bytes, table)
+					if err != nil {
+						return out, fmt.Errorf("run %d, %s %s: %w", run, path, v, err)
+					}
+					r.Run = run
+					r.TCPCongestion = cfg.congestionName()
+					out = append(out, r)
+					fmt.Fprintf(cfg.Progress, "run %d %-8s %-6s %-5s %6.2f GB/s\n", run, path, v, r.Mode, r.ThroughputBytesPerS/1e9)
 				}
-				var r Result
-				var err error
-				if v == "broker" {
-					r, err = consume(ctx, srv, cfg, path, end, bytes, table)
-				} else {
-					r, err = rawRecord(path, spans, bytes, cfg)
-				}
-				if err != nil {
-					return out, fmt.Errorf("run %d, %s %s: %w", run, path, v, err)
-				}
-				r.Run = run
-				r.TCPCongestion = cfg.congestionName()
-				out = append(out, r)
-				fmt.Fprintf(cfg.Progress, "run %d %-8s %-6s %6.2f GB/s\n", run, path, v, r.ThroughputBytesPerS/1e9)
 			}
 		}
 	}
 	return out, nil
+}
+
+// probeOrder lists the measurements of one run: the configured counters
+// alone, or with Overhead probed and unprobed, probed first on odd runs.
+func probeOrder(cfg Config, run int) []bool {
+	switch {
+	case cfg.Overhead == nil:
+		return []bool{false}
+	case run%2 == 1:
+		return []bool{true, false}
+	}
+	return []bool{false, true}
+}
+
+// measure does one run of one path and variant. probed: with counters
+// opened by cfg.Overhead for this run only; otherwise with cfg.Counters,
+// or with nothing attached when measuring overhead.
+func measure(ctx context.Context, srv fetchServer, cfg Config, probed bool, path, variant string,
+	spans []transfer.Span, end, bytes int64, table *crc32.Table) (Result, error) {
+	if cfg.Overhead != nil {
+		cfg.Counters = ProcCounters()
+		if probed {
+			tc, closeProbe, err := cfg.Overhead()
+			if err != nil {
+				return Result{}, fmt.Errorf("attach probes: %w", err)
+			}
+			defer func() { _ = closeProbe() }()
+			cfg.Counters = tc
+		}
+	}
+	var r Result
+	var err error
+	if variant == "broker" {
+		r, err = consume(ctx, srv, cfg, path, end, bytes, table)
+	} else {
+		r, err = rawRecord(path, spans, bytes, cfg)
+	}
+	if cfg.Overhead != nil {
+		r.Overhead = "unprobed"
+		if probed {
+			r.Overhead = "probed"
+		}
+	}
+	return r, err
 }
 
 // produce appends batches of cfg.RecordSize-byte records straight through

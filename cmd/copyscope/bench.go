@@ -20,7 +20,7 @@ func newBenchCmd() *cobra.Command {
 	var (
 		paths, variants, size, chunk, mode, rcvlowat, fetchMax, csvFile, data, tcpCC string
 		runs, fifo                                                                   int
-		verify, asJSON, noPin, noCork                                                bool
+		verify, asJSON, noPin, noCork, overhead                                      bool
 	)
 	cmd := &cobra.Command{
 		Use:   "bench",
@@ -39,7 +39,14 @@ eBPF probes when they load (--mode auto, exact), else from /proc
 Both variants' sending sockets use TCP congestion control cubic unless
 --tcp-cc says otherwise: with bbr (and no fq qdisc) TCP paces loopback
 itself, and each Fetch response restarting from idle made it pace the
-broker far more than the continuous raw loop.`,
+broker far more than the continuous raw loop.
+
+--overhead measures what the eBPF probes cost: each run of each path and
+variant is done twice, once with every probe attached (for that run only)
+and once with nothing attached, in alternating order, and a table of
+probed/unprobed ratios of throughput and data-thread CPU per GB follows
+(medians; use --runs 9 or more, this is a noisy measurement). With --json
+every record carries "overhead": "probed" or "unprobed".`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg := bench.Config{Runs: runs, Verify: verify, DataDir: data, NoPin: noPin, FIFO: fifo, NoCork: noCork, Congestion: tcpCC}
@@ -93,12 +100,31 @@ broker far more than the continuous raw loop.`,
 			if !asJSON {
 				cfg.Progress = cmd.ErrOrStderr()
 			}
-			tc, closeProbe, err := openBenchCounters(mode, cmd.ErrOrStderr())
-			if err != nil {
-				return err
+			if overhead {
+				if mode != "auto" && mode != "ebpf" {
+					return fmt.Errorf("--overhead compares the eBPF probes with nothing attached: drop --mode %s", mode)
+				}
+				// Fail now, not after producing the log.
+				p, err := probes.OpenEBPF(probes.EBPFOptions{})
+				if err != nil {
+					return fmt.Errorf("--overhead needs the eBPF probes: %w (run as root, see copyscope doctor)", err)
+				}
+				p.Close()
+				cfg.Overhead = func() (bench.ThreadCounters, func() error, error) {
+					p, err := probes.OpenEBPF(probes.EBPFOptions{})
+					if err != nil {
+						return nil, nil, err
+					}
+					return bench.ProbeCounters(p), p.Close, nil
+				}
+			} else {
+				tc, closeProbe, err := openBenchCounters(mode, cmd.ErrOrStderr())
+				if err != nil {
+					return err
+				}
+				defer closeProbe()
+				cfg.Counters = tc
 			}
-			defer closeProbe()
-			cfg.Counters = tc
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			results, err := bench.Run(ctx, cfg)
@@ -128,6 +154,19 @@ broker far more than the continuous raw loop.`,
 				}
 				return nil
 			}
+			if overhead {
+				var probed []bench.Result
+				for _, r := range results {
+					if r.Overhead == "probed" {
+						probed = append(probed, r)
+					}
+				}
+				if err := bench.WriteTable(out, bench.Summarize(probed), false); err != nil {
+					return err
+				}
+				fmt.Fprintln(out)
+				return bench.WriteOverhead(out, bench.SummarizeOverhead(results))
+			}
 			mode := metrics.ModeProc
 			if len(results) > 0 {
 				mode = results[0].Mode
@@ -151,6 +190,7 @@ broker far more than the continuous raw loop.`,
 	f.IntVar(&fifo, "fifo", 0, "run data thread and consumer SCHED_FIFO at this priority (1-99, root) so other load cannot preempt them; compare with chrt -f PRIO xfer")
 	f.BoolVar(&noCork, "no-cork", false, "raw variant without TCP_CORK, as shared/ref/xfer.c (needs --variants raw; the broker always corks)")
 	f.StringVar(&tcpCC, "tcp-cc", bench.DefaultCongestion, "TCP congestion control of both variants' sending sockets (\""+bench.SystemCongestion+"\": the host's; bbr paces loopback and the broker's responses restart it from idle; run xfer.c under the same one to compare)")
+	f.BoolVar(&overhead, "overhead", false, "measure the probes' cost: every run probed and unprobed, then a table of ratios (root)")
 	f.BoolVar(&noPin, "no-pin", false, "do not pin the data thread to CPU0 and the consumer to CPU1")
 	return cmd
 }
