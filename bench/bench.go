@@ -66,7 +66,7 @@ type Config struct {
 	// after) and once with nothing attached (ProcCounters), in an order
 	// that alternates by run. Counters is then unused.
 	Overhead func() (ThreadCounters, func() error, error)
-	Progress      io.Writer      // one line per run, may be nil
+	Progress io.Writer // one line per run, may be nil
 }
 
 func (c *Config) normalize() error {

@@ -70,3 +70,60 @@ func TestBenchCommandRejects(t *testing.T) {
 		}
 	}
 }
+
+// TestBenchCommandOverhead runs `copyscope bench --overhead` (root): every
+// run is measured probed and unprobed, probed records carry the eBPF
+// probes' exact syscall counts, unprobed ones /proc's, and the table of
+// ratios follows the usual one. Without root it must refuse before work.
+func TestBenchCommandOverhead(t *testing.T) {
+	args := []string{"bench", "--size", "8MiB", "--runs", "2", "--paths", "read", "--overhead", "--data", t.TempDir()}
+	run := func(extra ...string) (string, error) {
+		cmd := newRootCmd()
+		var out, errb bytes.Buffer
+		cmd.SetOut(&out)
+		cmd.SetErr(&errb)
+		cmd.SetArgs(append(append([]string{}, args...), extra...))
+		err := cmd.Execute()
+		return out.String(), err
+	}
+	if _, err := run("--mode", "proc"); err == nil || !strings.Contains(err.Error(), "--overhead") {
+		t.Errorf("--overhead --mode proc: %v, want an error naming --overhead", err)
+	}
+	if os.Geteuid() != 0 {
+		if _, err := run(); err == nil || !strings.Contains(err.Error(), "eBPF") {
+			t.Errorf("--overhead without root: %v, want an error saying it needs the eBPF probes", err)
+		}
+		t.Skip("bench --overhead attaches the eBPF probes: run as root for the full check")
+	}
+	out, err := run("--json")
+	if err != nil {
+		t.Fatalf("bench --overhead --json: %v", err)
+	}
+	count := map[string]int{}
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("bad JSON %q: %v", l, err)
+		}
+		label, _ := m["overhead"].(string)
+		count[label]++
+		_, hasSyscalls := m["syscalls"]
+		switch {
+		case label == "probed" && (m["mode"] != "ebpf" || !hasSyscalls):
+			t.Errorf("probed record without eBPF counts: %s", l)
+		case label == "unprobed" && m["mode"] != "proc":
+			t.Errorf("unprobed record not from /proc: %s", l)
+		}
+	}
+	// read x (broker, raw) x 2 runs, each probed and unprobed.
+	if count["probed"] != 4 || count["unprobed"] != 4 || len(count) != 2 {
+		t.Errorf("records by overhead label %v, want 4 probed and 4 unprobed", count)
+	}
+	table, err := run()
+	if err != nil {
+		t.Fatalf("bench --overhead: %v", err)
+	}
+	if !strings.Contains(table, "probe overhead") || !strings.Contains(table, "cpu/GB ratio") {
+		t.Errorf("no overhead table:\n%s", table)
+	}
+}
