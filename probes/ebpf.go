@@ -680,7 +680,7 @@ func (p *ebpfProbe) Read() (Reading, error) {
 
 // eachPerCPU calls fn with every key of a per-CPU map and its values, one
 // per possible CPU, fetching up to 512 keys per syscall (a Kafka broker's
-// few hundred threads times their syscall names fit in a few calls).
+// few hundred threads fit in one call).
 // Kernels without batch operations are read key by key.
 func eachPerCPU[K, V any](m *ebpf.Map, fn func(K, []V)) error {
 	ncpu, err := ebpf.PossibleCPU()
