@@ -275,8 +275,12 @@ static __always_inline struct thread_stats *thread_slot(struct task_struct *t)
 {
 	__u32 tid = t->pid;
 	__u32 *link = bpf_map_lookup_elem(&tid_slots, &tid);
-	if (!link)
+	if (!link) {
+		/* pid_max was raised after the probes loaded. */
+		if (watched_current(((__u64)t->tgid << 32) | tid))
+			count_drop(DROP_TID);
 		return 0;
+	}
 	__u32 slot = *link;
 	if (slot) {
 		slot -= 1;

@@ -234,9 +234,6 @@ func (p *ebpfProbe) open(opts EBPFOptions, descs []progDesc, edit func(string, *
 		if err != nil {
 			return fmt.Errorf("read embedded BPF object %s: %w (run make generate)", obj, err)
 		}
-		if edit != nil {
-			edit(obj, spec)
-		}
 		if obj == "syscalls" {
 			n := opts.MaxThreads
 			if n <= 0 {
@@ -245,6 +242,9 @@ func (p *ebpfProbe) open(opts EBPFOptions, descs []progDesc, edit func(string, *
 			if err := sizeSlotMaps(spec, n); err != nil {
 				return err
 			}
+		}
+		if edit != nil {
+			edit(obj, spec)
 		}
 		if v := spec.Variables["count_on_exit"]; v != nil {
 			var on uint8
@@ -410,6 +410,10 @@ func (p *ebpfProbe) Notes() []string {
 		}
 		if p.drops.Lookup(uint32(1), &bad) == nil && sum(bad) > 0 {
 			out = append(out, fmt.Sprintf("%d kernel or user memory reads failed: those bytes are classed as other or not counted", sum(bad)))
+		}
+		var highTid []uint64
+		if p.drops.Lookup(uint32(3), &highTid) == nil && sum(highTid) > 0 {
+			out = append(out, fmt.Sprintf("%d syscalls of threads with ids at or above %d (pid_max when the probes loaded, since raised) not counted: restart copyscope", sum(highTid), p.slots.links.MaxEntries()))
 		}
 		var mmsg []uint64
 		if p.drops.Lookup(uint32(2), &mmsg) == nil && sum(mmsg) > 0 {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 )
 
@@ -132,5 +133,38 @@ func TestEBPFSlotsExhausted(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("Notes %q do not say the slots ran out", p.Notes())
+	}
+}
+
+// TestEBPFThreadIDAbovePidMax loads tid_slots with room for no thread id,
+// as if pid_max had been raised after loading: a watched thread's
+// syscalls are not counted, and Notes says why and what to do.
+func TestEBPFThreadIDAbovePidMax(t *testing.T) {
+	openEBPFOrSkip(t).Close() // skips without privileges
+	p, err := openEBPF(EBPFOptions{}, ebpfPrograms(), func(obj string, spec *ebpf.CollectionSpec) {
+		if m := spec.Maps["tid_slots"]; m != nil {
+			m.MaxEntries = 1
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	release := make(chan struct{})
+	defer close(release)
+	tid := watchedWorker(t, p, 10, release)
+	r, err := p.Read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := r.Threads[tid].Counters.Syscalls; got != 0 {
+		t.Errorf("thread %d: %d syscalls counted without a tid_slots entry, want 0", tid, got)
+	}
+	found := false
+	for _, n := range p.Notes() {
+		found = found || strings.Contains(n, "pid_max")
+	}
+	if !found {
+		t.Errorf("Notes %q do not mention pid_max", p.Notes())
 	}
 }

@@ -35,7 +35,8 @@ struct tgid_bits {
 #define DROP_MAP_FULL 0 /* a counters map had no room for a new thread */
 #define DROP_READ 1     /* a kernel struct could not be read */
 #define DROP_MMSG 2     /* a sendmmsg/recvmmsg batch beyond MAX_MMSG messages */
-#define NUM_DROPS 3
+#define DROP_TID 3      /* a watched thread id at or above pid_max at load */
+#define NUM_DROPS 4
 
 /* The optional cgroup filter: count every thread of one cgroup v2. */
 struct filter_cfg {
