@@ -253,7 +253,7 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 						// refilled instead of stalling 50 ms in the middle.
 						time.Sleep(time.Second)
 					}
-					r, err := measure(ctx, srv, cfg, probed, path, v, spans, end, bytes, table)
+					r, err := measure(ctx, srv, cfg, probed, path, v, spans, end, bytes)
 					if err != nil {
 						return out, fmt.Errorf("run %d, %s %s: %w", run, path, v, err)
 					}
@@ -284,7 +284,7 @@ func probeOrder(cfg Config, run int) []bool {
 // opened by cfg.Overhead for this run only; otherwise with cfg.Counters,
 // or with nothing attached when measuring overhead.
 func measure(ctx context.Context, srv fetchServer, cfg Config, probed bool, path, variant string,
-	spans []transfer.Span, end, bytes int64, table *crc32.Table) (Result, error) {
+	spans []transfer.Span, end, bytes int64) (Result, error) {
 	if cfg.Overhead != nil {
 		cfg.Counters = ProcCounters()
 		if probed {
@@ -299,7 +299,7 @@ func measure(ctx context.Context, srv fetchServer, cfg Config, probed bool, path
 	var r Result
 	var err error
 	if variant == "broker" {
-		r, err = consume(ctx, srv, cfg, path, end, bytes, table)
+		r, err = consume(ctx, srv, cfg, path, end, bytes)
 	} else {
 		r, err = rawRecord(path, spans, bytes, cfg)
 	}

@@ -3,11 +3,11 @@ package bench
 import (
 	"context"
 	"fmt"
-	"hash/crc32"
 	"runtime"
 	"time"
 
 	"github.com/copyscope/copyscope/broker/transfer"
+	"github.com/copyscope/copyscope/internal/kfetch"
 	"golang.org/x/sys/unix"
 )
 
@@ -24,11 +24,19 @@ type fetchServer interface {
 	stop()
 }
 
+// fetchConfig is how the bench's consumer speaks: Fetch v4 for the bench
+// topic's partition 0, streaming through a buffer of xfer.c's receiver's
+// size, 500 ms max wait, optionally checking every batch's CRC-32C.
+func fetchConfig(maxBytes int32, verify bool) kfetch.Config {
+	return kfetch.Config{Topic: topic, Partition: 0, Version: 4, ClientID: "bench",
+		MaxBytes: maxBytes, MaxWait: 500 * time.Millisecond, BufSize: recvBufSize, Verify: verify}
+}
+
 // consume runs the broker variant once: a lean Fetch client on a locked
 // thread (pinned to the consumer CPU) reads offsets [0, end) from the
 // path's listener; the connection's data thread is found in the registry
 // and pinned to the data CPU for the run.
-func consume(ctx context.Context, srv fetchServer, cfg Config, path string, end, bytes int64, table *crc32.Table) (Result, error) {
+func consume(ctx context.Context, srv fetchServer, cfg Config, path string, end, bytes int64) (Result, error) {
 	addr, err := srv.addr(path)
 	if err != nil {
 		return Result{}, err
@@ -46,7 +54,7 @@ func consume(ctx context.Context, srv fetchServer, cfg Config, path string, end,
 		runtime.LockOSThread() // never unlocked: the thread dies with us
 		var o outcome
 		defer func() { done <- o }()
-		o.r, o.err = consumeOnThread(ctx, srv, cfg, events, addr, path, end, bytes, table, dataCPU, consCPU)
+		o.r, o.err = consumeOnThread(ctx, srv, cfg, events, addr, path, end, bytes, dataCPU, consCPU)
 	}()
 	select {
 	case o := <-done:
@@ -56,7 +64,7 @@ func consume(ctx context.Context, srv fetchServer, cfg Config, path string, end,
 	}
 }
 
-func consumeOnThread(ctx context.Context, srv fetchServer, cfg Config, events <-chan transfer.Event, addr, path string, end, bytes int64, table *crc32.Table, dataCPU, consCPU int) (Result, error) {
+func consumeOnThread(ctx context.Context, srv fetchServer, cfg Config, events <-chan transfer.Event, addr, path string, end, bytes int64, dataCPU, consCPU int) (Result, error) {
 	tc := cfg.Counters
 	ctid := unix.Gettid()
 	if err := placeThread(0, consCPU, cfg.FIFO); err != nil {
@@ -109,23 +117,28 @@ func consumeOnThread(ctx context.Context, srv fetchServer, cfg Config, events <-
 	if err != nil {
 		return Result{}, err
 	}
-	fc := newFetchClient(fd, topic, 0, cfg.FetchMaxBytes, cfg.Verify, table)
+	// Made after the "before" counters: its getsockopt of SO_RCVLOWAT is
+	// one of the consumer's syscalls, as it always was.
+	fc, err := kfetch.New(fd, fetchConfig(cfg.FetchMaxBytes, cfg.Verify))
+	if err != nil {
+		return Result{}, err
+	}
 	start := time.Now()
 	for off := int64(0); off < end; {
 		if err := ctx.Err(); err != nil {
 			return Result{}, err
 		}
-		res, err := fc.fetch(off)
+		res, err := fc.Fetch(off)
 		if err != nil {
 			return Result{}, fmt.Errorf("fetch at offset %d: %w", off, err)
 		}
-		if res.errCode != 0 {
-			return Result{}, fmt.Errorf("fetch at offset %d: Kafka error code %d", off, res.errCode)
+		if res.ErrCode != 0 {
+			return Result{}, fmt.Errorf("fetch at offset %d: Kafka error code %d", off, res.ErrCode)
 		}
-		if res.next <= off {
-			return Result{}, fmt.Errorf("fetch at offset %d made no progress (high watermark %d)", off, res.hw)
+		if res.Next <= off {
+			return Result{}, fmt.Errorf("fetch at offset %d made no progress (high watermark %d)", off, res.HighWatermark)
 		}
-		off = res.next
+		off = res.Next
 	}
 	secs := time.Since(start).Seconds()
 	dAfter, err := tc.Read(dtid)

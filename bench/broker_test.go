@@ -12,6 +12,7 @@ import (
 	"github.com/copyscope/copyscope/broker/kafka"
 	"github.com/copyscope/copyscope/broker/log"
 	"github.com/copyscope/copyscope/broker/transfer"
+	"github.com/copyscope/copyscope/internal/kfetch"
 	"golang.org/x/sys/unix"
 )
 
@@ -70,14 +71,18 @@ func newTestBroker(t *testing.T, segBytes, retention, nbytes int64) *testBroker 
 	return tb
 }
 
-func (tb *testBroker) client(t *testing.T, path string, maxBytes int32) *fetchClient {
+func (tb *testBroker) client(t *testing.T, path string, maxBytes int32) *kfetch.Client {
 	t.Helper()
 	fd, err := dialBlocking(tb.addrs[path], 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { unix.Close(fd) })
-	return newFetchClient(fd, topic, 0, maxBytes, true, tb.table)
+	c, err := kfetch.New(fd, fetchConfig(maxBytes, true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 // consumeAll fetches [from, end) with CRC checks: the broker is healthy.
@@ -85,14 +90,14 @@ func (tb *testBroker) consumeAll(t *testing.T, path string, from int64) {
 	t.Helper()
 	c := tb.client(t, path, 4<<20)
 	for off := from; off < tb.end; {
-		res, err := c.fetch(off)
+		res, err := c.Fetch(off)
 		if err != nil {
 			t.Fatalf("%s: fetch at %d after the fault: %v", path, off, err)
 		}
-		if res.errCode != 0 || res.next <= off {
-			t.Fatalf("%s: fetch at %d after the fault: error code %d, next %d", path, off, res.errCode, res.next)
+		if res.ErrCode != 0 || res.Next <= off {
+			t.Fatalf("%s: fetch at %d after the fault: error code %d, next %d", path, off, res.ErrCode, res.Next)
 		}
-		off = res.next
+		off = res.Next
 	}
 }
 
@@ -119,8 +124,11 @@ func TestBrokerClientDisconnectsMidFetch(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			c := newFetchClient(fd, topic, 0, 64<<20, false, tb.table)
-			if err := c.send(0); err != nil {
+			c, err := kfetch.New(fd, fetchConfig(64<<20, false))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := c.Send(0); err != nil {
 				t.Fatal(err)
 			}
 			buf := make([]byte, 64<<10)
@@ -155,17 +163,17 @@ func TestBrokerOffsetOutOfRange(t *testing.T) {
 		t.Run(path, func(t *testing.T) {
 			c := tb.client(t, path, 4<<20)
 			for _, off := range []int64{0, start - 1, tb.end + 1, tb.end + 1000} {
-				res, err := c.fetch(off)
+				res, err := c.Fetch(off)
 				if err != nil {
 					t.Fatalf("fetch at %d: %v", off, err)
 				}
-				if res.errCode != 1 || res.recordBytes != 0 {
-					t.Fatalf("fetch at %d (log is [%d, %d]): error code %d with %d record bytes, want 1 (OFFSET_OUT_OF_RANGE) and none", off, start, tb.end, res.errCode, res.recordBytes)
+				if res.ErrCode != 1 || res.RecordBytes != 0 {
+					t.Fatalf("fetch at %d (log is [%d, %d]): error code %d with %d record bytes, want 1 (OFFSET_OUT_OF_RANGE) and none", off, start, tb.end, res.ErrCode, res.RecordBytes)
 				}
 			}
-			res, err := c.fetch(start)
-			if err != nil || res.errCode != 0 || res.next <= start {
-				t.Fatalf("fetch at log start %d on the same connection: code %d next %d err %v", start, res.errCode, res.next, err)
+			res, err := c.Fetch(start)
+			if err != nil || res.ErrCode != 0 || res.Next <= start {
+				t.Fatalf("fetch at log start %d on the same connection: code %d next %d err %v", start, res.ErrCode, res.Next, err)
 			}
 			tb.consumeAll(t, path, start)
 		})
@@ -180,7 +188,7 @@ func TestBrokerSegmentDeletedWhileServed(t *testing.T) {
 		t.Run(path, func(t *testing.T) {
 			tb := newTestBroker(t, 1<<20, 2<<20, 20<<20)
 			c := tb.client(t, path, 16<<20)
-			if err := c.send(0); err != nil {
+			if err := c.Send(0); err != nil {
 				t.Fatal(err)
 			}
 			// The response (16 MiB) exceeds the socket buffers: the data
@@ -190,20 +198,20 @@ func TestBrokerSegmentDeletedWhileServed(t *testing.T) {
 			if err != nil || n == 0 {
 				t.Fatalf("retention deleted %d segments (%v), want some", n, err)
 			}
-			res, err := c.response(0)
+			res, err := c.Response(0)
 			if err != nil {
 				t.Fatalf("response whose segments were deleted mid-send: %v", err)
 			}
-			if res.errCode != 0 || res.recordBytes < 8<<20 {
-				t.Fatalf("response: code %d, %d record bytes, want 0 and the full fetch", res.errCode, res.recordBytes)
+			if res.ErrCode != 0 || res.RecordBytes < 8<<20 {
+				t.Fatalf("response: code %d, %d record bytes, want 0 and the full fetch", res.ErrCode, res.RecordBytes)
 			}
 			start := tb.part.StartOffset()
 			if start == 0 {
 				t.Fatal("log start still 0 after retention")
 			}
-			res, err = c.fetch(0)
-			if err != nil || res.errCode != 1 {
-				t.Fatalf("fetch at deleted offset 0: code %d err %v, want 1", res.errCode, err)
+			res, err = c.Fetch(0)
+			if err != nil || res.ErrCode != 1 {
+				t.Fatalf("fetch at deleted offset 0: code %d err %v, want 1", res.ErrCode, err)
 			}
 			tb.consumeAll(t, path, start)
 		})
@@ -298,8 +306,13 @@ func TestBrokerHash(t *testing.T) {
 					}
 					defer unix.Close(fd)
 					h := sha256.New()
-					c := newFetchClient(fd, topic, 0, 3<<20, true, table)
-					c.tap = h
+					cfg := fetchConfig(3<<20, true)
+					cfg.Tap = h
+					c, err := kfetch.New(fd, cfg)
+					if err != nil {
+						g.err = err
+						return
+					}
 					end := int64(-1)
 					for off := int64(0); end < 0 || off < end; {
 						if end < 0 && off >= part.EndOffset() {
@@ -309,12 +322,12 @@ func TestBrokerHash(t *testing.T) {
 							}
 							continue
 						}
-						res, err := c.fetch(off)
-						if err != nil || res.errCode != 0 {
-							g.err = fmt.Errorf("fetch at %d: code %d: %v", off, res.errCode, err)
+						res, err := c.Fetch(off)
+						if err != nil || res.ErrCode != 0 {
+							g.err = fmt.Errorf("fetch at %d: code %d: %v", off, res.ErrCode, err)
 							return
 						}
-						off = max(off, res.next)
+						off = max(off, res.Next)
 					}
 					copy(g.sum[:], h.Sum(nil))
 					g.n = c.RecordBytes

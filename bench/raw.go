@@ -10,6 +10,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// recvBufSize is the consumers' read buffer (the raw receiver's and the
+// broker variant's Fetch client's), as xfer.c's receiver.
+const recvBufSize = 1 << 20
+
 // sinkListener is a blocking TCP listener on 127.0.0.1 for the raw
 // variant's receiver.
 type sinkListener struct {

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/copyscope/copyscope/broker/transfer"
+	"github.com/copyscope/copyscope/internal/kfetch"
 	"github.com/copyscope/copyscope/metrics"
 	"github.com/copyscope/copyscope/probes"
 	"github.com/copyscope/copyscope/tui"
@@ -98,7 +99,7 @@ type Demo struct {
 	leo      atomic.Int64 // log end offset seen by the producer
 
 	fetchMu  sync.Mutex
-	fetchers map[*fetcher]struct{} // open consumer connections, cut on Close
+	fetchers map[*kfetch.Client]struct{} // open consumer connections, cut on Close
 
 	wg      sync.WaitGroup // consumers, producer, sampler, event pump
 	closeMu sync.Mutex
@@ -112,7 +113,7 @@ func Start(ctx context.Context, cfg Config) (*Demo, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	d := &Demo{cfg: cfg, reg: transfer.NewRegistry(), samples: make(chan tui.Sample, 4), fetchers: map[*fetcher]struct{}{}}
+	d := &Demo{cfg: cfg, reg: transfer.NewRegistry(), samples: make(chan tui.Sample, 4), fetchers: map[*kfetch.Client]struct{}{}}
 	d.ctx, d.cancel = context.WithCancel(ctx)
 	started := false
 	defer func() {
@@ -243,7 +244,7 @@ func (d *Demo) consume(path string) {
 	}
 	defer d.grp.removeConsumer(tid)
 	var (
-		f         *fetcher
+		f         *kfetch.Client
 		connGen   uint64
 		offset    int64
 		paceGen   = ^uint64(0)
@@ -252,11 +253,11 @@ func (d *Demo) consume(path string) {
 		failures  int
 	)
 	drop := func() {
-		d.grp.dropPeer(f.local)
+		d.grp.dropPeer(f.Local())
 		d.fetchMu.Lock()
 		delete(d.fetchers, f)
 		d.fetchMu.Unlock()
-		f.close()
+		f.Close()
 		f = nil
 	}
 	defer func() {
@@ -275,14 +276,14 @@ func (d *Demo) consume(path string) {
 		if f == nil {
 			var err error
 			connGen = st.connGen
-			f, err = dialFetcher(d.brk.addr(path), d.cfg.Topic, d.cfg.RcvLowat)
+			f, err = d.dialConsumer(d.brk.addr(path))
 			if err != nil {
 				if !d.backoff(&failures, err) {
 					return
 				}
 				continue
 			}
-			d.grp.addPeer(f.local, path)
+			d.grp.addPeer(f.Local(), path)
 			d.fetchMu.Lock()
 			d.fetchers[f] = struct{}{}
 			stopping := d.ctx.Err() != nil
@@ -301,8 +302,9 @@ func (d *Demo) consume(path string) {
 				continue
 			}
 		}
-		res, err := f.fetch(offset, int32(d.cfg.FetchBytes), 100*time.Millisecond)
+		res, err := f.Fetch(offset)
 		if err != nil {
+			err = fmt.Errorf("consumer: %w", err)
 			drop()
 			if !d.backoff(&failures, err) {
 				return
@@ -310,15 +312,15 @@ func (d *Demo) consume(path string) {
 			continue
 		}
 		failures = 0
-		paceBytes += float64(res.bytes)
-		d.grp.received[path].Add(int64(res.bytes))
+		paceBytes += float64(res.Bytes)
+		d.grp.received[path].Add(res.Bytes)
 		switch {
-		case res.errCode != 0 || res.next >= res.hw:
+		case res.ErrCode != 0 || res.Next >= res.HighWatermark:
 			// At the end of the log (or out of range): read it again from
 			// the start at once rather than long-polling for new records.
-			offset = max(res.logStart, 0)
+			offset = max(res.LogStart, 0)
 		default:
-			offset = res.next
+			offset = res.Next
 		}
 	}
 }
@@ -449,7 +451,7 @@ func (d *Demo) Close() error {
 	// Cut the consumers' sockets so none stays blocked in a read.
 	d.fetchMu.Lock()
 	for f := range d.fetchers {
-		unix.Shutdown(f.fd, unix.SHUT_RDWR)
+		f.Shutdown()
 	}
 	d.fetchMu.Unlock()
 	var errs []error

@@ -2,7 +2,6 @@ package demo
 
 import (
 	"context"
-	"encoding/binary"
 	"os"
 	"path/filepath"
 	"testing"
@@ -231,29 +230,6 @@ func TestControlRace(t *testing.T) {
 	c.stop()
 	if _, ok := c.wait("b"); ok {
 		t.Errorf("wait after stop must report stopped")
-	}
-}
-
-// batch builds a minimal record batch header: base offset, length and
-// last offset delta, the fields nextOffset reads.
-func batch(base int64, lastDelta int32, size int) []byte {
-	b := make([]byte, size)
-	binary.BigEndian.PutUint64(b, uint64(base))
-	binary.BigEndian.PutUint32(b[8:], uint32(size-12))
-	binary.BigEndian.PutUint32(b[23:], uint32(lastDelta))
-	return b
-}
-
-func TestNextOffset(t *testing.T) {
-	b := append(batch(10, 4, 100), batch(15, 9, 80)...)
-	if got := nextOffset(b, 10); got != 25 {
-		t.Errorf("two batches: next %d, want 25", got)
-	}
-	if got := nextOffset(append(batch(10, 4, 100), batch(15, 9, 80)[:50]...), 10); got != 15 {
-		t.Errorf("second batch truncated: next %d, want 15", got)
-	}
-	if got := nextOffset(nil, 7); got != 7 {
-		t.Errorf("no batch: next %d, want 7", got)
 	}
 }
 
