@@ -76,9 +76,10 @@ func SummarizeOverhead(results []Result) []OverheadRow {
 	return out
 }
 
-// WriteOverhead prints the probe overhead table.
-func WriteOverhead(w io.Writer, rows []OverheadRow) error {
-	fmt.Fprintln(w, "probe overhead: every probe attached (probed) vs nothing attached (unprobed), medians of interleaved runs in this process")
+// WriteOverhead prints the probe overhead table; probed says what was
+// attached in the probed runs.
+func WriteOverhead(w io.Writer, probed string, rows []OverheadRow) error {
+	fmt.Fprintf(w, "probe overhead: %s (probed) vs nothing attached (unprobed), medians of interleaved runs in this process\n", probed)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(tw, "path\tvariant\tchunk\tpairs\tGB/s probed\tunprobed\tthroughput ratio\tdata cpu_ns/GB probed\tunprobed\tcpu/GB ratio\tconsumer cpu/GB ratio\t\n")
 	for _, r := range rows {

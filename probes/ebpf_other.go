@@ -13,6 +13,8 @@ type EBPFOptions struct {
 	CountAtEntry bool
 	// SkipOptional leaves out the optional programs.
 	SkipOptional bool
+	// MaxThreads is how many threads can be counted at once.
+	MaxThreads int
 }
 
 // OpenEBPF is only built for linux/amd64: the BPF programs use x86_64
@@ -20,3 +22,14 @@ type EBPFOptions struct {
 func OpenEBPF(EBPFOptions) (Probe, error) {
 	return nil, fmt.Errorf("eBPF probes are built for linux/amd64 only, not %s/%s: use the proc backend", runtime.GOOS, runtime.GOARCH)
 }
+
+// Floor is the empty sys_exit program (linux/amd64 only).
+type Floor struct{}
+
+// AttachFloor is only built for linux/amd64.
+func AttachFloor() (*Floor, error) {
+	return nil, fmt.Errorf("the empty sys_exit program is built for linux/amd64 only, not %s/%s", runtime.GOOS, runtime.GOARCH)
+}
+
+// Close does nothing.
+func (*Floor) Close() error { return nil }

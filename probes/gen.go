@@ -9,3 +9,4 @@ package probes
 //go:generate go tool bpf2go -tags linux -target amd64 -cc clang sched ../bpf/sched.bpf.c -- -I../bpf/headers -O2 -g -Wall -Werror
 //go:generate go tool bpf2go -tags linux -target amd64 -cc clang faults ../bpf/faults.bpf.c -- -I../bpf/headers -O2 -g -Wall -Werror
 //go:generate go tool bpf2go -tags linux -target amd64 -cc clang iouring ../bpf/iouring.bpf.c -- -I../bpf/headers -O2 -g -Wall -Werror
+//go:generate go tool bpf2go -tags linux -target amd64 -cc clang floor ../bpf/floor.bpf.c -- -I../bpf/headers -O2 -g -Wall -Werror

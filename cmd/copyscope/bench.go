@@ -20,7 +20,7 @@ func newBenchCmd() *cobra.Command {
 	var (
 		paths, variants, size, chunk, mode, rcvlowat, fetchMax, csvFile, data, tcpCC string
 		runs, fifo                                                                   int
-		verify, asJSON, noPin, noCork, overhead                                      bool
+		verify, asJSON, noPin, noCork, overhead, floor                               bool
 	)
 	cmd := &cobra.Command{
 		Use:   "bench",
@@ -46,7 +46,10 @@ variant is done twice, once with every probe attached (for that run only)
 and once with nothing attached, in alternating order, and a table of
 probed/unprobed ratios of throughput and data-thread CPU per GB follows
 (medians; use --runs 9 or more, this is a noisy measurement). With --json
-every record carries "overhead": "probed" or "unprobed".`,
+every record carries "overhead": "probed" or "unprobed". --overhead --floor
+attaches an empty sys_exit program instead of the probes: the price of any
+syscall tracepoint on this kernel, below which no tracepoint-based tool can
+go (its "probed" rows then carry /proc counters).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg := bench.Config{Runs: runs, Verify: verify, DataDir: data, NoPin: noPin, FIFO: fifo, NoCork: noCork, Congestion: tcpCC}
@@ -100,7 +103,23 @@ every record carries "overhead": "probed" or "unprobed".`,
 			if !asJSON {
 				cfg.Progress = cmd.ErrOrStderr()
 			}
-			if overhead {
+			if floor && !overhead {
+				return fmt.Errorf("--floor is a variant of --overhead: add --overhead")
+			}
+			if overhead && floor {
+				f, err := probes.AttachFloor()
+				if err != nil {
+					return fmt.Errorf("--floor: %w", err)
+				}
+				f.Close()
+				cfg.Overhead = func() (bench.ThreadCounters, func() error, error) {
+					f, err := probes.AttachFloor()
+					if err != nil {
+						return nil, nil, err
+					}
+					return bench.ProcCounters(), f.Close, nil
+				}
+			} else if overhead {
 				if mode != "auto" && mode != "ebpf" {
 					return fmt.Errorf("--overhead compares the eBPF probes with nothing attached: drop --mode %s", mode)
 				}
@@ -165,7 +184,11 @@ every record carries "overhead": "probed" or "unprobed".`,
 					return err
 				}
 				fmt.Fprintln(out)
-				return bench.WriteOverhead(out, bench.SummarizeOverhead(results))
+				what := "every probe attached"
+				if floor {
+					what = "only an empty sys_exit program attached (the floor)"
+				}
+				return bench.WriteOverhead(out, what, bench.SummarizeOverhead(results))
 			}
 			mode := metrics.ModeProc
 			if len(results) > 0 {
@@ -191,6 +214,7 @@ every record carries "overhead": "probed" or "unprobed".`,
 	f.BoolVar(&noCork, "no-cork", false, "raw variant without TCP_CORK, as shared/ref/xfer.c (needs --variants raw; the broker always corks)")
 	f.StringVar(&tcpCC, "tcp-cc", bench.DefaultCongestion, "TCP congestion control of both variants' sending sockets (\""+bench.SystemCongestion+"\": the host's; bbr paces loopback and the broker's responses restart it from idle; run xfer.c under the same one to compare)")
 	f.BoolVar(&overhead, "overhead", false, "measure the probes' cost: every run probed and unprobed, then a table of ratios (root)")
+	f.BoolVar(&floor, "floor", false, "with --overhead: attach only an empty sys_exit program instead of the probes (the kernel's price for any syscall tracepoint)")
 	f.BoolVar(&noPin, "no-pin", false, "do not pin the data thread to CPU0 and the consumer to CPU1")
 	return cmd
 }

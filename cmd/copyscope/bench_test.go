@@ -89,6 +89,13 @@ func TestBenchCommandOverhead(t *testing.T) {
 	if _, err := run("--mode", "proc"); err == nil || !strings.Contains(err.Error(), "--overhead") {
 		t.Errorf("--overhead --mode proc: %v, want an error naming --overhead", err)
 	}
+	cmd := newRootCmd()
+	cmd.SetOut(&bytes.Buffer{})
+	cmd.SetErr(&bytes.Buffer{})
+	cmd.SetArgs([]string{"bench", "--size", "1MiB", "--floor"})
+	if err := cmd.Execute(); err == nil || !strings.Contains(err.Error(), "--overhead") {
+		t.Errorf("--floor without --overhead: %v, want an error naming --overhead", err)
+	}
 	if os.Geteuid() != 0 {
 		if _, err := run(); err == nil || !strings.Contains(err.Error(), "eBPF") {
 			t.Errorf("--overhead without root: %v, want an error saying it needs the eBPF probes", err)
@@ -125,5 +132,26 @@ func TestBenchCommandOverhead(t *testing.T) {
 	}
 	if !strings.Contains(table, "probe overhead") || !strings.Contains(table, "cpu/GB ratio") {
 		t.Errorf("no overhead table:\n%s", table)
+	}
+	// --floor: only the empty sys_exit program in the probed runs, so
+	// every record's counters come from /proc.
+	out, err = run("--floor", "--json")
+	if err != nil {
+		t.Fatalf("bench --overhead --floor --json: %v", err)
+	}
+	count = map[string]int{}
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("bad JSON %q: %v", l, err)
+		}
+		label, _ := m["overhead"].(string)
+		count[label]++
+		if m["mode"] != "proc" {
+			t.Errorf("--floor record with probe counters: %s", l)
+		}
+	}
+	if count["probed"] != 4 || count["unprobed"] != 4 {
+		t.Errorf("--floor records by label %v, want 4 probed and 4 unprobed", count)
 	}
 }
