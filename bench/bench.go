@@ -60,12 +60,12 @@ type Config struct {
 	Congestion    string         // TCP congestion control of both variants' sending sockets: default DefaultCongestion, SystemCongestion keeps the host's
 	RecordSize    int            // record value bytes, default 1 KiB
 	Counters      ThreadCounters // thread counters; default ProcCounters
-	// Overhead, when set, measures what the probes cost: every run of
-	// every path and variant is done twice, once with the counters it
-	// opens (the probes attached for that measurement only, detached
-	// after) and once with nothing attached (ProcCounters), in an order
-	// that alternates by run. Counters is then unused.
-	Overhead func() (ThreadCounters, func() error, error)
+	// Overhead, when not empty, measures what attaching things costs:
+	// every run of every path and variant is done once with nothing
+	// attached (ProcCounters, labelled "unprobed") and once per
+	// Attachment, each attached for that measurement only, in an order
+	// that rotates by run. Counters is then unused.
+	Overhead []Attachment
 	Progress io.Writer // one line per run, may be nil
 }
 
@@ -183,7 +183,7 @@ type Result struct {
 	Fetches                uint64   `json:"fetches,omitempty"`
 	RcvLowat               int      `json:"rcvlowat,omitempty"`
 	TCPCongestion          string   `json:"tcp_congestion,omitempty"` // of the sending socket
-	Overhead               string   `json:"overhead,omitempty"`       // with Config.Overhead: "probed" or "unprobed"
+	Overhead               string   `json:"overhead,omitempty"`       // with Config.Overhead: "unprobed" or the Attachment's name
 	Notes                  []string `json:"notes,omitempty"`
 }
 
@@ -246,21 +246,25 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 				slices.Reverse(variants)
 			}
 			for _, v := range variants {
-				for _, probed := range probeOrder(cfg, run) {
+				for _, att := range probeOrder(cfg, run) {
 					if cfg.FIFO > 0 {
 						// RT throttling lets SCHED_FIFO threads run 0.95 s
 						// per second per CPU; start each run with the budget
 						// refilled instead of stalling 50 ms in the middle.
 						time.Sleep(time.Second)
 					}
-					r, err := measure(ctx, srv, cfg, probed, path, v, spans, end, bytes)
+					r, err := measure(ctx, srv, cfg, att, path, v, spans, end, bytes)
 					if err != nil {
 						return out, fmt.Errorf("run %d, %s %s: %w", run, path, v, err)
 					}
 					r.Run = run
 					r.TCPCongestion = cfg.congestionName()
 					out = append(out, r)
-					fmt.Fprintf(cfg.Progress, "run %d %-8s %-6s %-5s %6.2f GB/s\n", run, path, v, r.Mode, r.ThroughputBytesPerS/1e9)
+					label := string(r.Mode)
+					if r.Overhead != "" {
+						label = r.Overhead
+					}
+					fmt.Fprintf(cfg.Progress, "run %d %-8s %-6s %-8s %6.2f GB/s\n", run, path, v, label, r.ThroughputBytesPerS/1e9)
 				}
 			}
 		}
@@ -268,31 +272,42 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 	return out, nil
 }
 
-// probeOrder lists the measurements of one run: the configured counters
-// alone, or with Overhead probed and unprobed, probed first on odd runs.
-func probeOrder(cfg Config, run int) []bool {
-	switch {
-	case cfg.Overhead == nil:
-		return []bool{false}
-	case run%2 == 1:
-		return []bool{true, false}
-	}
-	return []bool{false, true}
+// Attachment is something measured against nothing attached: Open
+// attaches it (and returns the counters to read meanwhile, and how to
+// detach it).
+type Attachment struct {
+	Name string // the records' overhead label, e.g. "probed"
+	Open func() (ThreadCounters, func() error, error)
 }
 
-// measure does one run of one path and variant. probed: with counters
-// opened by cfg.Overhead for this run only; otherwise with cfg.Counters,
-// or with nothing attached when measuring overhead.
-func measure(ctx context.Context, srv fetchServer, cfg Config, probed bool, path, variant string,
+// probeOrder lists the measurements of one run: the configured counters
+// alone (nil), or unprobed (nil) and every Overhead attachment, rotated
+// by run so that none always goes first.
+func probeOrder(cfg Config, run int) []*Attachment {
+	if len(cfg.Overhead) == 0 {
+		return []*Attachment{nil}
+	}
+	all := []*Attachment{nil}
+	for i := range cfg.Overhead {
+		all = append(all, &cfg.Overhead[i])
+	}
+	k := (run - 1) % len(all)
+	return append(all[k:], all[:k]...)
+}
+
+// measure does one run of one path and variant: with att attached for
+// this run only; with nothing attached when att is nil and overhead is
+// measured; otherwise with cfg.Counters.
+func measure(ctx context.Context, srv fetchServer, cfg Config, att *Attachment, path, variant string,
 	spans []transfer.Span, end, bytes int64) (Result, error) {
-	if cfg.Overhead != nil {
+	if len(cfg.Overhead) > 0 {
 		cfg.Counters = ProcCounters()
-		if probed {
-			tc, closeProbe, err := cfg.Overhead()
+		if att != nil {
+			tc, detach, err := att.Open()
 			if err != nil {
-				return Result{}, fmt.Errorf("attach probes: %w", err)
+				return Result{}, fmt.Errorf("attach %s: %w", att.Name, err)
 			}
-			defer func() { _ = closeProbe() }()
+			defer func() { _ = detach() }()
 			cfg.Counters = tc
 		}
 	}
@@ -303,10 +318,10 @@ func measure(ctx context.Context, srv fetchServer, cfg Config, probed bool, path
 	} else {
 		r, err = rawRecord(path, spans, bytes, cfg)
 	}
-	if cfg.Overhead != nil {
+	if len(cfg.Overhead) > 0 {
 		r.Overhead = "unprobed"
-		if probed {
-			r.Overhead = "probed"
+		if att != nil {
+			r.Overhead = att.Name
 		}
 	}
 	return r, err

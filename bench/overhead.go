@@ -6,26 +6,29 @@ import (
 	"text/tabwriter"
 )
 
-// OverheadRow compares one path and variant probed and unprobed (runs of
-// Config.Overhead): medians over the runs of each, and their ratios.
+// OverheadRow compares one path and variant with one attachment and with
+// nothing attached (runs of Config.Overhead): medians over the runs of
+// each, and their ratios.
 type OverheadRow struct {
 	Path, Variant    string
+	Attached         string // the attachment's name (Result.Overhead)
 	Chunk            int
 	Runs             int     // pairs of runs
-	GBpsProbed       float64 // median throughput with the probes attached
+	GBpsProbed       float64 // median throughput with it attached
 	GBpsUnprobed     float64 // and with nothing attached
-	ThroughputRatio  float64 // probed / unprobed
+	ThroughputRatio  float64 // attached / unprobed
 	CPUProbed        float64 // median data-thread CPU ns per GB
 	CPUUnprobed      float64
-	CPURatio         float64 // probed / unprobed
-	ConsumerCPURatio float64 // the consumer thread's CPU ns per GB, probed / unprobed (0: not measured)
+	CPURatio         float64 // attached / unprobed
+	ConsumerCPURatio float64 // the consumer thread's CPU ns per GB, attached / unprobed (0: not measured)
 }
 
-// SummarizeOverhead pairs the probed and unprobed runs of each path and
-// variant. Results without an Overhead label are ignored.
+// SummarizeOverhead pairs each attachment's runs of a path and variant
+// with its unprobed runs. Results without an Overhead label are ignored.
 func SummarizeOverhead(results []Result) []OverheadRow {
 	type key struct{ path, variant string }
 	var order []key
+	var labels []string
 	groups := map[key]map[string][]Result{}
 	for _, r := range results {
 		if r.Overhead == "" {
@@ -35,6 +38,9 @@ func SummarizeOverhead(results []Result) []OverheadRow {
 		if groups[k] == nil {
 			order = append(order, k)
 			groups[k] = map[string][]Result{}
+		}
+		if r.Overhead != "unprobed" && !contains(labels, r.Overhead) {
+			labels = append(labels, r.Overhead)
 		}
 		groups[k][r.Overhead] = append(groups[k][r.Overhead], r)
 	}
@@ -59,32 +65,45 @@ func SummarizeOverhead(results []Result) []OverheadRow {
 	}
 	var out []OverheadRow
 	for _, k := range order {
-		p, u := groups[k]["probed"], groups[k]["unprobed"]
-		if len(p) == 0 || len(u) == 0 {
-			continue
+		u := groups[k]["unprobed"]
+		for _, label := range labels {
+			p := groups[k][label]
+			if len(p) == 0 || len(u) == 0 {
+				continue
+			}
+			row := OverheadRow{Path: k.path, Variant: k.variant, Attached: label, Chunk: p[0].Chunk, Runs: min(len(p), len(u))}
+			gp, gu := medianOf(p, gbps), medianOf(u, gbps)
+			row.GBpsProbed, row.GBpsUnprobed, row.ThroughputRatio = *gp, *gu, ratio(gp, gu)
+			cp, cu := medianOf(p, cpu), medianOf(u, cpu)
+			if cp != nil && cu != nil {
+				row.CPUProbed, row.CPUUnprobed, row.CPURatio = *cp, *cu, ratio(cp, cu)
+			}
+			row.ConsumerCPURatio = ratio(medianOf(p, consumer), medianOf(u, consumer))
+			out = append(out, row)
 		}
-		row := OverheadRow{Path: k.path, Variant: k.variant, Chunk: p[0].Chunk, Runs: min(len(p), len(u))}
-		gp, gu := medianOf(p, gbps), medianOf(u, gbps)
-		row.GBpsProbed, row.GBpsUnprobed, row.ThroughputRatio = *gp, *gu, ratio(gp, gu)
-		cp, cu := medianOf(p, cpu), medianOf(u, cpu)
-		if cp != nil && cu != nil {
-			row.CPUProbed, row.CPUUnprobed, row.CPURatio = *cp, *cu, ratio(cp, cu)
-		}
-		row.ConsumerCPURatio = ratio(medianOf(p, consumer), medianOf(u, consumer))
-		out = append(out, row)
 	}
 	return out
 }
 
-// WriteOverhead prints the probe overhead table; probed says what was
-// attached in the probed runs.
-func WriteOverhead(w io.Writer, probed string, rows []OverheadRow) error {
-	fmt.Fprintf(w, "probe overhead: %s (probed) vs nothing attached (unprobed), medians of interleaved runs in this process\n", probed)
+func contains(xs []string, x string) bool {
+	for _, v := range xs {
+		if v == x {
+			return true
+		}
+	}
+	return false
+}
+
+// WriteOverhead prints the overhead table, one row per path, variant and
+// attachment, each against the same path and variant with nothing
+// attached.
+func WriteOverhead(w io.Writer, rows []OverheadRow) error {
+	fmt.Fprintln(w, "overhead: each attachment vs nothing attached (unprobed), medians of interleaved runs in this process")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "path\tvariant\tchunk\tpairs\tGB/s probed\tunprobed\tthroughput ratio\tdata cpu_ns/GB probed\tunprobed\tcpu/GB ratio\tconsumer cpu/GB ratio\t\n")
+	fmt.Fprintf(tw, "path\tvariant\tattached\tchunk\tpairs\tGB/s attached\tunprobed\tthroughput ratio\tdata cpu_ns/GB attached\tunprobed\tcpu/GB ratio\tconsumer cpu/GB ratio\t\n")
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%.2f\t%.2f\t%.3f\t%.3g\t%.3g\t%.3f\t%s\t\n",
-			r.Path, r.Variant, r.Chunk, r.Runs, r.GBpsProbed, r.GBpsUnprobed, r.ThroughputRatio,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%.2f\t%.2f\t%.3f\t%.3g\t%.3g\t%.3f\t%s\t\n",
+			r.Path, r.Variant, r.Attached, r.Chunk, r.Runs, r.GBpsProbed, r.GBpsUnprobed, r.ThroughputRatio,
 			r.CPUProbed, r.CPUUnprobed, r.CPURatio, fmtRatio(r.ConsumerCPURatio))
 	}
 	return tw.Flush()

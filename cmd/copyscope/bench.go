@@ -46,10 +46,10 @@ variant is done twice, once with every probe attached (for that run only)
 and once with nothing attached, in alternating order, and a table of
 probed/unprobed ratios of throughput and data-thread CPU per GB follows
 (medians; use --runs 9 or more, this is a noisy measurement). With --json
-every record carries "overhead": "probed" or "unprobed". --overhead --floor
-attaches an empty sys_exit program instead of the probes: the price of any
-syscall tracepoint on this kernel, below which no tracepoint-based tool can
-go (its "probed" rows then carry /proc counters).`,
+every record carries "overhead": "probed" or "unprobed". --floor adds a
+third measurement per run with only an empty sys_exit program attached
+("overhead": "floor", /proc counters): the price of any syscall tracepoint
+on this kernel, below which no tracepoint-based tool can go.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg := bench.Config{Runs: runs, Verify: verify, DataDir: data, NoPin: noPin, FIFO: fifo, NoCork: noCork, Congestion: tcpCC}
@@ -106,20 +106,7 @@ go (its "probed" rows then carry /proc counters).`,
 			if floor && !overhead {
 				return fmt.Errorf("--floor is a variant of --overhead: add --overhead")
 			}
-			if overhead && floor {
-				f, err := probes.AttachFloor()
-				if err != nil {
-					return fmt.Errorf("--floor: %w", err)
-				}
-				f.Close()
-				cfg.Overhead = func() (bench.ThreadCounters, func() error, error) {
-					f, err := probes.AttachFloor()
-					if err != nil {
-						return nil, nil, err
-					}
-					return bench.ProcCounters(), f.Close, nil
-				}
-			} else if overhead {
+			if overhead {
 				if mode != "auto" && mode != "ebpf" {
 					return fmt.Errorf("--overhead compares the eBPF probes with nothing attached: drop --mode %s", mode)
 				}
@@ -129,12 +116,21 @@ go (its "probed" rows then carry /proc counters).`,
 					return fmt.Errorf("--overhead needs the eBPF probes: %w (run as root, see copyscope doctor)", err)
 				}
 				p.Close()
-				cfg.Overhead = func() (bench.ThreadCounters, func() error, error) {
+				cfg.Overhead = []bench.Attachment{{Name: "probed", Open: func() (bench.ThreadCounters, func() error, error) {
 					p, err := probes.OpenEBPF(probes.EBPFOptions{})
 					if err != nil {
 						return nil, nil, err
 					}
 					return bench.ProbeCounters(p), p.Close, nil
+				}}}
+				if floor {
+					cfg.Overhead = append(cfg.Overhead, bench.Attachment{Name: "floor", Open: func() (bench.ThreadCounters, func() error, error) {
+						f, err := probes.AttachFloor()
+						if err != nil {
+							return nil, nil, err
+						}
+						return bench.ProcCounters(), f.Close, nil
+					}})
 				}
 			} else {
 				tc, closeProbe, err := openBenchCounters(mode, cmd.ErrOrStderr())
@@ -184,11 +180,7 @@ go (its "probed" rows then carry /proc counters).`,
 					return err
 				}
 				fmt.Fprintln(out)
-				what := "every probe attached"
-				if floor {
-					what = "only an empty sys_exit program attached (the floor)"
-				}
-				return bench.WriteOverhead(out, what, bench.SummarizeOverhead(results))
+				return bench.WriteOverhead(out, bench.SummarizeOverhead(results))
 			}
 			mode := metrics.ModeProc
 			if len(results) > 0 {
@@ -214,7 +206,7 @@ go (its "probed" rows then carry /proc counters).`,
 	f.BoolVar(&noCork, "no-cork", false, "raw variant without TCP_CORK, as shared/ref/xfer.c (needs --variants raw; the broker always corks)")
 	f.StringVar(&tcpCC, "tcp-cc", bench.DefaultCongestion, "TCP congestion control of both variants' sending sockets (\""+bench.SystemCongestion+"\": the host's; bbr paces loopback and the broker's responses restart it from idle; run xfer.c under the same one to compare)")
 	f.BoolVar(&overhead, "overhead", false, "measure the probes' cost: every run probed and unprobed, then a table of ratios (root)")
-	f.BoolVar(&floor, "floor", false, "with --overhead: attach only an empty sys_exit program instead of the probes (the kernel's price for any syscall tracepoint)")
+	f.BoolVar(&floor, "floor", false, "with --overhead: also measure each run with only an empty sys_exit program attached (the kernel's price for any syscall tracepoint)")
 	f.BoolVar(&noPin, "no-pin", false, "do not pin the data thread to CPU0 and the consumer to CPU1")
 	return cmd
 }
