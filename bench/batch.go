@@ -3,15 +3,8 @@ package bench
 import (
 	"encoding/binary"
 	"hash/crc32"
-)
 
-// Kafka v2 record batch layout: a 61-byte header, then the records. The
-// CRC-32C covers everything from the attributes (byte 21) to the end.
-const (
-	batchHeaderSize = 61
-	batchLogHeader  = 12 // baseOffset + batchLength: not counted in batchLength
-	crcPos          = 17
-	attrPos         = 21
+	"github.com/copyscope/copyscope/internal/kfetch"
 )
 
 // batchBuilder makes produce batches of fixed-size records. Each batch
@@ -60,8 +53,8 @@ func (b *batchBuilder) next(nowMs int64) []byte {
 		buf = binary.AppendVarint(buf, int64(len(body)))
 		buf = append(buf, body...)
 	}
-	binary.BigEndian.PutUint32(buf[8:], uint32(len(buf)-batchLogHeader))
-	binary.BigEndian.PutUint32(buf[crcPos:], crc32.Checksum(buf[attrPos:], b.table))
+	binary.BigEndian.PutUint32(buf[8:], uint32(len(buf)-kfetch.BatchLogHeader))
+	binary.BigEndian.PutUint32(buf[kfetch.BatchCRCPos:], crc32.Checksum(buf[kfetch.BatchAttrPos:], b.table))
 	b.buf = buf
 	return buf
 }

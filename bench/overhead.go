@@ -3,6 +3,7 @@ package bench
 import (
 	"fmt"
 	"io"
+	"slices"
 	"text/tabwriter"
 )
 
@@ -39,7 +40,7 @@ func SummarizeOverhead(results []Result) []OverheadRow {
 			order = append(order, k)
 			groups[k] = map[string][]Result{}
 		}
-		if r.Overhead != "unprobed" && !contains(labels, r.Overhead) {
+		if r.Overhead != "unprobed" && !slices.Contains(labels, r.Overhead) {
 			labels = append(labels, r.Overhead)
 		}
 		groups[k][r.Overhead] = append(groups[k][r.Overhead], r)
@@ -83,15 +84,6 @@ func SummarizeOverhead(results []Result) []OverheadRow {
 		}
 	}
 	return out
-}
-
-func contains(xs []string, x string) bool {
-	for _, v := range xs {
-		if v == x {
-			return true
-		}
-	}
-	return false
 }
 
 // WriteOverhead prints the overhead table, one row per path, variant and

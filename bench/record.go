@@ -7,13 +7,14 @@ import (
 
 	"github.com/copyscope/copyscope/broker/log"
 	"github.com/copyscope/copyscope/broker/transfer"
+	"github.com/copyscope/copyscope/internal/kfetch"
 	"github.com/copyscope/copyscope/metrics"
 )
 
 // nextOffset walks the batch headers of a slice and returns the offset
 // after its last batch.
 func nextOffset(s log.Slice) (int64, error) {
-	var h [batchHeaderSize]byte
+	var h [kfetch.BatchHeaderSize]byte
 	next := int64(-1)
 	for pos := s.Pos; pos < s.Pos+s.Len; {
 		if _, err := s.File.ReadAt(h[:], pos); err != nil {
@@ -21,11 +22,11 @@ func nextOffset(s log.Slice) (int64, error) {
 		}
 		base := int64(binary.BigEndian.Uint64(h[0:]))
 		blen := int64(int32(binary.BigEndian.Uint32(h[8:])))
-		if blen < batchHeaderSize-batchLogHeader {
+		if blen < kfetch.BatchHeaderSize-kfetch.BatchLogHeader {
 			return 0, fmt.Errorf("batch at %d of %s: length %d is shorter than a header", pos, s.File.Name(), blen)
 		}
 		next = base + int64(int32(binary.BigEndian.Uint32(h[23:]))) + 1
-		pos += batchLogHeader + blen
+		pos += kfetch.BatchLogHeader + blen
 	}
 	return next, nil
 }

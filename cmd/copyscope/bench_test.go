@@ -106,22 +106,7 @@ func TestBenchCommandOverhead(t *testing.T) {
 	if err != nil {
 		t.Fatalf("bench --overhead --json: %v", err)
 	}
-	count := map[string]int{}
-	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
-		var m map[string]any
-		if err := json.Unmarshal([]byte(l), &m); err != nil {
-			t.Fatalf("bad JSON %q: %v", l, err)
-		}
-		label, _ := m["overhead"].(string)
-		count[label]++
-		_, hasSyscalls := m["syscalls"]
-		switch {
-		case label == "probed" && (m["mode"] != "ebpf" || !hasSyscalls):
-			t.Errorf("probed record without eBPF counts: %s", l)
-		case label == "unprobed" && m["mode"] != "proc":
-			t.Errorf("unprobed record not from /proc: %s", l)
-		}
-	}
+	count := overheadLabels(t, out)
 	// read x (broker, raw) x 2 runs, each probed and unprobed.
 	if count["probed"] != 4 || count["unprobed"] != 4 || len(count) != 2 {
 		t.Errorf("records by overhead label %v, want 4 probed and 4 unprobed", count)
@@ -139,7 +124,18 @@ func TestBenchCommandOverhead(t *testing.T) {
 	if err != nil {
 		t.Fatalf("bench --overhead --floor --json: %v", err)
 	}
-	count = map[string]int{}
+	count = overheadLabels(t, out)
+	if count["probed"] != 4 || count["unprobed"] != 4 || count["floor"] != 4 {
+		t.Errorf("--floor records by label %v, want 4 each of probed, unprobed, floor", count)
+	}
+}
+
+// overheadLabels counts bench --overhead JSON records by their overhead
+// label and checks each label's counters: probed records carry the eBPF
+// probes' syscall counts, unprobed and floor records /proc's.
+func overheadLabels(t *testing.T, out string) map[string]int {
+	t.Helper()
+	count := map[string]int{}
 	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
 		var m map[string]any
 		if err := json.Unmarshal([]byte(l), &m); err != nil {
@@ -147,11 +143,13 @@ func TestBenchCommandOverhead(t *testing.T) {
 		}
 		label, _ := m["overhead"].(string)
 		count[label]++
-		if label == "floor" && m["mode"] != "proc" {
-			t.Errorf("floor record with probe counters: %s", l)
+		_, hasSyscalls := m["syscalls"]
+		switch {
+		case label == "probed" && (m["mode"] != "ebpf" || !hasSyscalls):
+			t.Errorf("probed record without eBPF counts: %s", l)
+		case (label == "unprobed" || label == "floor") && m["mode"] != "proc":
+			t.Errorf("%s record not from /proc: %s", label, l)
 		}
 	}
-	if count["probed"] != 4 || count["unprobed"] != 4 || count["floor"] != 4 {
-		t.Errorf("--floor records by label %v, want 4 each of probed, unprobed, floor", count)
-	}
+	return count
 }

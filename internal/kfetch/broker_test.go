@@ -94,10 +94,10 @@ func (tb *testBroker) logBytes(t *testing.T, from int64) []byte {
 		if len(out) == start {
 			t.Fatalf("log read at %d returned nothing before the end %d", off, tb.part.EndOffset())
 		}
-		for b := out[start:]; len(b) >= batchHeaderSize; {
+		for b := out[start:]; len(b) >= BatchHeaderSize; {
 			blen := int(binary.BigEndian.Uint32(b[8:]))
 			off = int64(binary.BigEndian.Uint64(b)) + int64(binary.BigEndian.Uint32(b[23:])) + 1
-			b = b[batchLogHeader+blen:]
+			b = b[BatchLogHeader+blen:]
 		}
 	}
 	return out

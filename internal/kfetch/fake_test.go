@@ -36,8 +36,8 @@ func testBatch(base int64, n int, body int) []byte {
 	for i := 0; i < body; i++ {
 		b = append(b, byte(base)+byte(i*7))
 	}
-	binary.BigEndian.PutUint32(b[8:], uint32(len(b)-batchLogHeader))
-	binary.BigEndian.PutUint32(b[crcPos:], crc32.Checksum(b[attrPos:], crc32.MakeTable(crc32.Castagnoli)))
+	binary.BigEndian.PutUint32(b[8:], uint32(len(b)-BatchLogHeader))
+	binary.BigEndian.PutUint32(b[BatchCRCPos:], crc32.Checksum(b[BatchAttrPos:], crc32.MakeTable(crc32.Castagnoli)))
 	return b
 }
 

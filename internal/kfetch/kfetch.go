@@ -19,12 +19,14 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Record batch v2 header layout.
+// Record batch v2 layout: a 61-byte header, then the records. The CRC-32C
+// covers everything from the attributes to the end. Exported for the
+// producer side (bench builds batches in this layout).
 const (
-	batchHeaderSize = 61
-	batchLogHeader  = 12 // baseOffset + batchLength: not counted in batchLength
-	crcPos          = 17
-	attrPos         = 21
+	BatchHeaderSize = 61
+	BatchLogHeader  = 12 // baseOffset + batchLength: not counted in batchLength
+	BatchCRCPos     = 17
+	BatchAttrPos    = 21
 )
 
 // MaxResponse bounds a response's size prefix: anything larger is garbage,
@@ -503,33 +505,33 @@ func (c *Client) records(n int64) (int64, error) {
 		}
 	}
 	for n > 0 {
-		if n < batchHeaderSize {
+		if n < BatchHeaderSize {
 			return next, c.stream(n, nil)
 		}
-		h, err := c.need(batchHeaderSize)
+		h, err := c.need(BatchHeaderSize)
 		if err != nil {
 			return next, err
 		}
 		base := int64(binary.BigEndian.Uint64(h[0:]))
 		blen := int64(int32(binary.BigEndian.Uint32(h[8:])))
 		magic := h[16]
-		if blen < batchHeaderSize-batchLogHeader {
+		if blen < BatchHeaderSize-BatchLogHeader {
 			return next, fmt.Errorf("batch at offset %d: length %d is shorter than a header", base, blen)
 		}
-		total := batchLogHeader + blen
+		total := BatchLogHeader + blen
 		if total > n {
 			// Partial batch at the end of the response.
-			return next, c.stream(n-batchHeaderSize, nil)
+			return next, c.stream(n-BatchHeaderSize, nil)
 		}
 		if magic != 2 {
 			return next, fmt.Errorf("batch at offset %d: magic %d, this client reads v2 batches only", base, magic)
 		}
 		lastDelta := int64(int32(binary.BigEndian.Uint32(h[23:])))
-		body := total - batchHeaderSize
+		body := total - BatchHeaderSize
 		tap(h)
 		if c.cfg.Verify {
-			want := binary.BigEndian.Uint32(h[crcPos:])
-			crc := crc32.Update(0, c.table, h[attrPos:])
+			want := binary.BigEndian.Uint32(h[BatchCRCPos:])
+			crc := crc32.Update(0, c.table, h[BatchAttrPos:])
 			if err := c.stream(body, func(b []byte) {
 				crc = crc32.Update(crc, c.table, b)
 				tap(b)
