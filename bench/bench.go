@@ -67,6 +67,11 @@ type Config struct {
 	// that rotates by run. Counters is then unused.
 	Overhead []Attachment
 	Progress io.Writer // one line per run, may be nil
+
+	// congestionNote says why the default congestion control could not be
+	// set (no CAP_NET_ADMIN and not in tcp_allowed_congestion_control);
+	// every record and the table carry it.
+	congestionNote string
 }
 
 func (c *Config) normalize() error {
@@ -126,7 +131,8 @@ func (c *Config) normalize() error {
 	case "":
 		c.Congestion = DefaultCongestion
 		if err := checkCongestion(c.Congestion); err != nil {
-			fmt.Fprintf(c.Progress, "note: %v; the sending sockets keep the host's default, %s\n", err, hostCongestion())
+			c.congestionNote = fmt.Sprintf("TCP congestion control %s not set (%v; needs CAP_NET_ADMIN or %s in net.ipv4.tcp_allowed_congestion_control): the sending sockets keep the host's %s", DefaultCongestion, errors.Unwrap(err), DefaultCongestion, hostCongestion())
+			fmt.Fprintf(c.Progress, "note: %s\n", c.congestionNote)
 			c.Congestion = SystemCongestion
 		}
 	case SystemCongestion:
@@ -259,6 +265,9 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 					}
 					r.Run = run
 					r.TCPCongestion = cfg.congestionName()
+					if cfg.congestionNote != "" {
+						r.Notes = append(r.Notes, cfg.congestionNote)
+					}
 					out = append(out, r)
 					label := string(r.Mode)
 					if r.Overhead != "" {

@@ -4,6 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -92,6 +97,56 @@ func TestCongestion(t *testing.T) {
 	for _, r := range res {
 		if r.TCPCongestion != "reno" {
 			t.Errorf("%s/%s: tcp_congestion %q, want reno", r.Path, r.Variant, r.TCPCongestion)
+		}
+	}
+}
+
+// TestCongestionUnprivileged: without CAP_NET_ADMIN the default congestion
+// control falls back to the host's with a note, instead of failing. The
+// check runs in a child whose capability bounding set lacks CAP_NET_ADMIN
+// (setpriv), and the kernel's own refusal of cubic there is the ground
+// truth that the privilege is really gone.
+func TestCongestionUnprivileged(t *testing.T) {
+	if os.Getenv("COPYSCOPE_CC_CHILD") == "1" {
+		err := checkCongestion(DefaultCongestion)
+		c := Config{}
+		nerr := c.normalize()
+		fmt.Printf("check=%v\nnormalize=%v\nset=%q\nname=%s\nnote=%s\n", err, nerr, c.congestion(), c.congestionName(), c.congestionNote)
+		dir, _ := os.MkdirTemp("", "copyscope-cc-")
+		defer os.RemoveAll(dir)
+		res, rerr := Run(context.Background(), Config{Size: 4 << 20, Runs: 1, Paths: []string{"read"}, DataDir: dir, FetchMaxBytes: 1 << 20})
+		noted := 0
+		for _, r := range res {
+			if slices.Contains(r.Notes, c.congestionNote) && r.TCPCongestion == hostCongestion() {
+				noted++
+			}
+		}
+		var table bytes.Buffer
+		_ = WriteTable(&table, Summarize(res), false)
+		fmt.Printf("run=%v\nnoted=%d/%d\ntable_notes=%d\n", rerr, noted, len(res), strings.Count(table.String(), "TCP congestion control cubic not set"))
+		return
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to drop CAP_NET_ADMIN from a child with setpriv")
+	}
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		t.Skip("needs setpriv (util-linux) to drop CAP_NET_ADMIN")
+	}
+	allowed, _ := os.ReadFile("/proc/sys/net/ipv4/tcp_allowed_congestion_control")
+	if slices.Contains(strings.Fields(string(allowed)), DefaultCongestion) {
+		t.Skipf("%s is in net.ipv4.tcp_allowed_congestion_control (%s): no privilege needed, nothing to fall back from", DefaultCongestion, strings.TrimSpace(string(allowed)))
+	}
+	cmd := exec.Command(setpriv, "--bounding-set=-net_admin", "--inh-caps=-net_admin", os.Args[0], "-test.run=^TestCongestionUnprivileged$", "-test.v")
+	cmd.Env = append(os.Environ(), "COPYSCOPE_CC_CHILD=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("child without CAP_NET_ADMIN: %v\n%s", err, out)
+	}
+	got := string(out)
+	for _, want := range []string{"check=set TCP congestion control \"cubic\": operation not permitted", "normalize=<nil>", "set=\"\"", "name=" + hostCongestion(), "note=TCP congestion control cubic not set (operation not permitted", "run=<nil>", "noted=2/2", "table_notes=1"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("child output lacks %q:\n%s", want, got)
 		}
 	}
 }

@@ -39,7 +39,9 @@ eBPF probes when they load (--mode auto, exact), else from /proc
 Both variants' sending sockets use TCP congestion control cubic unless
 --tcp-cc says otherwise: with bbr (and no fq qdisc) TCP paces loopback
 itself, and each Fetch response restarting from idle made it pace the
-broker far more than the continuous raw loop.
+broker far more than the continuous raw loop. Without the privilege to set
+cubic (CAP_NET_ADMIN, unless it is in net.ipv4.tcp_allowed_congestion_control)
+the sockets keep the host's, and the table and every record say so.
 
 --overhead measures what the eBPF probes cost: each run of each path and
 variant is done twice, once with every probe attached (for that run only)
@@ -204,7 +206,7 @@ on this kernel, below which no tracepoint-based tool can go.`,
 	f.StringVar(&data, "data", "", "log directory (default: a temp dir, removed afterwards)")
 	f.IntVar(&fifo, "fifo", 0, "run data thread and consumer SCHED_FIFO at this priority (1-99, root) so other load cannot preempt them; compare with chrt -f PRIO xfer")
 	f.BoolVar(&noCork, "no-cork", false, "raw variant without TCP_CORK, as shared/ref/xfer.c (needs --variants raw; the broker always corks)")
-	f.StringVar(&tcpCC, "tcp-cc", bench.DefaultCongestion, "TCP congestion control of both variants' sending sockets (\""+bench.SystemCongestion+"\": the host's; bbr paces loopback and the broker's responses restart it from idle; run xfer.c under the same one to compare)")
+	f.StringVar(&tcpCC, "tcp-cc", "", "TCP congestion control of both variants' sending sockets (default "+bench.DefaultCongestion+", or the host's with a note when setting it needs CAP_NET_ADMIN; \""+bench.SystemCongestion+"\": the host's; bbr paces loopback and the broker's responses restart it from idle; run xfer.c under the same one to compare)")
 	f.BoolVar(&overhead, "overhead", false, "measure the probes' cost: every run probed and unprobed, then a table of ratios (root)")
 	f.BoolVar(&floor, "floor", false, "with --overhead: also measure each run with only an empty sys_exit program attached (the kernel's price for any syscall tracepoint)")
 	f.BoolVar(&noPin, "no-pin", false, "do not pin the data thread to CPU0 and the consumer to CPU1")
