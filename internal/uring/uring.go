@@ -132,26 +132,26 @@ type cqOffsets struct {
 
 // Ring is one io_uring instance.
 type Ring struct {
-	fd         int
-	sqMem      []byte // SQ ring (and CQ ring with SINGLE_MMAP)
-	cqMem      []byte // CQ ring when mapped separately, else nil
-	sqeMem     []byte
-	sqHead     *uint32
-	sqTail     *uint32
-	sqMask     uint32
-	sqEntries  uint32
-	cqHead     *uint32
-	cqTail     *uint32
-	cqMask     uint32
-	cqes       unsafe.Pointer
-	sqes       unsafe.Pointer
-	localTail  uint32 // SQEs handed out by Get, published by Enter
-	published  uint32 // tail value the kernel has been shown
-	cqEntries  uint32
-	mmaps      int
-	closed     bool
-	sqeSize    uintptr
-	cqeSize    uintptr
+	fd        int
+	sqMem     []byte // SQ ring (and CQ ring with SINGLE_MMAP)
+	cqMem     []byte // CQ ring when mapped separately, else nil
+	sqeMem    []byte
+	sqHead    *uint32
+	sqTail    *uint32
+	sqMask    uint32
+	sqEntries uint32
+	cqHead    *uint32
+	cqTail    *uint32
+	cqMask    uint32
+	cqes      unsafe.Pointer
+	sqes      unsafe.Pointer
+	localTail uint32 // SQEs handed out by Get, published by Enter
+	published uint32 // tail value the kernel has been shown
+	cqEntries uint32
+	mmaps     int
+	closed    bool
+	sqeSize   uintptr
+	cqeSize   uintptr
 }
 
 // ErrUnavailable wraps every reason io_uring cannot be used here
