@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/copyscope/copyscope/metrics"
 )
 
 // Summary is the median of one path and variant over its runs.
@@ -81,12 +83,7 @@ func Summarize(results []Result) []Summary {
 			}
 			return *r.CPUNsPerGB, true
 		})
-		s.SyscallsPerMB = medianOf(rs, func(r Result) (float64, bool) {
-			if r.Syscalls == nil || r.DeliveredBytes == nil || *r.DeliveredBytes == 0 {
-				return 0, false
-			}
-			return float64(*r.Syscalls) / (float64(*r.DeliveredBytes) / 1e6), true
-		})
+		s.SyscallsPerMB = medianOf(rs, func(r Result) (float64, bool) { return r.SyscallsPerMB() })
 		s.CtxVol = medianOf(rs, func(r Result) (float64, bool) { return derefOK(r.CtxSwitchesVol) })
 		s.CtxInvol = medianOf(rs, func(r Result) (float64, bool) { return derefOK(r.CtxSwitchesInvol) })
 		s.ConsumerCtxVol = medianOf(rs, func(r Result) (float64, bool) { return derefOK(r.ConsumerCtxVoluntary) })
@@ -152,6 +149,14 @@ func fmtPtr(p *float64, format string) string {
 	return fmt.Sprintf(format, *p)
 }
 
+// siPtr formats a median with metrics.SI, "-" when not measured.
+func siPtr(p *float64) string {
+	if p == nil {
+		return "-"
+	}
+	return metrics.SI(*p)
+}
+
 // WriteTable prints the summary table; estimate marks /proc counters.
 func WriteTable(w io.Writer, sums []Summary, estimate bool) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
@@ -161,10 +166,10 @@ func WriteTable(w io.Writer, sums []Summary, estimate bool) error {
 	}
 	fmt.Fprintf(tw, "path\tvariant\tchunk\truns\tGB/s (median)\tbroker/raw\tdata cpu_ns/GB\tsyscalls/MB\tctx vol\tctx invol\tconsumer ctx vol\tconsumer reads\t\n")
 	for _, s := range sums {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%.2f\t%s\t%s\t%s\t%s\t%s\t%s\t%.0f\t\n",
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%.2f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n",
 			s.Path, s.Variant, s.Chunk, s.Runs, s.GBps, fmtPtr(s.Ratio, "%.2f"),
-			mark+fmtPtr(s.CPUNsPerGB, "%.3g"), fmtPtr(s.SyscallsPerMB, "%.1f"),
-			mark+fmtPtr(s.CtxVol, "%.0f"), mark+fmtPtr(s.CtxInvol, "%.0f"), mark+fmtPtr(s.ConsumerCtxVol, "%.0f"), s.ConsumerReads)
+			mark+siPtr(s.CPUNsPerGB), siPtr(s.SyscallsPerMB),
+			mark+siPtr(s.CtxVol), mark+siPtr(s.CtxInvol), mark+siPtr(s.ConsumerCtxVol), metrics.SI(s.ConsumerReads))
 	}
 	if err := tw.Flush(); err != nil {
 		return err

@@ -4,14 +4,16 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/copyscope/copyscope/tui"
 )
 
-// Modes of the demo.
+// Modes of the demo: the TUI's, which its mode key sends.
 const (
 	// ModeFair paces every path to the same rate, so costs per GB compare.
-	ModeFair = "fair"
+	ModeFair = tui.ModeFair
 	// ModeRace runs each path alone at full speed in turn.
-	ModeRace = "race"
+	ModeRace = tui.ModeRace
 )
 
 // control is the demo's live settings, changed by keys and read by the

@@ -202,20 +202,20 @@ type cell struct {
 
 func (c cell) active() bool { return val(c.rec.DeliveredBytes) > 0 }
 
-func (c cell) perS(p *uint64) (float64, bool) {
-	if p == nil || c.rec.IntervalS <= 0 {
-		return 0, false
-	}
-	return float64(*p) / c.rec.IntervalS, true
-}
+func (c cell) perS(p *uint64) (float64, bool) { return c.rec.PerSecond(p) }
 
 // row is one metric across the subjects: cell text for a width, the value
 // compared to find the best subject, and which direction is better.
 type row struct {
 	label  string
 	better int // +1 higher is better, -1 lower is better, 0 not compared
-	cell   func(c cell, w int) (text string, key float64, ok bool)
-	style  func(c cell, st styles) (styled bool, s func(string) string)
+	// syscallBased rows are not compared in proc mode: /proc counts only
+	// the read/write family, so paths that use other calls would "win".
+	syscallBased bool
+	// sparkline rows are followed by each subject's throughput history.
+	sparkline bool
+	cell      func(c cell, w int) (text string, key float64, ok bool)
+	style     func(c cell, st styles) (styled bool, s func(string) string)
 }
 
 const na = "n/a"
@@ -227,42 +227,42 @@ func (m columnsModel) rows() []row {
 				return na, 0, false
 			}
 			v := *c.rec.DeliveredBytesPerS
-			return rateStr(v), v, true
+			return metrics.SIRate(v), v, true
 		}},
-		{label: "avg | max", cell: func(c cell, w int) (string, float64, bool) {
+		{label: "avg | max", sparkline: true, cell: func(c cell, w int) (string, float64, bool) {
 			if c.rec.DeliveredBytesPerS == nil {
 				return na, 0, false
 			}
 			avg, mx := c.st.hist.avgMax(w)
-			return firstFit(w, si(avg)+" | "+si(mx), si(avg)+"|"+si(mx)), 0, false
+			return firstFit(w, metrics.SI(avg)+" | "+metrics.SI(mx), metrics.SI(avg)+"|"+metrics.SI(mx)), 0, false
 		}},
 		{label: "CPU %core", better: -1, cell: func(c cell, w int) (string, float64, bool) {
-			if c.rec.CPUNs == nil || c.rec.IntervalS <= 0 {
+			v, ok := c.rec.CPUPercent()
+			if !ok {
 				return na, 0, false
 			}
-			v := float64(*c.rec.CPUNs) / 1e9 / c.rec.IntervalS * 100
 			return fmt.Sprintf("%.1f%%", v), v, true
 		}},
 		{label: "CPU s/GB", better: -1, cell: func(c cell, w int) (string, float64, bool) {
-			if c.rec.CPUNsPerGB == nil {
+			v, ok := c.rec.CPUSecondsPerGB()
+			if !ok {
 				return na, 0, false
 			}
-			v := *c.rec.CPUNsPerGB / 1e9
 			return fmt.Sprintf("%.3f s", v), v, true
 		}},
-		{label: "syscalls/MB", better: -1, cell: func(c cell, w int) (string, float64, bool) {
-			if c.rec.Syscalls == nil || !c.active() {
+		{label: "syscalls/MB", better: -1, syscallBased: true, cell: func(c cell, w int) (string, float64, bool) {
+			v, ok := c.rec.SyscallsPerMB()
+			if !ok {
 				return na, 0, false
 			}
-			v := float64(*c.rec.Syscalls) / (float64(*c.rec.DeliveredBytes) / 1e6)
-			return si(v), v, true
+			return metrics.SI(v), v, true
 		}},
-		{label: "mode sw/s", better: -1, cell: func(c cell, w int) (string, float64, bool) {
+		{label: "mode sw/s", better: -1, syscallBased: true, cell: func(c cell, w int) (string, float64, bool) {
 			v, ok := c.perS(c.rec.ModeSwitches)
 			if !ok {
 				return na, 0, false
 			}
-			return si(v), v, true
+			return metrics.SI(v), v, true
 		}},
 		{label: "ctx vol/inv", better: -1, cell: func(c cell, w int) (string, float64, bool) {
 			return ctxCell(c.rec)
@@ -278,13 +278,13 @@ func (m columnsModel) rows() []row {
 	}
 	rs = append(rs,
 		row{label: "copies/byte", better: -1, cell: func(c cell, w int) (string, float64, bool) {
-			if c.rec.CopyAmplification == nil {
+			v, ok := c.rec.CopiesPerByte()
+			if !ok {
 				if c.rec.CopiedToUserBytes != nil && !c.active() {
 					return "idle", 0, false
 				}
 				return na, 0, false
 			}
-			v := *c.rec.CopyAmplification
 			txt := fmt.Sprintf("%.2f", v)
 			return txt + " " + bar(v, 2, w-len(txt)-2), math.Round(v*100) / 100, true
 		}},
@@ -294,20 +294,19 @@ func (m columnsModel) rows() []row {
 				return na, 0, false
 			}
 			if ff, ok := c.perS(c.rec.FileFaults); ok && w >= 14 {
-				return si(pf) + " (" + si(ff) + " file)", pf, true
+				return metrics.SI(pf) + " (" + metrics.SI(ff) + " file)", pf, true
 			}
-			return si(pf), pf, true
+			return metrics.SI(pf), pf, true
 		}},
 		row{label: "zerocopy", cell: func(c cell, w int) (string, float64, bool) {
-			zc := val(c.rec.ZerocopyBytes)
 			if c.rec.ZerocopyBytes == nil {
 				return na, 0, false
 			}
-			if zc == 0 {
+			p, ok := c.rec.ZerocopyCopiedPercent()
+			if !ok {
 				return "-", 0, false
 			}
-			p := 100 * float64(val(c.rec.ZerocopyCopiedBytes)) / float64(zc)
-			if val(c.rec.ZerocopyCopiedBytes) == 0 {
+			if p == 0 {
 				return "0% copied", 0, false
 			}
 			return firstFit(w, fmt.Sprintf("!! kernel copied %.0f%%", p), fmt.Sprintf("!! copied %.0f%%", p), fmt.Sprintf("COPIED %.0f%%", p)), 0, false
@@ -322,12 +321,11 @@ func (m columnsModel) rows() []row {
 }
 
 func ctxCell(r metrics.Record) (string, float64, bool) {
-	if r.CtxSwitchesVol == nil || r.CtxSwitchesInvol == nil || r.IntervalS <= 0 {
+	v, i, ok := r.CtxPerSecond()
+	if !ok {
 		return na, 0, false
 	}
-	v := float64(*r.CtxSwitchesVol) / r.IntervalS
-	i := float64(*r.CtxSwitchesInvol) / r.IntervalS
-	return si(v) + "/" + si(i), v + i, true
+	return metrics.SI(v) + "/" + metrics.SI(i), v + i, true
 }
 
 // firstFit returns the first text no wider than w, or the last one.
@@ -361,7 +359,7 @@ func (m columnsModel) view(height int) string {
 			s = &subject{hist: newRing(m.c.cfg.History)}
 		}
 		c := cell{rec: s.cur, cons: s.cons, st: s}
-		if m.c.cfg.Demo && m.c.mode == "race" && !c.active() && s.held != nil {
+		if m.c.cfg.Demo && m.c.mode == ModeRace && !c.active() && s.held != nil {
 			c = cell{rec: *s.held, cons: s.heldCons, held: true, st: s}
 		}
 		cells[i] = c
@@ -430,7 +428,7 @@ func (m columnsModel) view(height int) string {
 	sparkH := min(4, max(1, height-(1+len(rows)+diagH+noteH)))
 	for _, r := range rows {
 		lines = append(lines, m.rowLine(r, cells, labelW, w))
-		if r.label != "avg | max" {
+		if !r.sparkline {
 			continue
 		}
 		spark := make([][]string, len(cells))
@@ -593,7 +591,7 @@ func syscallLines(r metrics.Record, n int) []string {
 		} else if r.IntervalS > 0 {
 			per /= r.IntervalS
 		}
-		out = append(out, all[i].name+" "+si(per))
+		out = append(out, all[i].name+" "+metrics.SI(per))
 	}
 	return out
 }
@@ -637,8 +635,8 @@ func (m columnsModel) rowLine(r row, cells []cell, labelW, w int) string {
 		texts[i], keys[i], oks[i] = r.cell(c, w)
 	}
 	better := r.better
-	if m.sample.Mode() == metrics.ModeProc && (r.label == "syscalls/MB" || r.label == "mode sw/s") {
-		better = 0 // /proc counts only the read/write family: not comparable across paths
+	if m.sample.Mode() == metrics.ModeProc && r.syscallBased {
+		better = 0
 	}
 	best := bestOf(better, keys, oks, cells)
 	var b strings.Builder

@@ -7,6 +7,15 @@ import (
 // defaultChunks are the chunk sizes the c key cycles through.
 func defaultChunks() []int { return []int{4 << 10, 64 << 10, 1 << 20} }
 
+// The demo's modes; the demo's own constants are these, so the keys the
+// TUI sends and the modes the demo runs cannot drift apart.
+const (
+	// ModeFair paces every path to the same rate, so costs per GB compare.
+	ModeFair = "fair"
+	// ModeRace runs each path alone at full speed in turn.
+	ModeRace = "race"
+)
+
 // Config says what the UI shows and whom it tells about key presses.
 type Config struct {
 	// Title names the command ("copyscope demo", "copyscope watch").
@@ -18,7 +27,7 @@ type Config struct {
 	// Subjects lists the demo's paths in key order (key 1 is the first).
 	// Subjects seen in samples but not listed are shown after them.
 	Subjects []string
-	// Mode is the demo's initial mode ("fair" or "race").
+	// Mode is the demo's initial mode (ModeFair or ModeRace).
 	Mode string
 	// Rate is the demo's fair-mode rate per path in bytes per second.
 	Rate float64
@@ -80,7 +89,7 @@ func newCommon(cfg Config) *common {
 		cfg.History = 120
 	}
 	if cfg.Mode == "" {
-		cfg.Mode = "fair"
+		cfg.Mode = ModeFair
 	}
 	c := &common{
 		cfg:     cfg,

@@ -1,5 +1,7 @@
 package tui
 
+import "github.com/copyscope/copyscope/metrics"
+
 // diagramLines is the height of a copy diagram.
 const diagramLines = 7
 
@@ -13,7 +15,7 @@ func diagram(t totals, w int, st styles) []string {
 	out := make([]string, 0, diagramLines)
 	out = append(out, "disk")
 	if t.haveDisk {
-		out = append(out, firstFit(w, "↓ "+bytesStr(float64(t.diskRead))+" read", "↓ "+bytesStr(float64(t.diskRead))))
+		out = append(out, firstFit(w, "↓ "+metrics.SIBytes(float64(t.diskRead))+" read", "↓ "+metrics.SIBytes(float64(t.diskRead))))
 	} else {
 		out = append(out, st.dim.Render("↓ n/a"))
 	}
@@ -25,7 +27,7 @@ func diagram(t totals, w int, st styles) []string {
 	sent := t.fromUser + t.zc
 	byRef := t.moved > 0 && t.moved >= sent
 	copyArrow := func(n uint64, word string) string {
-		s := firstFit(w, "↓ "+bytesStr(float64(n))+" "+word, "↓ "+bytesStr(float64(n)))
+		s := firstFit(w, "↓ "+metrics.SIBytes(float64(n))+" "+word, "↓ "+metrics.SIBytes(float64(n)))
 		if n > 0 {
 			return st.bad.Render(s)
 		}
@@ -36,19 +38,19 @@ func diagram(t totals, w int, st styles) []string {
 		out = append(out,
 			st.good.Render("╎ bypassed"),
 			st.dim.Render(firstFit(w, "(user buffer skipped)", "(skipped)")),
-			st.good.Render(firstFit(w, "╎ "+bytesStr(float64(t.moved))+" by ref", "╎ "+bytesStr(float64(t.moved)))))
+			st.good.Render(firstFit(w, "╎ "+metrics.SIBytes(float64(t.moved))+" by ref", "╎ "+metrics.SIBytes(float64(t.moved)))))
 	default:
 		if t.fileFaults == 0 || t.toUser > 0 && t.toUser*2 >= sent {
 			out = append(out, copyArrow(t.toUser, "copy"), "user buffer")
 		} else {
 			out = append(out,
-				st.good.Render(firstFit(w, "⇣ mapped "+si(float64(t.fileFaults))+" flt", "⇣ mapped")),
+				st.good.Render(firstFit(w, "⇣ mapped "+metrics.SI(float64(t.fileFaults))+" flt", "⇣ mapped")),
 				firstFit(w, "user buffer = mapping", "mapped buf"))
 		}
 		if t.zc > 0 {
-			s := firstFit(w, "↓ "+bytesStr(float64(t.zc))+" zc", "↓ "+bytesStr(float64(t.zc)))
+			s := firstFit(w, "↓ "+metrics.SIBytes(float64(t.zc))+" zc", "↓ "+metrics.SIBytes(float64(t.zc)))
 			if t.zcCopied > 0 {
-				s = st.warn.Render(firstFit(w, "↓ "+bytesStr(float64(t.zcCopied))+" copied!", "↓ copied!"))
+				s = st.warn.Render(firstFit(w, "↓ "+metrics.SIBytes(float64(t.zcCopied))+" copied!", "↓ copied!"))
 			}
 			out = append(out, s)
 		} else {

@@ -9,9 +9,8 @@ func TestFormat(t *testing.T) {
 	for _, tc := range []struct {
 		got, want string
 	}{
-		{si(0), "0"}, {si(7), "7"}, {si(1234), "1.23k"}, {si(99999), "100k"}, {si(2.5e9), "2.50G"},
-		{bytesStr(0), "0 B"}, {bytesStr(2e9), "2.00 GB"}, {bytesStr(12345), "12.3 kB"},
-		{rateStr(200e6), "200 MB/s"}, {chunkStr(4096), "4K"}, {chunkStr(1 << 20), "1M"},
+		// The numbers themselves are metrics.SI's (metrics/format_test.go).
+		{chunkStr(4096), "4K"}, {chunkStr(1 << 20), "1M"},
 	} {
 		if tc.got != tc.want {
 			t.Errorf("got %q, want %q", tc.got, tc.want)

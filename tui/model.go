@@ -119,10 +119,10 @@ func (m Model) key(msg tea.KeyMsg) (tea.Model, tea.Cmd) {
 		m.columns.reset()
 		m.c.act(Action{Kind: ActionReset})
 	case key.Matches(msg, k.Mode):
-		if m.c.mode == "race" {
-			m.c.mode = "fair"
+		if m.c.mode == ModeRace {
+			m.c.mode = ModeFair
 		} else {
-			m.c.mode = "race"
+			m.c.mode = ModeRace
 		}
 		m.columns.forgetPeaks()
 		m.c.act(Action{Kind: ActionMode, Value: m.c.mode})
@@ -211,14 +211,14 @@ func (m Model) header() []string {
 	var p2 []string
 	if m.c.cfg.Demo {
 		mode := "mode " + m.c.mode
-		if m.c.mode == "fair" && m.c.cfg.Rate > 0 {
-			mode += " @" + rateStr(m.c.cfg.Rate) + " each"
+		if m.c.mode == ModeFair && m.c.cfg.Rate > 0 {
+			mode += " @" + metrics.SIRate(m.c.cfg.Rate) + " each"
 		}
 		p2 = append(p2, mode, "chunk "+chunkStr(m.c.chunk))
 	}
 	if b := s.Broker; b != nil {
-		p2 = append(p2, "produce "+rateStr(b.ProduceBytesPerS),
-			"LEO "+si(float64(b.LogEndOffset)),
+		p2 = append(p2, "produce "+metrics.SIRate(b.ProduceBytesPerS),
+			"LEO "+metrics.SI(float64(b.LogEndOffset)),
 			fmt.Sprintf("%d seg", b.Segments))
 	}
 	if s.Status != "" {
@@ -261,7 +261,7 @@ func (m Model) footer() string {
 		hm.ShortSeparator = " "
 	}
 	legend := "  * best"
-	if m.c.cfg.Demo && m.c.mode == "race" {
+	if m.c.cfg.Demo && m.c.mode == ModeRace {
 		legend += ", dim = peak of its turn"
 	}
 	return fit(hm.ShortHelpView(keys)+m.c.st.dim.Render(legend), m.c.width)

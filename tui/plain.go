@@ -19,19 +19,19 @@ func PlainLines(s Sample) []string {
 		}
 		fmt.Fprintf(&b, "%s %-5s %-10s", r.TS.Format("15:04:05"), string(r.Mode), r.Subject)
 		if r.DeliveredBytesPerS != nil {
-			fmt.Fprintf(&b, " %s%-11s", est, rateStr(*r.DeliveredBytesPerS))
+			fmt.Fprintf(&b, " %s%-11s", est, metrics.SIRate(*r.DeliveredBytesPerS))
 		}
-		if r.CPUNs != nil && r.IntervalS > 0 {
-			fmt.Fprintf(&b, " cpu %s%.1f%%", est, float64(*r.CPUNs)/1e9/r.IntervalS*100)
+		if v, ok := r.CPUPercent(); ok {
+			fmt.Fprintf(&b, " cpu %s%.1f%%", est, v)
 		}
-		if r.CPUNsPerGB != nil {
-			fmt.Fprintf(&b, " %.3fs/GB", *r.CPUNsPerGB/1e9)
+		if v, ok := r.CPUSecondsPerGB(); ok {
+			fmt.Fprintf(&b, " %.3fs/GB", v)
 		}
-		if r.Syscalls != nil && val(r.DeliveredBytes) > 0 {
-			fmt.Fprintf(&b, " syscalls/MB %s", si(float64(*r.Syscalls)/(float64(*r.DeliveredBytes)/1e6)))
+		if v, ok := r.SyscallsPerMB(); ok {
+			fmt.Fprintf(&b, " syscalls/MB %s", metrics.SI(v))
 		}
-		if r.ModeSwitches != nil && r.IntervalS > 0 {
-			fmt.Fprintf(&b, " modesw/s %s", si(float64(*r.ModeSwitches)/r.IntervalS))
+		if v, ok := r.PerSecond(r.ModeSwitches); ok {
+			fmt.Fprintf(&b, " modesw/s %s", metrics.SI(v))
 		}
 		if t, _, ok := ctxCell(r); ok {
 			fmt.Fprintf(&b, " ctx %s%s", est, t)
@@ -41,15 +41,15 @@ func PlainLines(s Sample) []string {
 				fmt.Fprintf(&b, " consumer-ctx %s%s", est, t)
 			}
 		}
-		if r.CopyAmplification != nil {
-			fmt.Fprintf(&b, " copies/B %.2f", *r.CopyAmplification)
+		if v, ok := r.CopiesPerByte(); ok {
+			fmt.Fprintf(&b, " copies/B %.2f", v)
 		}
-		if r.PageFaults != nil && r.IntervalS > 0 {
-			fmt.Fprintf(&b, " faults/s %s%s", est, si(float64(*r.PageFaults)/r.IntervalS))
+		if v, ok := r.PerSecond(r.PageFaults); ok {
+			fmt.Fprintf(&b, " faults/s %s%s", est, metrics.SI(v))
 		}
-		if zc := val(r.ZerocopyBytes); zc > 0 {
-			if cp := val(r.ZerocopyCopiedBytes); cp > 0 {
-				fmt.Fprintf(&b, " WARNING: kernel copied %.0f%% of MSG_ZEROCOPY bytes", 100*float64(cp)/float64(zc))
+		if p, ok := r.ZerocopyCopiedPercent(); ok {
+			if p > 0 {
+				fmt.Fprintf(&b, " WARNING: kernel copied %.0f%% of MSG_ZEROCOPY bytes", p)
 			} else {
 				b.WriteString(" zerocopy 0% copied")
 			}
@@ -59,7 +59,7 @@ func PlainLines(s Sample) []string {
 	if br := s.Broker; br != nil || s.Status != "" {
 		line := "broker"
 		if br != nil {
-			line += fmt.Sprintf(" produce %s LEO %d segments %d", rateStr(br.ProduceBytesPerS), br.LogEndOffset, br.Segments)
+			line += fmt.Sprintf(" produce %s LEO %d segments %d", metrics.SIRate(br.ProduceBytesPerS), br.LogEndOffset, br.Segments)
 		}
 		if s.Status != "" {
 			line += " · " + s.Status

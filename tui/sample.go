@@ -74,7 +74,7 @@ const (
 // Action is a change the user asked for with a key.
 type Action struct {
 	Kind    ActionKind
-	Value   string          // ActionMode: "fair" or "race"
+	Value   string          // ActionMode: ModeFair or ModeRace
 	Bytes   int             // ActionChunk: new chunk size
 	Enabled map[string]bool // ActionPaths: subject name -> running
 	Paused  bool            // ActionPause

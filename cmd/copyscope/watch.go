@@ -400,26 +400,26 @@ func watchLine(r metrics.Record, verdict string) string {
 		est = "~"
 	}
 	per := func(p *uint64) string {
-		if p == nil || r.IntervalS <= 0 {
-			return "-"
+		if v, ok := r.PerSecond(p); ok {
+			return est + metrics.SI(v)
 		}
-		return est + watchSI(float64(*p)/r.IntervalS)
+		return "-"
 	}
 	ctx := "-"
-	if r.CtxSwitchesVol != nil && r.CtxSwitchesInvol != nil && r.IntervalS > 0 {
-		ctx = est + watchSI(float64(*r.CtxSwitchesVol)/r.IntervalS) + "/" + watchSI(float64(*r.CtxSwitchesInvol)/r.IntervalS)
+	if v, i, ok := r.CtxPerSecond(); ok {
+		ctx = est + metrics.SI(v) + "/" + metrics.SI(i)
 	}
 	cpu := "-"
-	if r.CPUNs != nil && r.IntervalS > 0 {
-		cpu = fmt.Sprintf("%s%.1f", est, float64(*r.CPUNs)/1e9/r.IntervalS*100)
+	if v, ok := r.CPUPercent(); ok {
+		cpu = fmt.Sprintf("%s%.1f", est, v)
 	}
 	copies := "-"
-	if r.CopyAmplification != nil {
-		copies = fmt.Sprintf("%.2f", *r.CopyAmplification)
+	if v, ok := r.CopiesPerByte(); ok {
+		copies = fmt.Sprintf("%.2f", v)
 	}
 	delivered := "-"
 	if r.DeliveredBytesPerS != nil {
-		delivered = watchSI(*r.DeliveredBytesPerS) + "B"
+		delivered = metrics.SI(*r.DeliveredBytesPerS) + "B"
 	}
 	cols := watchColumns()
 	subject := r.Subject
@@ -438,27 +438,4 @@ func watchLine(r metrics.Record, verdict string) string {
 		fmt.Fprintf(&b, "%-*s", cols[i].width, c)
 	}
 	return strings.TrimRight(b.String(), " ")
-}
-
-// watchSI formats a rate with an SI prefix, 3 significant digits.
-func watchSI(v float64) string {
-	for _, u := range []struct {
-		f float64
-		p string
-	}{{1e12, "T"}, {1e9, "G"}, {1e6, "M"}, {1e3, "k"}} {
-		if v >= u.f {
-			return strconv.FormatFloat(v/u.f, 'f', watchDigits(v/u.f), 64) + u.p
-		}
-	}
-	return strconv.FormatFloat(v, 'f', watchDigits(v), 64)
-}
-
-func watchDigits(v float64) int {
-	switch {
-	case v >= 100 || v == 0:
-		return 0
-	case v >= 10:
-		return 1
-	}
-	return 2
 }
