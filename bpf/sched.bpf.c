@@ -19,6 +19,14 @@
  *
  * A thread on CPU at a reading has last_in set (its switch-in time), and
  * the reader adds now - last_in for the running slice.
+ *
+ * A thread's last switch (prev_state TASK_DEAD, at the very end of its
+ * exit) marks its entry dead: its counts are final, and the reader folds
+ * them into the thread's exited totals and deletes the entry, so the map
+ * holds only threads alive at the last reading whatever the thread churn.
+ * A new thread that gets the id of a dead entry not yet read is not
+ * counted here (a drop, DROP_REUSED): that takes pid_max thread creations
+ * within one reading interval.
  */
 #include "common.h"
 
@@ -32,7 +40,12 @@ struct sched_counters {
 	__u64 base_nivcsw; /* nivcsw at first sight */
 	__u64 nivcsw;      /* nivcsw at the latest switch */
 	__u64 last_in;     /* bpf_ktime_get_ns at switch-in, 0 when off CPU */
+	__u32 tgid;        /* the thread's process, for the reader once it is gone */
+	__u32 dead;        /* 1 after the thread's last switch: counts are final */
 };
+
+/* include/linux/sched.h: the state of a task switching away for good. */
+#define TASK_DEAD 0x80
 
 /* One value per thread, not per CPU: a thread is switched by one CPU at a
  * time, so its entry has one writer at a time. */
@@ -46,12 +59,17 @@ struct {
 static __always_inline struct sched_counters *sighting(struct task_struct *t, __u32 tid)
 {
 	struct sched_counters *c = bpf_map_lookup_elem(&sched_counts, &tid);
+	if (c && c->dead) {
+		count_drop(DROP_REUSED);
+		return 0;
+	}
 	if (c)
 		return c;
 	struct sched_counters first = {
 		.base_exec = t->se.sum_exec_runtime,
 		.base_nvcsw = t->nvcsw,
 		.base_nivcsw = t->nivcsw,
+		.tgid = t->tgid,
 	};
 	bpf_map_update_elem(&sched_counts, &tid, &first, BPF_NOEXIST);
 	c = bpf_map_lookup_elem(&sched_counts, &tid);
@@ -75,6 +93,8 @@ int BPF_PROG(sched_switch, bool preempt, struct task_struct *prev, struct task_s
 			c->nvcsw = prev->nvcsw;
 			c->nivcsw = prev->nivcsw;
 			c->last_in = 0;
+			if (prev_state & TASK_DEAD)
+				c->dead = 1;
 		}
 	}
 	tid = next->pid;

@@ -107,6 +107,11 @@ type ebpfProbe struct {
 	exited map[int]exitedThread
 	// Identities recorded in the kernel, for threads gone from /proc.
 	kernelID map[int]kernelIdentity
+	// Released threads' totals by process, and where each went
+	// (ebpf_release.go); gen counts readings.
+	goneProcs map[int]*goneProcess
+	released  map[int]releasedThread
+	gen       uint64
 
 	// What userspace asked for, to keep watched_tgids consistent.
 	procs    map[int]bool         // tgids watched whole
@@ -195,6 +200,9 @@ func openEBPF(opts EBPFOptions, descs []progDesc, edit func(obj string, spec *eb
 		exited:   map[int]exitedThread{},
 		kernelID: map[int]kernelIdentity{},
 		measured: metrics.FAll,
+
+		goneProcs: map[int]*goneProcess{},
+		released:  map[int]releasedThread{},
 	}
 	if err := p.open(opts, descs, edit); err != nil {
 		p.Close()
@@ -415,6 +423,10 @@ func (p *ebpfProbe) Notes() []string {
 		if p.drops.Lookup(uint32(3), &highTid) == nil && sum(highTid) > 0 {
 			out = append(out, fmt.Sprintf("%d syscalls of threads with ids at or above %d (pid_max when the probes loaded, since raised) not counted: restart copyscope", sum(highTid), p.slots.links.MaxEntries()))
 		}
+		var reused []uint64
+		if p.drops.Lookup(uint32(4), &reused) == nil && sum(reused) > 0 {
+			out = append(out, fmt.Sprintf("%d context-switch events of new threads not counted: their thread id was reused before the previous owner's final counts were read (more than pid_max threads created within one interval; read more often)", sum(reused)))
+		}
 		var mmsg []uint64
 		if p.drops.Lookup(uint32(2), &mmsg) == nil && sum(mmsg) > 0 {
 			out = append(out, fmt.Sprintf("%d sendmmsg/recvmmsg calls moved more than %d messages: bytes past the %dth message are not counted", sum(mmsg), maxMmsg, maxMmsg))
@@ -621,53 +633,17 @@ func (p *ebpfProbe) Read() (Reading, error) {
 	if err := p.harvest(update); err != nil {
 		return Reading{}, fmt.Errorf("read thread_stats: %w", err)
 	}
-	if p.uringCounts != nil {
-		err := eachPerCPU(p.uringCounts, func(k uint32, v []iouringIoCounters) {
-			update(k, func(c *metrics.Counters) {
-				for _, x := range v {
-					addIO(c, x.ToUser, x.FromUser, x.Moved, x.Delivered, x.Zerocopy, x.ZerocopyCopied)
-				}
-			})
-		})
-		if err != nil {
-			return Reading{}, fmt.Errorf("read uring_counts: %w", err)
-		}
+	schedLive, err := p.readSched(now, update)
+	if err != nil {
+		return Reading{}, err
 	}
-	if p.schedCounts != nil {
-		var k uint32
-		var x schedSchedCounters
-		it := p.schedCounts.Iterate()
-		for it.Next(&k, &x) {
-			update(k, func(c *metrics.Counters) {
-				// The kernel's own counters since the thread was first
-				// seen switching (bpf/sched.bpf.c).
-				c.CtxVoluntary += sub(x.Nvcsw, x.BaseNvcsw)
-				c.CtxInvoluntary += sub(x.Nivcsw, x.BaseNivcsw)
-				c.CPUNs += sub(x.Exec, x.BaseExec)
-				if x.LastIn != 0 && now > x.LastIn {
-					c.CPUNs += now - x.LastIn // the slice running now
-				}
-			})
-		}
-		if err := it.Err(); err != nil {
-			return Reading{}, fmt.Errorf("read sched_counts: %w", err)
-		}
+	if err := readPerCPU(p, p.uringCounts, update, addUring); err != nil {
+		return Reading{}, err
 	}
-	if p.faultCounts != nil {
-		err := eachPerCPU(p.faultCounts, func(k uint32, v []faultsFaultCounters) {
-			update(k, func(c *metrics.Counters) {
-				for _, x := range v {
-					c.PageFaults += x.UserFaults + x.KernelUserFaults
-					c.FileFaults += x.FilemapFaults + x.MapPagesEvents
-					c.PageCacheMisses += x.PageCacheAdds
-					c.DiskReadBytes += x.DiskReadBytes
-				}
-			})
-		})
-		if err != nil {
-			return Reading{}, fmt.Errorf("read fault_counts: %w", err)
-		}
+	if err := readPerCPU(p, p.faultCounts, update, addFaults); err != nil {
+		return Reading{}, err
 	}
+	p.addExited(&r, schedLive, update)
 	// Explicitly watched threads appear even before their first event.
 	for _, tids := range p.byThread {
 		for tid := range tids {
@@ -675,8 +651,17 @@ func (p *ebpfProbe) Read() (Reading, error) {
 		}
 	}
 	for tid, t := range r.Threads {
+		if tid < 0 {
+			continue // a process's released threads
+		}
 		ti := p.identify(tid)
 		t.PID, t.Comm, t.Exited = ti.pid, ti.comm, ti.exited
+		if e, ok := p.exited[tid]; ok {
+			t.Exited = true
+			if t.PID == 0 {
+				t.PID, t.Comm = e.tgid, e.comm
+			}
+		}
 		r.Threads[tid] = t
 	}
 	return r, nil

@@ -212,13 +212,14 @@ type exitedThread struct {
 	tgid     int
 	comm     string
 	counters metrics.Counters
+	reported bool // given in a reading as exited, with these final counts
 }
 
-// harvest reads every slot in use into into (by tid). Slots of exited
-// threads are folded into p.exited and recycled, so the slots never run
-// out while threads come and go and totals never go backwards.
+// harvest reads every slot in use into the reading (by tid). Slots of
+// exited threads are folded into p.exited and recycled, so the slots never
+// run out while threads come and go and totals never go backwards.
 func (p *ebpfProbe) harvest(add func(tid uint32, f func(c *metrics.Counters))) error {
-	err := p.slots.each(func(slot int, state uint32, v *syscallsThreadStats) error {
+	return p.slots.each(func(slot int, state uint32, v *syscallsThreadStats) error {
 		tid := v.Tid
 		p.kernelID[int(tid)] = kernelIdentity{tgid: int(v.Tgid), comm: cString(v.Comm[:])}
 		if state != slotExited {
@@ -231,25 +232,6 @@ func (p *ebpfProbe) harvest(add func(tid uint32, f func(c *metrics.Counters))) e
 		p.exited[int(tid)] = e
 		return p.slots.release(uint32(slot))
 	})
-	if err != nil {
-		return err
-	}
-	for tid, e := range p.exited {
-		add(uint32(tid), func(c *metrics.Counters) { mergeSyscalls(c, &e.counters) })
-	}
-	return nil
-}
-
-// mergeSyscalls adds the syscall and byte counters of src to c.
-func mergeSyscalls(c, src *metrics.Counters) {
-	c.Syscalls += src.Syscalls
-	for name, n := range src.SyscallsByName {
-		if c.SyscallsByName == nil {
-			c.SyscallsByName = map[string]uint64{}
-		}
-		c.SyscallsByName[name] += n
-	}
-	addIO(c, src.CopiedToUser, src.CopiedFromUser, src.MovedInKernel, src.DeliveredBytes, src.ZerocopyBytes, src.ZerocopyCopiedBytes)
 }
 
 // forgetSlots unlinks the threads and recycles their slots.

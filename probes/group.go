@@ -194,6 +194,9 @@ func (g *Grouper) Snapshot(r Reading) metrics.Snapshot {
 		}
 		s.Subjects[sub] = addCounters(s.Subjects[sub], t.Counters)
 	}
+	for _, tid := range r.Released {
+		delete(g.last, tid) // counted on in the pseudo-thread -pid
+	}
 	for tid, gr := range g.last {
 		if _, present := r.Threads[tid]; present {
 			continue

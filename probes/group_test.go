@@ -111,3 +111,22 @@ func TestGroupFuncMeasuredIntersection(t *testing.T) {
 		t.Errorf("GroupFunc = %+v, want one path subject without syscalls, cpu 2", s.Subjects)
 	}
 }
+
+// TestGrouperReleased: a thread released into its process's pseudo-thread
+// is counted once, through the pseudo-thread, not also retired under its
+// own subject; a thread that merely leaves is retired.
+func TestGrouperReleased(t *testing.T) {
+	now := time.Now()
+	proc := metrics.Subject{Kind: metrics.KindProcess, Name: "srv[10]"}
+	g := NewGrouper(ByProcess)
+	g.Snapshot(grpReading(now, grpThread(10, 10, "srv", 5, 0, false), grpThread(11, 10, "w", 7, 0, true)))
+	// 11 released into -10; 12 (exited) left without being released.
+	r := grpReading(now.Add(time.Second), grpThread(10, 10, "srv", 6, 0, false), grpThread(-10, 10, "w", 7, 0, true),
+		grpThread(12, 10, "x", 3, 0, true))
+	r.Released = []int{11}
+	g.Snapshot(r)
+	s := g.Snapshot(grpReading(now.Add(2*time.Second), grpThread(10, 10, "srv", 8, 0, false), grpThread(-10, 10, "w", 7, 0, true)))
+	if got := s.Subjects[proc].Syscalls; got != 8+7+3 {
+		t.Errorf("process syscalls %d, want %d (live 8, released 7, retired 3)", got, 8+7+3)
+	}
+}

@@ -20,11 +20,18 @@ type Thread struct {
 	Counters metrics.Counters
 }
 
-// Reading is every watched thread's counters at one instant.
+// Reading is every watched thread's counters at one instant. A pseudo-thread
+// with TID -pid (Exited) holds counts of threads of process pid that are no
+// longer listed one by one.
 type Reading struct {
 	Time    time.Time
 	Mode    metrics.Mode
 	Threads map[int]Thread // by tid
+	// Released lists threads that were reported exited in an earlier
+	// reading and whose final counts moved, at this reading, into their
+	// process's pseudo-thread -pid: they appear in no later reading, and a
+	// consumer must not keep their counts separately as well.
+	Released []int
 }
 
 // Probe is a running backend. Methods are safe for concurrent use.

@@ -27,6 +27,8 @@ type schedSchedCounters struct {
 	BaseNivcsw uint64
 	Nivcsw     uint64
 	LastIn     uint64
+	Tgid       uint32
+	Dead       uint32
 }
 
 type schedTgidBits struct {

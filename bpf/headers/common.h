@@ -36,7 +36,8 @@ struct tgid_bits {
 #define DROP_READ 1     /* a kernel struct could not be read */
 #define DROP_MMSG 2     /* a sendmmsg/recvmmsg batch beyond MAX_MMSG messages */
 #define DROP_TID 3      /* a watched thread id at or above pid_max at load */
-#define NUM_DROPS 4
+#define DROP_REUSED 4   /* a new thread got the id of an exited one not yet read */
+#define NUM_DROPS 5
 
 /* The optional cgroup filter: count every thread of one cgroup v2. */
 struct filter_cfg {

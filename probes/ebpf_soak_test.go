@@ -1,0 +1,330 @@
+//go:build linux && amd64
+
+package probes
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+
+	"github.com/copyscope/copyscope/metrics"
+)
+
+// The thread churn soak: a child process creates and ends many OS threads,
+// a few hundred alive at a time, each making churnWrites pwrite64 calls of
+// churnBytes to a file, while the test reads the probe every interval. The
+// process's totals must equal that arithmetic exactly, nothing may be
+// dropped, and map occupancy and the test process's memory must stay flat
+// whatever the number of threads.
+//
+// COPYSCOPE_SOAK_THREADS, COPYSCOPE_SOAK_ALIVE and COPYSCOPE_SOAK_LIFE_MS
+// (each thread's lifetime) size a longer run; 200,000 threads in about ten
+// minutes:
+// COPYSCOPE_SOAK_THREADS=200000 COPYSCOPE_SOAK_LIFE_MS=550 go test -run ThreadChurnSoak -timeout 30m -v ./probes
+const (
+	churnEnv    = "COPYSCOPE_CHURN_CHILD"
+	churnWrites = 10
+	churnBytes  = 1000
+)
+
+// TestEBPFChurnChild is the workload of TestEBPFThreadChurnSoak; run on its
+// own it only says so and skips. Argument: "threads alive".
+func TestEBPFChurnChild(t *testing.T) {
+	spec := os.Getenv(churnEnv)
+	if spec == "" {
+		t.Skip("helper process of TestEBPFThreadChurnSoak; it runs only as that test's child")
+	}
+	var total, alive int
+	var life time.Duration
+	if _, err := fmt.Sscan(spec, &total, &alive, &life); err != nil {
+		fmt.Printf("error bad spec %q: %v\n", spec, err)
+		os.Exit(3)
+	}
+	// A raw fd: an *os.File could be closed by its finalizer.
+	fd, err := unix.Open(os.TempDir(), unix.O_TMPFILE|unix.O_RDWR, 0o600)
+	if err != nil {
+		fmt.Printf("error open a temp file in %s: %v\n", os.TempDir(), err)
+		os.Exit(3)
+	}
+	// Stopped until the parent has attached the probe.
+	syscall.Kill(os.Getpid(), syscall.SIGSTOP)
+	sem := make(chan struct{}, alive)
+	var wg sync.WaitGroup
+	var failed sync.Once
+	var mu sync.Mutex
+	tids := map[int]bool{} // the threads the workload ran on
+	buf := make([]byte, churnBytes)
+	for i := 0; i < total; i++ {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			// Never unlocked: the thread ends with the goroutine.
+			runtime.LockOSThread()
+			mu.Lock()
+			tids[unix.Gettid()] = true
+			mu.Unlock()
+			for j := 0; j < churnWrites; j++ {
+				if n, err := unix.Pwrite(fd, buf, 0); n != churnBytes || err != nil {
+					failed.Do(func() { fmt.Printf("error pwrite: %d %v\n", n, err) })
+				}
+			}
+			time.Sleep(life)
+		}()
+	}
+	wg.Wait()
+	// wg.Done runs before a goroutine's thread is ended: wait for the
+	// threads to be gone, or exit_group would end the last few instead of
+	// their own exit calls.
+	for i := 0; i < 500 && threadsLeft(tids) > 0; i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
+	// The main thread is never ended by the runtime, so one that ran a
+	// locked goroutine lives on.
+	ended := len(tids)
+	if tids[os.Getpid()] {
+		ended--
+	}
+	fmt.Printf("ended %d\n", ended)
+	os.Exit(0)
+}
+
+// threadsLeft counts the given threads still alive, besides the main one.
+func threadsLeft(tids map[int]bool) int {
+	n := 0
+	for tid := range tids {
+		if _, err := os.Stat("/proc/self/task/" + strconv.Itoa(tid)); err == nil && tid != os.Getpid() {
+			n++
+		}
+	}
+	return n
+}
+
+// occupancy is the probe's per-thread state at one reading.
+type occupancy struct {
+	slots, sched, faults, uring int // kernel map entries
+	exited, info, kernelID      int // probe's user-space maps
+	rssKiB                      int
+}
+
+func (o occupancy) String() string {
+	return fmt.Sprintf("slots %d sched %d faults %d uring %d | exited %d info %d kernelID %d | RSS %d KiB",
+		o.slots, o.sched, o.faults, o.uring, o.exited, o.info, o.kernelID, o.rssKiB)
+}
+
+func mapEntries(t *testing.T, m *ebpf.Map) int {
+	t.Helper()
+	if m == nil {
+		return 0
+	}
+	var n int
+	var k, next uint32
+	for err := m.NextKey(nil, &next); err == nil; err = m.NextKey(k, &next) {
+		k = next
+		n++
+		if n > int(m.MaxEntries()) {
+			t.Fatalf("count entries of %v: more than its %d", m, m.MaxEntries())
+		}
+	}
+	return n
+}
+
+func measure(t *testing.T, p *ebpfProbe) occupancy {
+	t.Helper()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	o := occupancy{
+		sched: mapEntries(t, p.schedCounts), faults: mapEntries(t, p.faultCounts), uring: mapEntries(t, p.uringCounts),
+		exited: len(p.exited), info: len(p.info), kernelID: len(p.kernelID),
+	}
+	for i := 0; i < p.slots.n; i++ {
+		if st, _, err := p.slots.header(i); err == nil && st != slotFree {
+			o.slots++
+		}
+	}
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			o.rssKiB, _ = strconv.Atoi(strings.Fields(v)[0])
+		}
+	}
+	return o
+}
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+func TestEBPFThreadChurnSoak(t *testing.T) {
+	total, alive := envInt("COPYSCOPE_SOAK_THREADS", 20000), envInt("COPYSCOPE_SOAK_ALIVE", 200)
+	// Each thread lives about this long: alive/life threads a second.
+	life := time.Duration(envInt("COPYSCOPE_SOAK_LIFE_MS", 100)) * time.Millisecond
+	if testing.Short() {
+		total = 4000
+	}
+	pr := openEBPFOrSkip(t)
+	p := pr.(*ebpfProbe)
+	cmd := exec.Command(os.Args[0], "-test.run=^TestEBPFChurnChild$", "-test.count=1")
+	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%d %d %d", churnEnv, total, alive, life))
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	defer cmd.Process.Kill()
+	waitStopped(t, pid)
+	if err := p.AddProcesses(pid); err != nil {
+		t.Fatal(err)
+	}
+	g := NewGrouper(ByProcess)
+	start := time.Now()
+	if err := cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	lines := make(chan string, 4)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	var samples []occupancy
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	var last metrics.Snapshot
+	ended := -1
+	for running := true; running; {
+		select {
+		case line, ok := <-lines:
+			if strings.HasPrefix(line, "error") {
+				t.Fatalf("churn child: %s", line)
+			}
+			fmt.Sscanf(line, "ended %d", &ended)
+			running = ok
+		case <-tick.C:
+		}
+		r, err := p.Read()
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = g.Snapshot(r)
+		samples = append(samples, measure(t, p))
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("churn child: %v", err)
+	}
+	// Two more readings: the last threads' final switches and release.
+	for i := 0; i < 3; i++ {
+		r, err := p.Read()
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = g.Snapshot(r)
+		samples = append(samples, measure(t, p))
+	}
+	t.Logf("%d threads, %d alive at a time, in %v; %d readings", total, alive, time.Since(start).Round(time.Millisecond), len(samples))
+	checkChurnTotals(t, last, pid, total, ended)
+	// Exited threads are kept for one reading, about a second's exits.
+	checkFlat(t, samples, 2*(alive+int(float64(alive)*float64(time.Second)/float64(life)))+64)
+	for _, n := range pr.Notes() {
+		t.Logf("note at end: %s", n)
+		if strings.Contains(n, "not counted") || strings.Contains(n, "full") {
+			t.Errorf("dropped: %s", n)
+		}
+	}
+}
+
+// waitStopped waits for a child to stop itself (SIGSTOP).
+func waitStopped(t *testing.T, pid int) {
+	t.Helper()
+	for i := 0; i < 5000; i++ {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		s := string(b)
+		if f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:]); len(f) > 0 && f[0] == "T" {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+	t.Fatal("the churn child never stopped itself")
+}
+
+// checkChurnTotals compares the process's totals with the workload's
+// arithmetic: every thread's pwrite64 calls and bytes, and one exit per
+// thread that ended (as the workload counted them: distinct thread ids that
+// ran its goroutines; the runtime may end a few threads of its own too).
+func checkChurnTotals(t *testing.T, s metrics.Snapshot, pid, threads, ended int) {
+	t.Helper()
+	var c metrics.Counters
+	found := false
+	for sub, sc := range s.Subjects {
+		if strings.HasSuffix(sub.Name, "["+strconv.Itoa(pid)+"]") {
+			c, found = sc, true
+		}
+	}
+	if !found {
+		t.Fatalf("no subject for process %d in %v", pid, s.Subjects)
+	}
+	want := uint64(threads * churnWrites)
+	if got := c.SyscallsByName["pwrite64"]; got != want {
+		t.Errorf("pwrite64 calls %d, the workload made %d", got, want)
+	}
+	if got := c.CopiedFromUser[metrics.ClassFile]; got != want*churnBytes {
+		t.Errorf("bytes copied from user to files %d, the workload wrote %d", got, want*churnBytes)
+	}
+	if got := c.SyscallsByName["exit"]; ended < 0 || got < uint64(ended) || got > uint64(ended)+8 {
+		t.Errorf("exit calls %d, the workload ended %d threads", got, ended)
+	}
+	if c.CtxVoluntary+c.CtxInvoluntary < uint64(threads) {
+		t.Errorf("context switches %d: each of %d threads switched at least once, at its death", c.CtxVoluntary+c.CtxInvoluntary, threads)
+	}
+	t.Logf("process totals: pwrite64 %d, exit %d (workload: %d threads ended), clone3 %d, ctx %d+%d, cpu %v",
+		c.SyscallsByName["pwrite64"], c.SyscallsByName["exit"], ended, c.SyscallsByName["clone3"],
+		c.CtxVoluntary, c.CtxInvoluntary, time.Duration(c.CPUNs))
+}
+
+// checkFlat requires occupancy bounded by the threads alive or exited
+// within an interval, not by the threads ever created, and RSS flat after
+// the first quarter.
+func checkFlat(t *testing.T, samples []occupancy, bound int) {
+	t.Helper()
+	warm := samples[len(samples)/4]
+	var peak occupancy
+	for _, o := range samples {
+		for _, v := range []int{o.slots, o.sched, o.faults, o.uring, o.exited, o.info, o.kernelID} {
+			if v > bound {
+				t.Errorf("per-thread state above %d entries: %v", bound, o)
+			}
+		}
+		peak.rssKiB = max(peak.rssKiB, o.rssKiB)
+	}
+	end := samples[len(samples)-1]
+	t.Logf("after warm-up: %v; at end: %v; peak RSS %d KiB", warm, end, peak.rssKiB)
+	if end.sched+end.faults+end.uring+end.exited > 16 {
+		t.Errorf("state left after every thread exited: %v", end)
+	}
+	if growth := end.rssKiB - warm.rssKiB; growth > 16<<10 {
+		t.Errorf("RSS grew %d KiB after warm-up (%d -> %d)", growth, warm.rssKiB, end.rssKiB)
+	}
+}
