@@ -6,13 +6,14 @@ import (
 	"time"
 
 	"github.com/copyscope/copyscope/broker/transfer"
+	"github.com/copyscope/copyscope/internal/kfetch"
 	"github.com/copyscope/copyscope/metrics"
 	"golang.org/x/sys/unix"
 )
 
 // recvBufSize is the consumers' read buffer (the raw receiver's and the
 // broker variant's Fetch client's), as xfer.c's receiver.
-const recvBufSize = 1 << 20
+const recvBufSize = kfetch.DefaultBufSize
 
 // sinkListener is a blocking TCP listener on 127.0.0.1 for the raw
 // variant's receiver.

@@ -9,13 +9,15 @@ import (
 
 // dialConsumer connects a consumer to the broker listener at addr. It
 // speaks Fetch v11 (the newest non-flexible version) for partition 0 of the
-// topic, reads each whole response into a buffer sized to it, and waits at
-// most 100 ms for records; with RcvLowat the reads use that SO_RCVLOWAT
-// except for each response's tail.
-func (d *Demo) dialConsumer(addr string) (*kfetch.Client, error) {
+// topic with max_bytes fetch, streams each response through a buffer of
+// kfetch.DefaultBufSize (as bench's consumer does, so their figures agree
+// at the same chunk and fetch size), and waits at most 100 ms for records;
+// with RcvLowat the reads use that SO_RCVLOWAT except for each response's
+// tail.
+func (d *Demo) dialConsumer(addr string, fetch int) (*kfetch.Client, error) {
 	c, err := kfetch.Dial(addr, d.cfg.RcvLowat, kfetch.Config{
 		Topic: d.cfg.Topic, Partition: 0, Version: 11, ClientID: "copyscope-demo",
-		MaxBytes: int32(d.cfg.FetchBytes), MaxWait: 100 * time.Millisecond,
+		MaxBytes: int32(fetch), MaxWait: 100 * time.Millisecond, BufSize: kfetch.DefaultBufSize,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("consumer: %w", err)

@@ -25,6 +25,7 @@ type control struct {
 	mode    string
 	rate    float64
 	chunk   int
+	fetch   int // consumers' Fetch max_bytes
 	slot    time.Duration
 	enabled map[string]bool
 	racing  string    // race mode: the path running now
@@ -40,10 +41,11 @@ type setting struct {
 	rate    float64
 	gen     uint64
 	connGen uint64
+	fetch   int
 }
 
-func newControl(paths []string, mode string, rate float64, chunk int, slot time.Duration) *control {
-	c := &control{paths: paths, mode: mode, rate: rate, chunk: chunk, slot: slot, enabled: map[string]bool{}}
+func newControl(paths []string, mode string, rate float64, chunk, fetch int, slot time.Duration) *control {
+	c := &control{paths: paths, mode: mode, rate: rate, chunk: chunk, fetch: fetch, slot: slot, enabled: map[string]bool{}}
 	c.cond = sync.NewCond(&c.mu)
 	for _, p := range paths {
 		c.enabled[p] = true
@@ -70,14 +72,14 @@ func (c *control) wait(path string) (setting, bool) {
 	for !c.stopped && !c.runnableLocked(path) {
 		c.cond.Wait()
 	}
-	return setting{mode: c.mode, rate: c.rate, gen: c.gen, connGen: c.connGen}, !c.stopped
+	return setting{mode: c.mode, rate: c.rate, gen: c.gen, connGen: c.connGen, fetch: c.fetch}, !c.stopped
 }
 
 // current returns the settings without waiting.
 func (c *control) current() setting {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return setting{mode: c.mode, rate: c.rate, gen: c.gen, connGen: c.connGen}
+	return setting{mode: c.mode, rate: c.rate, gen: c.gen, connGen: c.connGen, fetch: c.fetch}
 }
 
 func (c *control) changedLocked() {
@@ -119,6 +121,16 @@ func (c *control) setChunk(chunk int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.chunk = chunk
+	c.connGen++
+	c.changedLocked()
+}
+
+// setFetch changes the consumers' Fetch max_bytes; they reconnect so the
+// new size applies from their next request.
+func (c *control) setFetch(fetch int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.fetch = fetch
 	c.connGen++
 	c.changedLocked()
 }

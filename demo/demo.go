@@ -168,7 +168,7 @@ func Start(ctx context.Context, cfg Config) (*Demo, error) {
 		return nil, err
 	}
 	d.grp = newGrouper(d.probe, cfg.Paths)
-	d.ctl = newControl(cfg.Paths, cfg.Mode, cfg.Rate, cfg.Chunk, cfg.RaceSlot)
+	d.ctl = newControl(cfg.Paths, cfg.Mode, cfg.Rate, cfg.Chunk, cfg.FetchBytes, cfg.RaceSlot)
 
 	pumping = true
 	d.wg.Add(1)
@@ -227,6 +227,10 @@ func (d *Demo) Act(a tui.Action) {
 			return
 		}
 		d.ctl.setChunk(a.Bytes)
+	case tui.ActionFetch:
+		if a.Bytes > 0 {
+			d.ctl.setFetch(a.Bytes)
+		}
 	}
 }
 
@@ -276,7 +280,7 @@ func (d *Demo) consume(path string) {
 		if f == nil {
 			var err error
 			connGen = st.connGen
-			f, err = d.dialConsumer(d.brk.addr(path))
+			f, err = d.dialConsumer(d.brk.addr(path), st.fetch)
 			if err != nil {
 				if !d.backoff(&failures, err) {
 					return

@@ -204,7 +204,7 @@ func TestDemoProcModeAndCleanup(t *testing.T) {
 
 func TestControlRace(t *testing.T) {
 	now := time.Unix(1000, 0)
-	c := newControl([]string{"a", "b", "c"}, ModeFair, 1e6, 65536, time.Second)
+	c := newControl([]string{"a", "b", "c"}, ModeFair, 1e6, 65536, 1<<20, time.Second)
 	c.setMode(ModeRace, now)
 	if c.racing != "a" {
 		t.Fatalf("race starts with %q, want a", c.racing)

@@ -7,6 +7,10 @@ import (
 // defaultChunks are the chunk sizes the c key cycles through.
 func defaultChunks() []int { return []int{4 << 10, 64 << 10, 1 << 20} }
 
+// defaultFetches are the Fetch sizes the f key cycles through: 64M is
+// bench's default, so demo and bench figures compare at the same size.
+func defaultFetches() []int { return []int{256 << 10, 1 << 20, 64 << 20} }
+
 // The demo's modes; the demo's own constants are these, so the keys the
 // TUI sends and the modes the demo runs cannot drift apart.
 const (
@@ -35,6 +39,10 @@ type Config struct {
 	Chunk int
 	// Chunks are the sizes the c key cycles through (default 4K, 64K, 1M).
 	Chunks []int
+	// Fetch is the demo's initial Fetch max_bytes (0: not shown).
+	Fetch int
+	// Fetches are the sizes the f key cycles through (default 256K, 1M, 64M).
+	Fetches []int
 	// History is the number of samples kept per sparkline (default 120).
 	History int
 	// Renderer styles the output; nil means lipgloss's default renderer.
@@ -74,6 +82,7 @@ type common struct {
 	keys    keyMap
 	mode    string
 	chunk   int
+	fetch   int
 	enabled map[string]bool
 	paused  bool
 }
@@ -84,6 +93,9 @@ func newCommon(cfg Config) *common {
 	}
 	if len(cfg.Chunks) == 0 {
 		cfg.Chunks = defaultChunks()
+	}
+	if len(cfg.Fetches) == 0 {
+		cfg.Fetches = defaultFetches()
 	}
 	if cfg.History <= 0 {
 		cfg.History = 120
@@ -99,6 +111,7 @@ func newCommon(cfg Config) *common {
 		keys:    newKeyMap(cfg.Demo),
 		mode:    cfg.Mode,
 		chunk:   cfg.Chunk,
+		fetch:   cfg.Fetch,
 		enabled: map[string]bool{},
 	}
 	for _, s := range cfg.Subjects {

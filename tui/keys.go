@@ -10,6 +10,7 @@ type keyMap struct {
 	Reset  key.Binding
 	Mode   key.Binding
 	Chunk  key.Binding
+	Fetch  key.Binding
 	Paths  key.Binding
 	Left   key.Binding
 	Right  key.Binding
@@ -24,6 +25,7 @@ func newKeyMap(demo bool) keyMap {
 		Reset:  key.NewBinding(key.WithKeys("r"), key.WithHelp("r", "reset")),
 		Mode:   key.NewBinding(key.WithKeys("m"), key.WithHelp("m", "mode")),
 		Chunk:  key.NewBinding(key.WithKeys("c"), key.WithHelp("c", "chunk")),
+		Fetch:  key.NewBinding(key.WithKeys("f"), key.WithHelp("f", "fetch size")),
 		Paths:  key.NewBinding(key.WithKeys("1", "2", "3", "4", "5", "6"), key.WithHelp("1-6", "paths")),
 		Left:   key.NewBinding(key.WithKeys("left", "h"), key.WithHelp("←/→", "scroll")),
 		Right:  key.NewBinding(key.WithKeys("right", "l")),
@@ -33,6 +35,7 @@ func newKeyMap(demo bool) keyMap {
 	if !demo {
 		k.Mode.SetEnabled(false)
 		k.Chunk.SetEnabled(false)
+		k.Fetch.SetEnabled(false)
 		k.Paths.SetEnabled(false)
 	}
 	return k
@@ -47,6 +50,6 @@ func (k keyMap) ShortHelp() []key.Binding {
 func (k keyMap) FullHelp() [][]key.Binding {
 	return [][]key.Binding{
 		{k.Quit, k.Pause, k.Reset, k.Help},
-		{k.Mode, k.Chunk, k.Paths, k.Left},
+		{k.Mode, k.Chunk, k.Fetch, k.Paths, k.Left},
 	}
 }

@@ -130,6 +130,10 @@ func (m Model) key(msg tea.KeyMsg) (tea.Model, tea.Cmd) {
 		m.c.chunk = nextChunk(m.c.cfg.Chunks, m.c.chunk)
 		m.columns.forgetPeaks()
 		m.c.act(Action{Kind: ActionChunk, Bytes: m.c.chunk})
+	case key.Matches(msg, k.Fetch):
+		m.c.fetch = nextChunk(m.c.cfg.Fetches, m.c.fetch)
+		m.columns.forgetPeaks()
+		m.c.act(Action{Kind: ActionFetch, Bytes: m.c.fetch})
 	case key.Matches(msg, k.Paths):
 		i := int(msg.String()[0] - '1')
 		if i >= 0 && i < len(m.c.cfg.Subjects) {
@@ -215,6 +219,9 @@ func (m Model) header() []string {
 			mode += " @" + metrics.SIRate(m.c.cfg.Rate) + " each"
 		}
 		p2 = append(p2, mode, "chunk "+chunkStr(m.c.chunk))
+		if m.c.fetch > 0 {
+			p2 = append(p2, "fetch "+chunkStr(m.c.fetch))
+		}
 	}
 	if b := s.Broker; b != nil {
 		p2 = append(p2, "produce "+metrics.SIRate(b.ProduceBytesPerS),

@@ -69,13 +69,15 @@ const (
 	ActionReset
 	// ActionPause pauses (Paused true) or resumes the display.
 	ActionPause
+	// ActionFetch changes the consumers' Fetch max_bytes (Bytes is the new size).
+	ActionFetch
 )
 
 // Action is a change the user asked for with a key.
 type Action struct {
 	Kind    ActionKind
 	Value   string          // ActionMode: ModeFair or ModeRace
-	Bytes   int             // ActionChunk: new chunk size
+	Bytes   int             // ActionChunk: new chunk size; ActionFetch: new fetch size
 	Enabled map[string]bool // ActionPaths: subject name -> running
 	Paused  bool            // ActionPause
 }

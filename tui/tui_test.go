@@ -334,3 +334,23 @@ func TestKeysTypedTogether(t *testing.T) {
 		t.Errorf("after \"mc\": mode %s chunk %d, want race and 1M", m.c.mode, m.c.chunk)
 	}
 }
+
+func TestFetchKeyCyclesAndShows(t *testing.T) {
+	demo := loadSamples(t, "testdata/demo_samples.jsonl")
+	rec := &recorder{}
+	cfg := demoConfig(rec)
+	cfg.Fetch = 1 << 20
+	m := runModel(t, New(cfg, nil), 120, 40, demo, "ff")
+	var got []string
+	for _, a := range rec.actions {
+		if a.Kind == ActionFetch {
+			got = append(got, chunkStr(a.Bytes))
+		}
+	}
+	if want := "64M 256K"; strings.Join(got, " ") != want {
+		t.Fatalf("f f sent fetch sizes %v, want %s", got, want)
+	}
+	if v := m.View(); !strings.Contains(strings.Split(v, "\n")[1], "fetch 256K") {
+		t.Errorf("header does not show the fetch size 256K:\n%s", v)
+	}
+}

@@ -22,6 +22,7 @@ func newDemoCmd() *cobra.Command {
 	def := demo.DefaultConfig()
 	var (
 		paths, chunk, rate, rcvlowat, preload string
+		fetch                                 string
 		mode, data, probe, record             string
 		duration, interval, slot              time.Duration
 		asJSON                                bool
@@ -37,7 +38,7 @@ and consumer thread, and shows what each path costs, side by side.
 Modes: fair (every path delivers the same --rate, so costs per GB compare)
 and race (each path alone at full speed for --race-slot, in turn).
 On a terminal it is a live UI (keys: q quit, p pause, r reset, m mode,
-c chunk, 1-6 paths, ? help); otherwise it prints one line per path per
+c chunk, f fetch size, 1-6 paths, ? help); otherwise it prints one line per path per
 interval, or JSON records with --json: per interval one record per path
 (kind "path") and one per path's consumer threads (kind "thread", subject
 "consumer:<path>"). Without eBPF permission it falls back to /proc
@@ -61,6 +62,7 @@ estimates and says so.`,
 				{"--rate", rate, func(n int64) { cfg.Rate = float64(n) }},
 				{"--rcvlowat", rcvlowat, func(n int64) { cfg.RcvLowat = int(n) }},
 				{"--preload", preload, func(n int64) { cfg.Preload = n }},
+				{"--fetch-bytes", fetch, func(n int64) { cfg.FetchBytes = int(n) }},
 			}
 			for _, sz := range sizes {
 				n, err := parseBytes(sz.val)
@@ -75,6 +77,7 @@ estimates and says so.`,
 	f := cmd.Flags()
 	f.StringVar(&paths, "paths", strings.Join(def.Paths, ","), "transfer paths to run, comma-separated")
 	f.StringVar(&chunk, "chunk", "64KiB", "bytes per data-path syscall (4K, 64K, 1M; key c cycles)")
+	f.StringVar(&fetch, "fetch-bytes", "1MiB", "consumers' Fetch max_bytes (bench uses 64MiB: set it to compare; key f cycles 256K, 1M, 64M)")
 	f.StringVar(&rate, "rate", "200MB", "fair mode: bytes per second per path")
 	f.StringVar(&rcvlowat, "rcvlowat", "0", "consumers' SO_RCVLOWAT in bytes (0: kernel default)")
 	f.StringVar(&preload, "preload", "64MiB", "bytes produced before the consumers start")
@@ -122,6 +125,7 @@ func runDemo(cmd *cobra.Command, cfg demo.Config, duration time.Duration, asJSON
 			Mode:       cfg.Mode,
 			Rate:       cfg.Rate,
 			Chunk:      cfg.Chunk,
+			Fetch:      cfg.FetchBytes,
 			Controller: d,
 		}
 		if err := tui.Run(ctx, ui, samples, nil, nil); err != nil {
@@ -131,7 +135,7 @@ func runDemo(cmd *cobra.Command, cfg demo.Config, duration time.Duration, asJSON
 	}
 	w := bufio.NewWriter(out)
 	if !asJSON {
-		fmt.Fprintf(w, "copyscope demo: kernel %s, probes %s, paths %s, mode %s\n", kernelRelease(), modeLabel(string(d.ProbeMode())), strings.Join(cfg.Paths, ","), cfg.Mode)
+		fmt.Fprintf(w, "copyscope demo: kernel %s, probes %s, paths %s, mode %s, chunk %d, fetch %d\n", kernelRelease(), modeLabel(string(d.ProbeMode())), strings.Join(cfg.Paths, ","), cfg.Mode, cfg.Chunk, cfg.FetchBytes)
 		for _, n := range d.Notes() {
 			fmt.Fprintln(w, "note:", n)
 		}

@@ -29,6 +29,10 @@ const (
 	BatchAttrPos    = 21
 )
 
+// DefaultBufSize is the read buffer bench's and the demo's consumers
+// stream responses through: the size of shared/ref/xfer.c's receiver's.
+const DefaultBufSize = 1 << 20
+
 // MaxResponse bounds a response's size prefix: anything larger is garbage,
 // not a Fetch response.
 const MaxResponse = 256 << 20
