@@ -3,12 +3,11 @@ package bench
 import (
 	"fmt"
 	"net"
-	"os"
 	"runtime"
-	"strconv"
-	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/copyscope/copyscope/internal/procfs"
 )
 
 // dialBlocking connects a blocking TCP socket to addr (host:port on
@@ -61,11 +60,11 @@ func checkCongestion(name string) error {
 // hostCongestion is net.ipv4.tcp_congestion_control ("unknown" if
 // unreadable).
 func hostCongestion() string {
-	b, err := os.ReadFile("/proc/sys/net/ipv4/tcp_congestion_control")
+	v, err := procfs.Sysctl("net/ipv4/tcp_congestion_control")
 	if err != nil {
 		return "unknown"
 	}
-	return strings.TrimSpace(string(b))
+	return v
 }
 
 // localAddr is the socket's local address as "ip:port".
@@ -134,18 +133,14 @@ func confineOthers(cpu int) (restore func()) {
 	if cpu < 0 || cpu >= runtime.NumCPU() {
 		return func() {}
 	}
-	ents, err := os.ReadDir("/proc/self/task")
+	all, err := procfs.Self().Tasks()
 	if err != nil {
 		return func() {}
 	}
 	var one unix.CPUSet
 	one.Set(cpu)
 	var tids []int
-	for _, e := range ents {
-		tid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
+	for _, tid := range all {
 		if unix.SchedSetaffinity(tid, &one) == nil {
 			tids = append(tids, tid)
 		}
@@ -155,12 +150,9 @@ func confineOthers(cpu int) (restore func()) {
 		for i := 0; i < runtime.NumCPU(); i++ {
 			all.Set(i)
 		}
-		if ents, err := os.ReadDir("/proc/self/task"); err == nil {
-			for _, e := range ents {
-				if tid, err := strconv.Atoi(e.Name()); err == nil {
-					_ = unix.SchedSetaffinity(tid, &all)
-				}
-			}
+		now, _ := procfs.Self().Tasks() // nothing to restore if it fails
+		for _, tid := range now {
+			_ = unix.SchedSetaffinity(tid, &all)
 		}
 	}
 }

@@ -2,10 +2,8 @@ package bench
 
 import (
 	"fmt"
-	"os"
-	"strconv"
-	"strings"
 
+	"github.com/copyscope/copyscope/internal/procfs"
 	"github.com/copyscope/copyscope/metrics"
 	"github.com/copyscope/copyscope/probes"
 	"golang.org/x/sys/unix"
@@ -41,7 +39,6 @@ func (procCounters) Read(tid int) (metrics.Counters, error) {
 
 // readProcThread reads one thread's CPU time, context switches and faults.
 func readProcThread(tid int) (metrics.Counters, error) {
-	dir := fmt.Sprintf("/proc/self/task/%d/", tid)
 	var c metrics.Counters
 	// The thread's CPU clock, not schedstat: schedstat lags for a thread
 	// that is running (it is updated at ticks and switches).
@@ -50,37 +47,17 @@ func readProcThread(tid int) (metrics.Counters, error) {
 		return c, fmt.Errorf("read thread %d cpu clock: %w (is the thread still alive, and in this process?)", tid, err)
 	}
 	c.CPUNs = uint64(ts.Nano())
-	status, err := os.ReadFile(dir + "status")
+	d := procfs.SelfThread(tid)
+	status, err := d.Status()
 	if err != nil {
 		return c, fmt.Errorf("read thread %d status: %w", tid, err)
 	}
-	for _, line := range strings.Split(string(status), "\n") {
-		k, v, ok := strings.Cut(line, ":")
-		if !ok {
-			continue
-		}
-		n, _ := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
-		switch k {
-		case "voluntary_ctxt_switches":
-			c.CtxVoluntary = n
-		case "nonvoluntary_ctxt_switches":
-			c.CtxInvoluntary = n
-		}
-	}
-	stat, err := os.ReadFile(dir + "stat")
+	c.CtxVoluntary, c.CtxInvoluntary = status.VoluntaryCtxt, status.NonvoluntaryCtxt
+	stat, err := d.Stat()
 	if err != nil {
 		return c, fmt.Errorf("read thread %d stat: %w", tid, err)
 	}
-	// Fields after the parenthesised comm: state is field 3, minflt 10, majflt 12.
-	s := string(stat)
-	if i := strings.LastIndexByte(s, ')'); i >= 0 {
-		rest := strings.Fields(s[i+1:])
-		if len(rest) > 9 {
-			minflt, _ := strconv.ParseUint(rest[7], 10, 64)
-			majflt, _ := strconv.ParseUint(rest[9], 10, 64)
-			c.PageFaults = minflt + majflt
-		}
-	}
+	c.PageFaults = stat.MinFlt + stat.MajFlt
 	c.Measured = metrics.FCPU | metrics.FCtxSwitches | metrics.FPageFaults
 	return c, nil
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strconv"
 	"strings"
 
 	"github.com/cilium/ebpf"
@@ -14,6 +13,7 @@ import (
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 
+	"github.com/copyscope/copyscope/internal/procfs"
 	"github.com/copyscope/copyscope/metrics"
 )
 
@@ -213,15 +213,15 @@ func Diagnose() Report {
 	}
 
 	for _, c := range []struct{ name, path, meaning string }{
-		{"unprivileged_bpf_disabled", "/proc/sys/kernel/unprivileged_bpf_disabled", "0: anyone may load socket filters; 1 or 2: BPF needs privileges (copyscope needs them anyway)"},
-		{"perf_event_paranoid", "/proc/sys/kernel/perf_event_paranoid", "tracepoint programs need CAP_PERFMON whatever its value"},
+		{"unprivileged_bpf_disabled", "kernel/unprivileged_bpf_disabled", "0: anyone may load socket filters; 1 or 2: BPF needs privileges (copyscope needs them anyway)"},
+		{"perf_event_paranoid", "kernel/perf_event_paranoid", "tracepoint programs need CAP_PERFMON whatever its value"},
 	} {
-		b, err := os.ReadFile(c.path)
+		v, err := procfs.Sysctl(c.path)
 		if err != nil {
 			add(Check{Name: c.name, Status: "info", Value: "unreadable: " + err.Error()})
 			continue
 		}
-		add(Check{Name: c.name, Status: "info", Value: strings.TrimSpace(string(b)) + " (" + c.meaning + ")"})
+		add(Check{Name: c.name, Status: "info", Value: v + " (" + c.meaning + ")"})
 	}
 
 	// Try a tiny program on each attach kind the probes use.
@@ -289,7 +289,7 @@ func Diagnose() Report {
 			why = errors.New("the events do not exist in this kernel")
 		}
 		rep.Why = fmt.Sprintf("eBPF mode is impossible: required %s cannot be attached: %s (fix: %s)",
-			strings.Join(requiredBroken, ", "), firstLineOfErr(why), fixFor(why, tfErr, btfErr))
+			strings.Join(requiredBroken, ", "), ErrorSummary(why), fixFor(why, tfErr, btfErr))
 	}
 
 	for _, mf := range metricFields() {
@@ -329,14 +329,6 @@ func firstErr(errs ...error) error {
 	return nil
 }
 
-// firstLineOfErr is an error's first line, without cilium/ebpf's MEMLOCK
-// hint: on kernels >= 5.11 BPF memory is charged to the cgroup, so the hint
-// only misleads.
-func firstLineOfErr(err error) string {
-	s, _, _ := strings.Cut(err.Error(), "\n")
-	return strings.Replace(s, " (MEMLOCK may be too low, consider rlimit.RemoveMemlock)", "", 1)
-}
-
 // fixFor turns a load or attach error into a one-line fix.
 func fixFor(err, tracefsErr, btfErr error) string {
 	switch {
@@ -349,14 +341,14 @@ func fixFor(err, tracefsErr, btfErr error) string {
 	case btfErr != nil:
 		return "boot a kernel with CONFIG_DEBUG_INFO_BTF=y"
 	}
-	return "see the error above (" + firstLineOfErr(err) + ")"
+	return "see the error above (" + ErrorSummary(err) + ")"
 }
 
 func attachCheck(name string, err error, failStatus string) Check {
 	if err == nil {
 		return Check{Name: name, Status: "ok", Value: "loaded and attached"}
 	}
-	c := Check{Name: name, Status: failStatus, Value: firstLineOfErr(err)}
+	c := Check{Name: name, Status: failStatus, Value: ErrorSummary(err)}
 	switch {
 	case errors.Is(err, unix.EPERM) && os.Geteuid() == 0:
 		c.Value += " (EPERM as root: kernel lockdown or a security module forbids it)"
@@ -395,16 +387,8 @@ func lockdownCheck() Check {
 
 // effectiveCaps reads CapEff from /proc/self/status.
 func effectiveCaps() (uint64, error) {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0, fmt.Errorf("read /proc/self/status: %w", err)
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "CapEff:"); ok {
-			return strconv.ParseUint(strings.TrimSpace(v), 16, 64)
-		}
-	}
-	return 0, errors.New("no CapEff line in /proc/self/status")
+	st, err := procfs.Self().Status()
+	return st.CapEff, err
 }
 
 // errTracefsUnreadable: tracefs is mounted but this user cannot read it.
@@ -412,21 +396,9 @@ var errTracefsUnreadable = errors.New("tracefs events/ is not readable (run as r
 
 // tracefsMount finds where tracefs is mounted, with events/ readable.
 func tracefsMount() (string, error) {
-	b, err := os.ReadFile("/proc/self/mountinfo")
+	found, err := procfs.MountPoints("tracefs")
 	if err != nil {
-		return "", fmt.Errorf("read /proc/self/mountinfo: %w", err)
-	}
-	var found []string
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		for i := 6; i < len(f)-1; i++ {
-			if f[i] == "-" {
-				if f[i+1] == "tracefs" {
-					found = append(found, f[4])
-				}
-				break
-			}
-		}
+		return "", fmt.Errorf("read the mount table: %w", err)
 	}
 	for _, m := range found {
 		if _, err := os.Stat(m + "/events"); err == nil {

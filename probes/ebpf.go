@@ -3,11 +3,8 @@
 package probes
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
-	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -16,6 +13,7 @@ import (
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 
+	"github.com/copyscope/copyscope/internal/procfs"
 	"github.com/copyscope/copyscope/metrics"
 )
 
@@ -743,43 +741,17 @@ func cString(b []int8) string {
 	return sb.String()
 }
 
-// readThreadInfo reads Name and Tgid from /proc/<tid>/status (a path that
-// works for any thread id, not only process leaders).
+// readThreadInfo reads Name, State and Tgid from /proc/<tid>/status (a
+// path that works for any thread id, not only process leaders).
 func readThreadInfo(tid int) (threadInfo, error) {
 	if tid <= 0 {
 		return threadInfo{}, fmt.Errorf("invalid thread id %d", tid)
 	}
-	f, err := os.Open("/proc/" + strconv.Itoa(tid) + "/status")
+	st, err := procfs.AnyTask(tid).Status()
 	if err != nil {
 		return threadInfo{}, err
 	}
-	defer f.Close()
-	var ti threadInfo
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := sc.Text()
-		if v, ok := strings.CutPrefix(line, "Name:"); ok {
-			ti.comm = strings.TrimSpace(v)
-		} else if v, ok := strings.CutPrefix(line, "State:"); ok {
-			// A zombie (Z) or dead (X) task has exited; only its
-			// /proc entry lingers until it is reaped.
-			st := strings.TrimSpace(v)
-			ti.exited = strings.HasPrefix(st, "Z") || strings.HasPrefix(st, "X")
-		} else if v, ok := strings.CutPrefix(line, "Tgid:"); ok {
-			ti.pid, err = strconv.Atoi(strings.TrimSpace(v))
-			if err != nil {
-				return threadInfo{}, fmt.Errorf("parse Tgid in /proc/%d/status: %w", tid, err)
-			}
-			break
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return threadInfo{}, fmt.Errorf("read /proc/%d/status: %w", tid, err)
-	}
-	if ti.pid == 0 {
-		return threadInfo{}, fmt.Errorf("no Tgid in /proc/%d/status", tid)
-	}
-	return ti, nil
+	return threadInfo{pid: st.Tgid, comm: st.Name, exited: st.Exited()}, nil
 }
 
 // Close detaches every program and frees every map. It is safe to call

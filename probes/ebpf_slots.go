@@ -6,12 +6,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"os"
 	"strconv"
-	"strings"
 
 	"github.com/cilium/ebpf"
 
+	"github.com/copyscope/copyscope/internal/procfs"
 	"github.com/copyscope/copyscope/metrics"
 )
 
@@ -66,11 +65,7 @@ func sizeSlotMaps(spec *ebpf.CollectionSpec, n int) error {
 // pidMax is the kernel's pid_max (thread ids are below it), or the
 // largest it can be when that cannot be read.
 func pidMax() int {
-	b, err := os.ReadFile("/proc/sys/kernel/pid_max")
-	if err != nil {
-		return pidMaxLimit
-	}
-	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	n, err := procfs.PidMax()
 	if err != nil || n <= 0 || n > pidMaxLimit {
 		return pidMaxLimit
 	}

@@ -6,6 +6,7 @@
 package probes
 
 import (
+	"strings"
 	"time"
 
 	"github.com/copyscope/copyscope/metrics"
@@ -56,4 +57,13 @@ type Probe interface {
 	// Close detaches every program and frees every map; nothing stays
 	// attached after it returns.
 	Close() error
+}
+
+// ErrorSummary is an error's first line (a verifier log follows it in
+// load errors), without cilium/ebpf's MEMLOCK hint: on kernels >= 5.11
+// BPF memory is charged to the cgroup, so the hint only misleads. Every
+// one-line report of a probe error uses it.
+func ErrorSummary(err error) string {
+	s, _, _ := strings.Cut(err.Error(), "\n")
+	return strings.Replace(s, " (MEMLOCK may be too low, consider rlimit.RemoveMemlock)", "", 1)
 }

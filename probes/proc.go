@@ -3,16 +3,15 @@ package probes
 import (
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
+	"github.com/copyscope/copyscope/internal/procfs"
 	"github.com/copyscope/copyscope/metrics"
 )
 
@@ -33,123 +32,52 @@ func procNotes() []string {
 	}
 }
 
-// TaskIO is one thread's /proc/<pid>/task/<tid>/io byte and call counts.
-// Measured on Linux 6.18: RChar/WChar count bytes returned by the
-// read/write family (read, readv, pread*, write, writev, pwrite*, on any fd
-// including sockets) and by sendfile, which adds its bytes to both RChar
-// and WChar; send*, recv*, sendmsg, recvmsg and splice add nothing. They
-// are bytes passed through syscalls, not bytes copied by the CPU: a
-// sendfile counts in both although it copies nothing. SyscR/SyscW count
-// the same calls.
-type TaskIO struct {
-	RChar, WChar, SyscR, SyscW uint64
-}
-
-// ReadTaskIO reads /proc/<pid>/task/<tid>/io. Reading another user's
-// threads needs ptrace access (root or the same user).
-func ReadTaskIO(pid, tid int) (TaskIO, error) {
-	return procParseIO(procTaskPath(pid, tid, "io"))
-}
-
-// procParseIO parses an io file: a thread's, or a process's (which adds
-// the counts of its exited threads).
-func procParseIO(path string) (TaskIO, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return TaskIO{}, err
-	}
-	var io TaskIO
-	for _, line := range strings.Split(string(b), "\n") {
-		k, v, ok := strings.Cut(line, ":")
-		if !ok {
-			continue
-		}
-		n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
-		if err != nil {
-			return TaskIO{}, fmt.Errorf("parse %s in %s: %w", k, path, err)
-		}
-		switch k {
-		case "rchar":
-			io.RChar = n
-		case "wchar":
-			io.WChar = n
-		case "syscr":
-			io.SyscR = n
-		case "syscw":
-			io.SyscW = n
-		}
-	}
-	return io, nil
-}
-
-func procTaskPath(pid, tid int, file string) string {
-	return "/proc/" + strconv.Itoa(pid) + "/task/" + strconv.Itoa(tid) + "/" + file
-}
-
 // procTask is one sample of one thread.
 type procTask struct {
 	comm     string
 	zombie   bool
 	counters metrics.Counters
-	io       TaskIO
+	io       procfs.IO
 	ioErr    error
 }
 
-// procReadTask samples one thread. An error wrapping fs.ErrNotExist or
-// ESRCH means the thread is gone.
+// procReadTask samples one thread. An error procfs.Gone reports means
+// the thread is gone.
 func procReadTask(pid, tid int) (procTask, error) {
 	var t procTask
 	c := &t.counters
 	c.Measured = procMeasured
+	d := procfs.Thread(pid, tid)
 
-	st, err := procParseStat(procTaskPath(pid, tid, "stat"))
+	st, err := d.Stat()
 	if err != nil {
 		return t, err
 	}
-	t.comm, t.zombie = st.comm, st.zombie
-	c.PageFaults = st.minflt + st.majflt
-	utime, stime := st.utime, st.stime
+	t.comm, t.zombie = st.Comm, st.Exited()
+	c.PageFaults = st.MinFlt + st.MajFlt
 
-	status, err := os.ReadFile(procTaskPath(pid, tid, "status"))
+	status, err := d.Status()
 	if err != nil {
 		return t, err
 	}
-	for _, line := range strings.Split(string(status), "\n") {
-		k, v, ok := strings.Cut(line, ":")
-		if !ok {
-			continue
-		}
-		var dst *uint64
-		switch k {
-		case "voluntary_ctxt_switches":
-			dst = &c.CtxVoluntary
-		case "nonvoluntary_ctxt_switches":
-			dst = &c.CtxInvoluntary
-		default:
-			continue
-		}
-		if *dst, err = strconv.ParseUint(strings.TrimSpace(v), 10, 64); err != nil {
-			return t, fmt.Errorf("parse %s in %s: %w", k, procTaskPath(pid, tid, "status"), err)
-		}
-	}
+	c.CtxVoluntary, c.CtxInvoluntary = status.VoluntaryCtxt, status.NonvoluntaryCtxt
 
-	if ss, err := os.ReadFile(procTaskPath(pid, tid, "schedstat")); err == nil {
-		first, _, _ := strings.Cut(strings.TrimSpace(string(ss)), " ")
-		if c.CPUNs, err = strconv.ParseUint(first, 10, 64); err != nil {
-			return t, fmt.Errorf("parse %s: %w", procTaskPath(pid, tid, "schedstat"), err)
+	run, err := d.SchedRunNs()
+	if err != nil {
+		if _, serr := d.Stat(); procfs.Gone(serr) {
+			return t, serr
 		}
-	} else if procGone(err) {
-		return t, err
-	} else {
-		// No CONFIG_SCHED_INFO: fall back to tick-granular utime+stime.
-		c.CPUNs = (utime + stime) * uint64(time.Second) / procClockTicks
+		// No CONFIG_SCHED_INFO (no schedstat) or unreadable: fall back
+		// to tick-granular utime+stime.
+		run = procfs.TicksToNs(st.UTime + st.STime)
 	}
+	c.CPUNs = run
 
-	t.io, t.ioErr = ReadTaskIO(pid, tid)
+	t.io, t.ioErr = d.IO()
 	switch {
 	case t.ioErr == nil:
 		c.Syscalls = t.io.SyscR + t.io.SyscW
-	case procGone(t.ioErr):
+	case procfs.Gone(t.ioErr):
 		return t, t.ioErr
 	default:
 		c.Measured &^= metrics.FSyscalls
@@ -157,82 +85,10 @@ func procReadTask(pid, tid int) (procTask, error) {
 	return t, nil
 }
 
-// procStat is what copyscope reads from a stat file.
-type procStat struct {
-	comm                         string
-	zombie                       bool
-	minflt, majflt, utime, stime uint64
-}
-
-// procParseStat parses a stat file: a thread's, or a process's (which
-// adds the faults and times of its exited threads).
-func procParseStat(path string) (procStat, error) {
-	var st procStat
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return st, err
-	}
-	// comm is in parentheses and may itself hold spaces and parentheses.
-	s := string(b)
-	open, closing := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
-	if open < 0 || closing < open {
-		return st, fmt.Errorf("parse %s: no (comm) in %q", path, s)
-	}
-	st.comm = s[open+1 : closing]
-	f := strings.Fields(s[closing+1:])
-	// f[0] is field 3 (state); field N is f[N-3].
-	if len(f) < 13 {
-		return st, fmt.Errorf("parse %s: %d fields after comm, want at least 13", path, len(f))
-	}
-	st.zombie = f[0] == "Z" || f[0] == "X"
-	for _, x := range []struct {
-		dst *uint64
-		i   int
-	}{{&st.minflt, 10}, {&st.majflt, 12}, {&st.utime, 14}, {&st.stime, 15}} {
-		if *x.dst, err = strconv.ParseUint(f[x.i-3], 10, 64); err != nil {
-			return st, fmt.Errorf("parse field %d of %s: %w", x.i, path, err)
-		}
-	}
-	return st, nil
-}
-
-// procClockTicks is USER_HZ, fixed at 100 on every Linux architecture Go
-// supports.
-const procClockTicks = 100
-
-// procGone reports whether err means the process or thread no longer exists.
-func procGone(err error) bool {
-	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESRCH)
-}
-
-// procTgid returns the thread group id of any thread id, from
-// /proc/<tid>/status.
+// procTgid returns the thread group id of any thread id.
 func procTgid(tid int) (int, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(tid) + "/status")
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "Tgid:"); ok {
-			return strconv.Atoi(strings.TrimSpace(v))
-		}
-	}
-	return 0, fmt.Errorf("no Tgid line in /proc/%d/status", tid)
-}
-
-// procListTasks lists the thread ids of a process.
-func procListTasks(pid int) ([]int, error) {
-	ents, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/task")
-	if err != nil {
-		return nil, err
-	}
-	tids := make([]int, 0, len(ents))
-	for _, e := range ents {
-		if tid, err := strconv.Atoi(e.Name()); err == nil {
-			tids = append(tids, tid)
-		}
-	}
-	return tids, nil
+	st, err := procfs.AnyTask(tid).Status()
+	return st.Tgid, err
 }
 
 // procThread is what the /proc backend remembers about one thread.
@@ -273,20 +129,20 @@ type procResidual struct {
 // which include those of its exited threads.
 func procAggregate(pid int) (metrics.Counters, error) {
 	var c metrics.Counters
-	st, err := procParseStat("/proc/" + strconv.Itoa(pid) + "/stat")
+	st, err := procfs.Process(pid).Stat()
 	if err != nil {
 		return c, err
 	}
 	c.Measured = metrics.FSyscalls | metrics.FPageFaults | metrics.FCPU
-	c.PageFaults = st.minflt + st.majflt
+	c.PageFaults = st.MinFlt + st.MajFlt
 	// The process's utime+stime is its whole run time (exited threads
 	// included) cut to clock ticks: at most one tick below the truth.
-	c.CPUNs = (st.utime + st.stime) * uint64(time.Second) / procClockTicks
-	io, err := procParseIO("/proc/" + strconv.Itoa(pid) + "/io")
+	c.CPUNs = procfs.TicksToNs(st.UTime + st.STime)
+	io, err := procfs.Process(pid).IO()
 	switch {
 	case err == nil:
 		c.Syscalls = io.SyscR + io.SyscW
-	case procGone(err):
+	case procfs.Gone(err):
 		return c, err
 	default:
 		c.Measured &^= metrics.FSyscalls
@@ -322,7 +178,7 @@ func (p *procProbe) residualLocked(pid int, agg metrics.Counters) metrics.Counte
 // each process watched whole, a pseudo-thread with TID -pid (Exited) holds
 // the syscalls, faults and CPU time of threads that exited unseen.
 func OpenProc() (Probe, error) {
-	if _, err := os.Stat("/proc/self/task"); err != nil {
+	if _, err := os.Stat(procfs.Self().Path("task")); err != nil {
 		return nil, fmt.Errorf("open /proc backend: %w (mount procfs: mount -t proc proc /proc)", err)
 	}
 	return &procProbe{
@@ -378,7 +234,7 @@ func (p *procProbe) AddThreads(tids ...int) error {
 	for _, tid := range tids {
 		pid, err := procTgid(tid)
 		if err != nil {
-			if procGone(err) {
+			if procfs.Gone(err) {
 				return fmt.Errorf("no such thread: %d (is the thread id right and the thread alive?)", tid)
 			}
 			return fmt.Errorf("watch thread %d: %w", tid, err)
@@ -418,7 +274,7 @@ func (p *procProbe) AddProcesses(pids ...int) error {
 	for _, pid := range pids {
 		tgid, err := procTgid(pid)
 		if err != nil {
-			if procGone(err) {
+			if procfs.Gone(err) {
 				return fmt.Errorf("no such process: %d", pid)
 			}
 			return fmt.Errorf("watch process %d: %w", pid, err)
@@ -426,9 +282,9 @@ func (p *procProbe) AddProcesses(pids ...int) error {
 		if tgid != pid {
 			return fmt.Errorf("watch process %d: %d is a thread of process %d, not a process (watch %d, or the thread alone)", pid, pid, tgid, tgid)
 		}
-		tids, err := procListTasks(pid)
+		tids, err := procfs.Process(pid).Tasks()
 		if err != nil {
-			if procGone(err) {
+			if procfs.Gone(err) {
 				return fmt.Errorf("no such process: %d", pid)
 			}
 			return fmt.Errorf("watch process %d: list threads: %w", pid, err)
@@ -441,7 +297,7 @@ func (p *procProbe) AddProcesses(pids ...int) error {
 		// larger, which would count live work as exited work.
 		agg, aggErr := procAggregate(pid)
 		for _, tid := range tids {
-			if err := p.trackLocked(pid, tid, true); err != nil && !procGone(err) {
+			if err := p.trackLocked(pid, tid, true); err != nil && !procfs.Gone(err) {
 				return fmt.Errorf("watch thread %d of process %d: %w", tid, pid, err)
 			}
 		}
@@ -467,21 +323,8 @@ func procCgroupDir(path string) string {
 // Cgroup2Mount returns where the cgroup v2 hierarchy is mounted, from
 // /proc/self/mountinfo; /sys/fs/cgroup when it cannot tell.
 func Cgroup2Mount() string {
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return "/sys/fs/cgroup"
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		// ... mount-point(4) ... - fstype source options
-		for i := 6; i < len(f)-1; i++ {
-			if f[i] == "-" {
-				if f[i+1] == "cgroup2" && len(f) > 4 {
-					return f[4]
-				}
-				break
-			}
-		}
+	if pts, err := procfs.MountPoints("cgroup2"); err == nil && len(pts) > 0 {
+		return pts[0]
 	}
 	return "/sys/fs/cgroup"
 }
@@ -513,7 +356,7 @@ func procCgroupTids(dir string) ([]int, error) {
 	}
 	var tids []int
 	for _, pid := range pids {
-		ts, err := procListTasks(pid)
+		ts, err := procfs.Process(pid).Tasks()
 		if err != nil {
 			continue // exited since the listing
 		}
@@ -544,7 +387,7 @@ func (p *procProbe) AddCgroup(path string) error {
 		if err != nil {
 			continue // exited since the listing
 		}
-		if err := p.trackLocked(pid, tid, true); err != nil && !procGone(err) {
+		if err := p.trackLocked(pid, tid, true); err != nil && !procfs.Gone(err) {
 			return fmt.Errorf("watch thread %d of cgroup %s: %w", tid, path, err)
 		}
 	}
@@ -575,9 +418,9 @@ func (p *procProbe) Read() (Reading, error) {
 	}
 	// Discover threads born since the last Read: they count from zero.
 	for pid := range p.procs {
-		tids, err := procListTasks(pid)
+		tids, err := procfs.Process(pid).Tasks()
 		if err != nil {
-			if procGone(err) {
+			if procfs.Gone(err) {
 				// Gone for good: a later process reusing the pid is not
 				// the one asked for. Its threads are marked exited below.
 				delete(p.procs, pid)
@@ -585,7 +428,7 @@ func (p *procProbe) Read() (Reading, error) {
 			continue
 		}
 		for _, tid := range tids {
-			if err := p.trackLocked(pid, tid, false); err != nil && !procGone(err) {
+			if err := p.trackLocked(pid, tid, false); err != nil && !procfs.Gone(err) {
 				return Reading{}, fmt.Errorf("sample new thread %d of process %d: %w", tid, pid, err)
 			}
 		}
@@ -601,7 +444,7 @@ func (p *procProbe) Read() (Reading, error) {
 			if err != nil {
 				continue
 			}
-			if err := p.trackLocked(pid, tid, false); err != nil && !procGone(err) {
+			if err := p.trackLocked(pid, tid, false); err != nil && !procfs.Gone(err) {
 				return Reading{}, fmt.Errorf("sample new thread %d of cgroup %s: %w", tid, dir, err)
 			}
 		}
@@ -624,7 +467,7 @@ func (p *procProbe) Read() (Reading, error) {
 				if t.ioErr != nil {
 					p.noteLocked(procIONote(tid, t.comm, t.ioErr))
 				}
-			case procGone(err):
+			case procfs.Gone(err):
 				pt.exited = true
 			default:
 				return Reading{}, fmt.Errorf("sample thread %d of process %d: %w", tid, pt.pid, err)

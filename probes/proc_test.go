@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/copyscope/copyscope/internal/procfs"
 	"github.com/copyscope/copyscope/metrics"
 )
 
@@ -92,7 +93,7 @@ func TestProcKnownWorkload(t *testing.T) {
 	const n, chunk, sleeps, pages = 1000, 4096, 20, 1024
 
 	r0 := readT(t, p)
-	io0, err := ReadTaskIO(os.Getpid(), w.tid)
+	io0, err := procfs.Thread(os.Getpid(), w.tid).IO()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,7 +140,7 @@ func TestProcKnownWorkload(t *testing.T) {
 		t.Fatalf("workload: %v", errs)
 	}
 	r1 := readT(t, p)
-	io1, err := ReadTaskIO(os.Getpid(), w.tid)
+	io1, err := procfs.Thread(os.Getpid(), w.tid).IO()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -357,7 +358,7 @@ func TestProcNoSuchProcess(t *testing.T) {
 	}
 	// Any thread of this process but its leader (a locked worker can land
 	// on the main thread, whose tid is the pid).
-	tids, err := procListTasks(os.Getpid())
+	tids, err := procfs.Process(os.Getpid()).Tasks()
 	if err != nil {
 		t.Fatal(err)
 	}

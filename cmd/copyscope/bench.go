@@ -228,8 +228,7 @@ func openBenchCounters(mode string, stderr io.Writer) (bench.ThreadCounters, fun
 		if mode == "ebpf" {
 			return nil, noop, fmt.Errorf("eBPF probes: %w (run as root, see copyscope doctor, or use --mode proc for estimates)", err)
 		}
-		first, _, _ := strings.Cut(err.Error(), "\n")
-		fmt.Fprintf(stderr, "copyscope: warning: eBPF probes not available (%s); bench uses /proc estimates\n", first)
+		fmt.Fprintf(stderr, "copyscope: warning: eBPF probes not available (%s); bench uses /proc estimates\n", probes.ErrorSummary(err))
 		return bench.ProcCounters(), noop, nil
 	}
 	return nil, noop, fmt.Errorf("unknown --mode %q (use auto, ebpf or proc)", mode)

@@ -6,17 +6,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"os/signal"
 	"path/filepath"
-	"sort"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/copyscope/copyscope/internal/procfs"
 	"github.com/copyscope/copyscope/metrics"
 	"github.com/copyscope/copyscope/probes"
 )
@@ -87,71 +85,10 @@ func openWatchProbe(mode string, stderr io.Writer) (probes.Probe, error) {
 		if err == nil {
 			return p, nil
 		}
-		first, _, _ := strings.Cut(err.Error(), "\n")
-		first = strings.Replace(first, " (MEMLOCK may be too low, consider rlimit.RemoveMemlock)", "", 1)
-		fmt.Fprintf(stderr, "copyscope: warning: eBPF probes not available (%s); falling back to /proc estimates (run as root for exact counts; copyscope doctor explains)\n", first)
+		fmt.Fprintf(stderr, "copyscope: warning: eBPF probes not available (%s); falling back to /proc estimates (run as root for exact counts; copyscope doctor explains)\n", probes.ErrorSummary(err))
 		return probes.OpenProc()
 	}
 	return nil, fmt.Errorf("unknown --mode %q (use auto, ebpf or proc)", mode)
-}
-
-// procAlive reports whether pid is a live (not zombie) process.
-func procAlive(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 || i+3 > len(s) {
-		return false
-	}
-	st := s[i+2]
-	return st != 'Z' && st != 'X'
-}
-
-// procIsProcess checks that pid names a live process (a thread group
-// leader), with the error watch prints otherwise.
-func procIsProcess(pid int) error {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
-	if err != nil || !procAlive(pid) {
-		return fmt.Errorf("no such process: %d (check the pid with ps)", pid)
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "Tgid:"); ok {
-			if tg, _ := strconv.Atoi(strings.TrimSpace(v)); tg != pid {
-				return fmt.Errorf("%d is a thread of process %d, not a process: use --pid %d", pid, tg, tg)
-			}
-		}
-	}
-	return nil
-}
-
-// findComm lists live processes whose command name is name (compared on
-// the kernel's 15-character comm), leaving out this process.
-func findComm(name string) []int {
-	if len(name) > 15 {
-		name = name[:15]
-	}
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil
-	}
-	self := os.Getpid()
-	var pids []int
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == self {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/comm")
-		if err != nil || strings.TrimSpace(string(b)) != name || !procAlive(pid) {
-			continue
-		}
-		pids = append(pids, pid)
-	}
-	sort.Ints(pids)
-	return pids
 }
 
 // watchTargets validates the flags and finds the processes to watch now,
@@ -165,7 +102,7 @@ func watchTargets(f watchFlags) (pids []int, cgroupDir string, err error) {
 	}
 	seen := map[int]bool{}
 	for _, pid := range f.pids {
-		if err := procIsProcess(pid); err != nil {
+		if err := procfs.CheckProcess(pid); err != nil {
 			return nil, "", err
 		}
 		if !seen[pid] {
@@ -174,7 +111,10 @@ func watchTargets(f watchFlags) (pids []int, cgroupDir string, err error) {
 		}
 	}
 	if f.comm != "" {
-		found := findComm(f.comm)
+		found, err := procfs.ProcessesNamed(f.comm)
+		if err != nil {
+			return nil, "", err
+		}
 		if len(found) == 0 {
 			return nil, "", fmt.Errorf("no running process is named %q (compare with ps -e -o comm; names are cut at 15 characters)", f.comm)
 		}
@@ -211,7 +151,7 @@ func runWatch(cmd *cobra.Command, f watchFlags) error {
 	watched := map[int]bool{} // live pids, from --pid and --comm
 	for _, pid := range pids {
 		if err := p.AddProcesses(pid); err != nil {
-			if procAlive(pid) {
+			if procfs.Process(pid).Alive() {
 				return err
 			}
 			return fmt.Errorf("no such process: %d (it exited before watch could attach)", pid)
@@ -276,11 +216,11 @@ func runWatch(cmd *cobra.Command, f watchFlags) error {
 			if _, ok := r.Threads[pid]; ok || r.Threads == nil {
 				continue
 			}
-			comm, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm")
+			comm, err := procfs.Process(pid).Comm()
 			if err != nil {
 				continue
 			}
-			r.Threads[pid] = probes.Thread{TID: pid, PID: pid, Comm: strings.TrimSpace(string(comm)),
+			r.Threads[pid] = probes.Thread{TID: pid, PID: pid, Comm: comm,
 				Counters: metrics.Counters{Measured: p.Measured()}}
 		}
 		return g.Snapshot(r)
@@ -321,13 +261,14 @@ func runWatch(cmd *cobra.Command, f watchFlags) error {
 		notes()
 		// Report processes that went away; rescan --comm for new ones.
 		for pid := range watched {
-			if !procAlive(pid) {
+			if !procfs.Process(pid).Alive() {
 				say("copyscope: pid %d exited\n", pid)
 				delete(watched, pid)
 			}
 		}
 		if f.comm != "" {
-			for _, pid := range findComm(f.comm) {
+			found, _ := procfs.ProcessesNamed(f.comm) // a failed rescan finds nothing new
+			for _, pid := range found {
 				if watched[pid] {
 					continue
 				}

@@ -18,6 +18,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/copyscope/copyscope/internal/procfs"
 	"github.com/copyscope/copyscope/probes"
 )
 
@@ -103,7 +104,7 @@ func TestWatchDD(t *testing.T) {
 			}
 			dd := startChild(t, "dd", "if=/dev/zero", "of=/dev/null", "bs=64k", "status=none")
 			pid := dd.Process.Pid
-			io0, err := probes.ReadTaskIO(pid, pid)
+			io0, err := procfs.Thread(pid, pid).IO()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -111,7 +112,7 @@ func TestWatchDD(t *testing.T) {
 			if err != nil {
 				t.Fatalf("watch: %v\n%s", err, stderr)
 			}
-			io1, err := probes.ReadTaskIO(pid, pid)
+			io1, err := procfs.Thread(pid, pid).IO()
 			if err != nil {
 				t.Fatal(err)
 			}
