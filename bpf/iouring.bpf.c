@@ -108,6 +108,8 @@ int BPF_PROG(uring_complete, void *ring, void *reqp, struct io_uring_cqe *cqe)
 	case OP_READ_MULTISHOT:
 	case OP_READV_FIXED:
 		c->to_user[cls] += res;
+		if (cls == CLASS_SOCKET)
+			c->received += res;
 		break;
 	case OP_WRITEV:
 	case OP_WRITE_FIXED:

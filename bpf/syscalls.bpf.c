@@ -12,6 +12,8 @@
  *              count to copied_to_user, copied_from_user, moved_in_kernel
  *              or zerocopy, by the class of the fd the bytes went through
  *              (the destination for sendfile/splice/tee/copy_file_range).
+ *              Bytes onto sockets are also delivered, bytes off sockets
+ *              received; /dev/null and /dev/zero copy nothing.
  *
  * Arguments are read at exit from the saved user registers (pt_regs di,
  * si, dx, r10, r8): the syscalls handled here never change them, so no
@@ -205,6 +207,24 @@ static __always_inline __u32 file_class_fast(struct file *f)
 		return CLASS_PIPE;
 	}
 	return CLASS_OTHER;
+}
+
+/* mkdev(1, 3) and mkdev(1, 5) in the kernel's dev_t: /dev/null, /dev/zero. */
+#define DEV_NULL ((1U << 20) | 3)
+#define DEV_ZERO ((1U << 20) | 5)
+
+/*
+ * nocopy_dev reports whether f is /dev/null or /dev/zero, for which the
+ * kernel copies nothing: a write is discarded unread, a read is zero-filled
+ * in place (clear_user). Their bytes are not copies; called only for fds of
+ * class other, so sockets, files and pipes never pay for it.
+ */
+static __always_inline bool nocopy_dev(struct file *f)
+{
+	if (!f)
+		return false;
+	dev_t rdev = BPF_CORE_READ(f, f_inode, i_rdev);
+	return rdev == DEV_NULL || rdev == DEV_ZERO;
 }
 
 static __always_inline struct sock *file_sock(struct file *f)
@@ -472,18 +492,27 @@ int BPF_PROG(sys_exit, struct pt_regs *regs, long ret)
 	case NR_recvfrom:
 		if (ret == 0)
 			return 0;
-		cls = file_class_fast(fd_file(t, fd));
+		f = fd_file(t, fd);
+		cls = file_class_fast(f);
+		if (cls == CLASS_OTHER && nocopy_dev(f))
+			return 0;
 		c->to_user[cls & 3] += ret;
+		if (cls == CLASS_SOCKET)
+			c->received += ret;
 		return 0;
 	case NR_recvmsg:
+		f = fd_file(t, fd);
+		cls = file_class_fast(f);
 		if (regs->dx & MSG_ERRQUEUE) {
-			f = fd_file(t, fd);
-			if (file_class_fast(f) == CLASS_SOCKET)
+			if (cls == CLASS_SOCKET)
 				zc_notified(c, file_sock(f), (void *)regs->si);
 			return 0;
 		}
-		if (ret > 0)
-			c->to_user[file_class_fast(fd_file(t, fd)) & 3] += ret;
+		if (ret > 0) {
+			c->to_user[cls & 3] += ret;
+			if (cls == CLASS_SOCKET)
+				c->received += ret;
+		}
 		return 0;
 	case NR_write:
 	case NR_pwrite64:
@@ -496,6 +525,8 @@ int BPF_PROG(sys_exit, struct pt_regs *regs, long ret)
 			return 0;
 		f = fd_file(t, fd);
 		cls = file_class_fast(f);
+		if (cls == CLASS_OTHER && nocopy_dev(f))
+			return 0;
 		if (cls == CLASS_SOCKET)
 			c->delivered += ret;
 		unsigned long flags = nr == NR_sendmsg ? regs->dx : nr == NR_sendto ? regs->r10 : 0;
@@ -519,6 +550,8 @@ int BPF_PROG(sys_exit, struct pt_regs *regs, long ret)
 		cls = file_class_fast(fd_file(t, fd));
 		if (nr == NR_recvmmsg) {
 			c->to_user[cls & 3] += bytes;
+			if (cls == CLASS_SOCKET)
+				c->received += bytes;
 			return 0;
 		}
 		/* MSG_ZEROCOPY per message is not looked at: counted as copies. */
@@ -539,6 +572,9 @@ int BPF_PROG(sys_exit, struct pt_regs *regs, long ret)
 		if (ret == 0)
 			return 0;
 		cls = file_class_fast(fd_file(t, (int)regs->dx));
+		/* Bytes leave a socket only through splice(socket -> pipe). */
+		if (nr == NR_splice && cls == CLASS_PIPE && file_class_fast(fd_file(t, fd)) == CLASS_SOCKET)
+			c->received += ret;
 		break;
 	default:
 		return 0;

@@ -36,13 +36,19 @@ func (r Record) SyscallsPerMB() (float64, bool) {
 	return float64(*r.Syscalls) / (float64(*r.DeliveredBytes) / 1e6), true
 }
 
-// CopiesPerByte is the bytes the CPU copied per byte delivered
-// (copy_amplification).
-func (r Record) CopiesPerByte() (float64, bool) {
-	if r.CopyAmplification == nil {
+// SentCopiesPerByte is the file->socket flow's CPU copies per byte sent
+// (copies_per_sent_byte); absent when nothing was sent.
+func (r Record) SentCopiesPerByte() (float64, bool) { return opt(r.CopiesPerSentByte) }
+
+// ReceivedCopiesPerByte is the socket->file flow's CPU copies per byte
+// received (copies_per_received_byte); absent when nothing was received.
+func (r Record) ReceivedCopiesPerByte() (float64, bool) { return opt(r.CopiesPerReceivedByte) }
+
+func opt(p *float64) (float64, bool) {
+	if p == nil {
 		return 0, false
 	}
-	return *r.CopyAmplification, true
+	return *p, true
 }
 
 // CtxPerSecond is the voluntary and involuntary context switches per second.

@@ -11,6 +11,7 @@ func TestDerived(t *testing.T) {
 	d := Counters{Measured: FAll, DeliveredBytes: 100e6, Syscalls: 3000, CPUNs: 5e8,
 		CtxVoluntary: 40, CtxInvoluntary: 4, ZerocopyBytes: 1000, ZerocopyCopiedBytes: 250}
 	d.CopiedFromUser[ClassSocket] = 50e6
+	d.ReceivedBytes, d.CopiedToUser[ClassSocket] = 1e6, 1e6
 	r := FromDelta(time.Unix(0, 0), 2*time.Second, ModeEBPF, Subject{KindPath, "read"}, d)
 	for _, tc := range []struct {
 		name string
@@ -21,7 +22,8 @@ func TestDerived(t *testing.T) {
 		{"cpu %", r.CPUPercent, 25},
 		{"cpu s/GB", r.CPUSecondsPerGB, 5},
 		{"syscalls/MB", r.SyscallsPerMB, 30},
-		{"copies/B", r.CopiesPerByte, 0.5},
+		{"copies/sent B", r.SentCopiesPerByte, 0.5},
+		{"copies/received B", r.ReceivedCopiesPerByte, 1},
 		{"zerocopy copied %", r.ZerocopyCopiedPercent, 25},
 		{"ctx vol/s", func() (float64, bool) { v, _, ok := r.CtxPerSecond(); return v, ok }, 20},
 		{"ctx invol/s", func() (float64, bool) { _, v, ok := r.CtxPerSecond(); return v, ok }, 2},
@@ -36,7 +38,8 @@ func TestDerived(t *testing.T) {
 	for name, f := range map[string]func() (float64, bool){
 		"cpu % without an interval":    absent.CPUPercent,
 		"syscalls/MB without delivery": absent.SyscallsPerMB,
-		"copies/B without copies":      absent.CopiesPerByte,
+		"copies/sent B without copies": absent.SentCopiesPerByte,
+		"copies/received B, nothing":   absent.ReceivedCopiesPerByte,
 		"zerocopy without zerocopy":    absent.ZerocopyCopiedPercent,
 		"cpu s/GB without delivery":    absent.CPUSecondsPerGB,
 	} {

@@ -108,11 +108,12 @@ const (
 	FPageCache
 	FDiskRead
 	FCopyClasses // copies are broken down by fd class
+	FReceived
 
 	// FAll is every field the eBPF mode can measure.
 	FAll = FDelivered | FSyscalls | FSyscallsByName | FCopiedToUser | FCopiedFromUser |
 		FMovedInKernel | FZerocopy | FPageFaults | FFileFaults | FCtxSwitches | FCPU |
-		FPageCache | FDiskRead | FCopyClasses
+		FPageCache | FDiskRead | FCopyClasses | FReceived
 )
 
 // Has reports whether every field in want is in f.
@@ -124,6 +125,7 @@ type Counters struct {
 	Measured Field
 
 	DeliveredBytes      uint64
+	ReceivedBytes       uint64
 	Syscalls            uint64
 	SyscallsByName      map[string]uint64
 	CopiedToUser        ByClass
@@ -146,6 +148,7 @@ func (c Counters) Add(o Counters) Counters {
 	r := Counters{
 		Measured:            c.Measured & o.Measured,
 		DeliveredBytes:      c.DeliveredBytes + o.DeliveredBytes,
+		ReceivedBytes:       c.ReceivedBytes + o.ReceivedBytes,
 		Syscalls:            c.Syscalls + o.Syscalls,
 		CopiedToUser:        c.CopiedToUser.Add(o.CopiedToUser),
 		CopiedFromUser:      c.CopiedFromUser.Add(o.CopiedFromUser),
@@ -178,6 +181,7 @@ func (c Counters) Sub(prev Counters) Counters {
 	r := Counters{
 		Measured:            c.Measured,
 		DeliveredBytes:      sat(c.DeliveredBytes, prev.DeliveredBytes),
+		ReceivedBytes:       sat(c.ReceivedBytes, prev.ReceivedBytes),
 		Syscalls:            sat(c.Syscalls, prev.Syscalls),
 		CopiedToUser:        c.CopiedToUser.Sub(prev.CopiedToUser),
 		CopiedFromUser:      c.CopiedFromUser.Sub(prev.CopiedFromUser),
@@ -201,6 +205,22 @@ func (c Counters) Sub(prev Counters) Counters {
 		}
 	}
 	return r
+}
+
+// SentFlowCopies is the CPU copies of the file->socket flow: bytes copied
+// into user memory from files and pipes, plus bytes copied from user
+// memory into sockets. Copies through other fds (terminals, eventfds,
+// anonymous inodes) belong to neither flow; /dev/null and /dev/zero copy
+// nothing and are not counted at all.
+func (c Counters) SentFlowCopies() uint64 {
+	return c.CopiedToUser[ClassFile] + c.CopiedToUser[ClassPipe] + c.CopiedFromUser[ClassSocket]
+}
+
+// ReceivedFlowCopies is the CPU copies of the socket->file flow: bytes
+// copied into user memory from sockets, plus bytes copied from user memory
+// into files and pipes.
+func (c Counters) ReceivedFlowCopies() uint64 {
+	return c.CopiedToUser[ClassSocket] + c.CopiedFromUser[ClassFile] + c.CopiedFromUser[ClassPipe]
 }
 
 func sat(a, b uint64) uint64 {
@@ -233,8 +253,12 @@ type Record struct {
 	Estimate  bool      `json:"estimate,omitempty"`
 	Kind      Kind      `json:"kind"`
 	Subject   string    `json:"subject"`
+	// Interval is "total" on the summary record that covers a whole run,
+	// absent on per-interval records.
+	Interval string `json:"interval,omitempty"`
 
 	DeliveredBytes       *uint64           `json:"delivered_bytes,omitempty"`
+	ReceivedBytes        *uint64           `json:"received_bytes,omitempty"`
 	Syscalls             *uint64           `json:"syscalls,omitempty"`
 	SyscallsByName       map[string]uint64 `json:"syscalls_by_name,omitempty"`
 	ModeSwitches         *uint64           `json:"mode_switches,omitempty"`
@@ -246,7 +270,11 @@ type Record struct {
 	MovedInKernelByClass map[string]uint64 `json:"moved_in_kernel_by_class,omitempty"`
 	ZerocopyBytes        *uint64           `json:"zerocopy_bytes,omitempty"`
 	ZerocopyCopiedBytes  *uint64           `json:"zerocopy_copied_bytes,omitempty"`
-	CopyAmplification    *float64          `json:"copy_amplification,omitempty"`
+	// CopiesPerSentByte is SentFlowCopies per delivered byte, absent when
+	// nothing was delivered; CopiesPerReceivedByte is ReceivedFlowCopies
+	// per received byte, absent when nothing was received.
+	CopiesPerSentByte     *float64 `json:"copies_per_sent_byte,omitempty"`
+	CopiesPerReceivedByte *float64 `json:"copies_per_received_byte,omitempty"`
 	PageFaults           *uint64           `json:"page_faults,omitempty"`
 	FileFaults           *uint64           `json:"file_faults,omitempty"`
 	CtxSwitchesVol       *uint64           `json:"ctx_switches_voluntary,omitempty"`
@@ -257,6 +285,7 @@ type Record struct {
 
 	// Rates over the measured interval (per second).
 	DeliveredBytesPerS *float64 `json:"delivered_bytes_per_s,omitempty"`
+	ReceivedBytesPerS  *float64 `json:"received_bytes_per_s,omitempty"`
 	SyscallsPerS       *float64 `json:"syscalls_per_s,omitempty"`
 	// CPU cost per delivered byte, in nanoseconds per GB (1e9 bytes).
 	CPUNsPerGB *float64 `json:"cpu_ns_per_gb,omitempty"`
@@ -282,6 +311,12 @@ func FromDelta(ts time.Time, interval time.Duration, mode Mode, s Subject, d Cou
 		r.DeliveredBytes = u64(d.DeliveredBytes)
 		if secs > 0 {
 			r.DeliveredBytesPerS = f64(float64(d.DeliveredBytes) / secs)
+		}
+	}
+	if m.Has(FReceived) {
+		r.ReceivedBytes = u64(d.ReceivedBytes)
+		if secs > 0 {
+			r.ReceivedBytesPerS = f64(float64(d.ReceivedBytes) / secs)
 		}
 	}
 	if m.Has(FSyscalls) {
@@ -310,7 +345,10 @@ func FromDelta(ts time.Time, interval time.Duration, mode Mode, s Subject, d Cou
 		}
 	}
 	if m.Has(FMovedInKernel) {
-		r.MovedInKernelBytes = u64(d.MovedInKernel.Total())
+		// Once per delivery: a move into a pipe (splice's first leg, tee,
+		// vmsplice) is counted again when the pipe is drained, so it is
+		// kept in the by-class breakdown only.
+		r.MovedInKernelBytes = u64(d.MovedInKernel.Total() - d.MovedInKernel[ClassPipe])
 		if m.Has(FCopyClasses) {
 			r.MovedInKernelByClass = d.MovedInKernel.Map()
 		}
@@ -319,8 +357,12 @@ func FromDelta(ts time.Time, interval time.Duration, mode Mode, s Subject, d Cou
 		r.ZerocopyBytes = u64(d.ZerocopyBytes)
 		r.ZerocopyCopiedBytes = u64(d.ZerocopyCopiedBytes)
 	}
-	if m.Has(FDelivered|FCopiedToUser|FCopiedFromUser) && d.DeliveredBytes > 0 {
-		r.CopyAmplification = f64(float64(d.CopiedToUser.Total()+d.CopiedFromUser.Total()) / float64(d.DeliveredBytes))
+	copies := FCopiedToUser | FCopiedFromUser | FCopyClasses
+	if m.Has(FDelivered|copies) && d.DeliveredBytes > 0 {
+		r.CopiesPerSentByte = f64(float64(d.SentFlowCopies()) / float64(d.DeliveredBytes))
+	}
+	if m.Has(FReceived|copies) && d.ReceivedBytes > 0 {
+		r.CopiesPerReceivedByte = f64(float64(d.ReceivedFlowCopies()) / float64(d.ReceivedBytes))
 	}
 	if m.Has(FPageFaults) {
 		r.PageFaults = u64(d.PageFaults)
@@ -358,4 +400,15 @@ func Records(prev, cur Snapshot) []Record {
 	}
 	SortRecords(out)
 	return out
+}
+
+// Totals is one summary Record per subject over a whole run, from the
+// snapshot taken when watching began to the last one (Interval "total").
+// A subject absent from first is measured from zero.
+func Totals(first, last Snapshot) []Record {
+	rs := Records(first, last)
+	for i := range rs {
+		rs[i].Interval = "total"
+	}
+	return rs
 }

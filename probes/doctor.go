@@ -115,6 +115,7 @@ func metricFields() []struct {
 		field metrics.Field
 	}{
 		{"delivered_bytes", metrics.FDelivered},
+		{"received_bytes", metrics.FReceived},
 		{"syscalls", metrics.FSyscalls},
 		{"syscalls_by_name", metrics.FSyscallsByName},
 		{"copied_to_user_bytes", metrics.FCopiedToUser},

@@ -55,7 +55,7 @@ func ebpfPrograms() []progDesc {
 		{obj: "syscalls", name: "sys_enter", event: "sys_enter", btf: true, required: true,
 			fields: metrics.FSyscalls | metrics.FSyscallsByName},
 		{obj: "syscalls", name: "sys_exit", event: "sys_exit", btf: true, required: true,
-			fields: metrics.FDelivered | metrics.FCopiedToUser | metrics.FCopiedFromUser |
+			fields: metrics.FDelivered | metrics.FReceived | metrics.FCopiedToUser | metrics.FCopiedFromUser |
 				metrics.FMovedInKernel | metrics.FZerocopy | metrics.FCopyClasses},
 		{obj: "syscalls", name: "process_exit", event: "sched_process_exit", btf: true,
 			lost: "exit and exit_group (which never return) are not counted"},

@@ -150,7 +150,7 @@ func addFaults(c *metrics.Counters, v []faultsFaultCounters) {
 // addUring sums one thread's per-CPU io_uring byte counters.
 func addUring(c *metrics.Counters, v []iouringIoCounters) {
 	for _, x := range v {
-		addIO(c, x.ToUser, x.FromUser, x.Moved, x.Delivered, x.Zerocopy, x.ZerocopyCopied)
+		addIO(c, x.ToUser, x.FromUser, x.Moved, x.Delivered, x.Received, x.Zerocopy, x.ZerocopyCopied)
 	}
 }
 

@@ -188,16 +188,17 @@ func addSlot(c *metrics.Counters, v *syscallsThreadStats, countOnExit bool) {
 		}
 		c.SyscallsByName[name] += n
 	}
-	addIO(c, v.Io.ToUser, v.Io.FromUser, v.Io.Moved, v.Io.Delivered, v.Io.Zerocopy, v.Io.ZerocopyCopied)
+	addIO(c, v.Io.ToUser, v.Io.FromUser, v.Io.Moved, v.Io.Delivered, v.Io.Received, v.Io.Zerocopy, v.Io.ZerocopyCopied)
 }
 
-func addIO(c *metrics.Counters, toUser, fromUser, moved [4]uint64, delivered, zc, zcCopied uint64) {
+func addIO(c *metrics.Counters, toUser, fromUser, moved [4]uint64, delivered, received, zc, zcCopied uint64) {
 	for i := 0; i < int(metrics.NumClasses); i++ {
 		c.CopiedToUser[i] += toUser[i]
 		c.CopiedFromUser[i] += fromUser[i]
 		c.MovedInKernel[i] += moved[i]
 	}
 	c.DeliveredBytes += delivered
+	c.ReceivedBytes += received
 	c.ZerocopyBytes += zc
 	c.ZerocopyCopiedBytes += zcCopied
 }

@@ -401,6 +401,7 @@ func groundTruth(t *testing.T, opts EBPFOptions) {
 		{"copied_to_user[socket]", d.CopiedToUser[metrics.ClassSocket], 0},
 		{"copied_from_user[socket]", d.CopiedFromUser[metrics.ClassSocket], nk},
 		{"delivered", d.DeliveredBytes, nk},
+		{"received", d.ReceivedBytes, 0},
 		{"moved_in_kernel", d.MovedInKernel.Total(), 0},
 		// /proc rchar/wchar count read/write-family bytes (not sendto).
 		{"rchar delta vs copied_to_user", after.rchar - before.rchar, d.CopiedToUser.Total()},
@@ -565,6 +566,7 @@ func TestEBPFTransferPaths(t *testing.T) {
 		{"moved_in_kernel[pipe] (splice file->pipe)", d.MovedInKernel[metrics.ClassPipe], nk},
 		{"zerocopy_bytes", d.ZerocopyBytes, nk},
 		{"delivered_bytes", d.DeliveredBytes, 3 * nk},
+		{"received_bytes (a pure sender)", d.ReceivedBytes, 0},
 		{"copied_from_user (beyond the harness byte)", d.CopiedFromUser.Total(), harnessPipeOutput},
 		{"copied_to_user (beyond the harness byte)", d.CopiedToUser.Total(), harnessPipeIn},
 		{"sendfile calls", d.SyscallsByName["sendfile"], n},
@@ -897,6 +899,7 @@ func TestEBPFSyscallFamilies(t *testing.T) {
 		{"moved_in_kernel[file] (copy_file_range)", d.MovedInKernel[metrics.ClassFile], nk},
 		{"zerocopy_bytes", d.ZerocopyBytes, 0},
 		{"delivered_bytes", d.DeliveredBytes, 3 * nk},
+		{"received_bytes (recvfrom, recvmsg, recvmmsg)", d.ReceivedBytes, 3 * nk},
 		{"sendmmsg calls", d.SyscallsByName["sendmmsg"], n},
 		{"recvmmsg calls", d.SyscallsByName["recvmmsg"], n},
 		{"readv calls", d.SyscallsByName["readv"], n},

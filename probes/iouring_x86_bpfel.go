@@ -28,6 +28,7 @@ type iouringIoCounters struct {
 	ZerocopySends  uint64
 	ZerocopyCopied uint64
 	ZerocopyNotes  uint64
+	Received       uint64
 }
 
 type iouringTgidBits struct {

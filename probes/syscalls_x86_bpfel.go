@@ -41,6 +41,7 @@ type syscallsThreadStats struct {
 		ZerocopySends  uint64
 		ZerocopyCopied uint64
 		ZerocopyNotes  uint64
+		Received       uint64
 	}
 	Sys [512]uint64
 }

@@ -278,7 +278,7 @@ func (m columnsModel) rows() []row {
 	}
 	rs = append(rs,
 		row{label: "copies/byte", better: -1, cell: func(c cell, w int) (string, float64, bool) {
-			v, ok := c.rec.CopiesPerByte()
+			v, ok := c.rec.SentCopiesPerByte()
 			if !ok {
 				if c.rec.CopiedToUserBytes != nil && !c.active() {
 					return "idle", 0, false

@@ -41,7 +41,7 @@ func PlainLines(s Sample) []string {
 				fmt.Fprintf(&b, " consumer-ctx %s%s", est, t)
 			}
 		}
-		if v, ok := r.CopiesPerByte(); ok {
+		if v, ok := r.SentCopiesPerByte(); ok {
 			fmt.Fprintf(&b, " copies/B %.2f", v)
 		}
 		if v, ok := r.PerSecond(r.PageFaults); ok {

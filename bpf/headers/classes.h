@@ -26,6 +26,7 @@ struct io_counters {
 	__u64 zerocopy_sends;  /* such sends that returned > 0 */
 	__u64 zerocopy_copied; /* of zerocopy bytes, the kernel copied anyway */
 	__u64 zerocopy_notes;  /* zerocopy completion notifications read */
+	__u64 received;        /* bytes off socket fds, by any means */
 };
 
 static __always_inline __u32 file_class(struct file *f)

@@ -73,6 +73,7 @@ struct pt_regs {
 
 struct inode {
 	umode_t i_mode;
+	dev_t i_rdev; /* character devices: (major << 20) | minor */
 };
 
 struct file {

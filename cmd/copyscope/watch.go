@@ -62,10 +62,19 @@ per interval, or JSON lines with --json (the metrics-contract record plus
 	return cmd
 }
 
-// watchRecord is one JSON line: the metrics-contract record plus its verdict.
+// watchRecord is one JSON line: the metrics-contract record plus its
+// verdicts, both directions in one line and each on its own (absent when
+// the subject moved nothing that way).
 type watchRecord struct {
 	metrics.Record
-	Verdict string `json:"verdict"`
+	Verdict         string `json:"verdict"`
+	VerdictSends    string `json:"verdict_sends,omitempty"`
+	VerdictReceives string `json:"verdict_receives,omitempty"`
+}
+
+func newWatchRecord(r metrics.Record) watchRecord {
+	return watchRecord{Record: r, Verdict: metrics.Verdict(r),
+		VerdictSends: metrics.SendVerdict(r), VerdictReceives: metrics.ReceiveVerdict(r)}
 }
 
 // openWatchProbe opens the backend for mode; auto falls back to /proc with
@@ -229,7 +238,12 @@ func runWatch(cmd *cobra.Command, f watchFlags) error {
 	start := time.Now()
 	header := true
 	enc := json.NewEncoder(out)
-	err = probes.NewSampler(p, group, f.interval).Run(ctx, func(_, _ metrics.Snapshot, recs []metrics.Record) error {
+	var first, last metrics.Snapshot // for the summary over the whole run
+	err = probes.NewSampler(p, group, f.interval).Run(ctx, func(prev, cur metrics.Snapshot, recs []metrics.Record) error {
+		if first.Subjects == nil {
+			first = prev
+		}
+		last = cur
 		// A subject whose threads have all exited is shown for the
 		// interval it ended in, then no more.
 		shown := recs[:0:0]
@@ -243,14 +257,14 @@ func runWatch(cmd *cobra.Command, f watchFlags) error {
 			ui.send(ctx, shown)
 		case f.json:
 			for _, r := range shown {
-				if err := enc.Encode(watchRecord{Record: r, Verdict: metrics.Verdict(r)}); err != nil {
+				if err := enc.Encode(newWatchRecord(r)); err != nil {
 					return fmt.Errorf("write JSON record: %w", err)
 				}
 			}
 		default:
 			for _, r := range shown {
 				if header {
-					fmt.Fprintln(out, watchHeader())
+					fmt.Fprintln(out, watchHeader("TIME"))
 					header = false
 				}
 				if _, err := fmt.Fprintln(out, watchLine(r, metrics.Verdict(r))); err != nil {
@@ -296,16 +310,48 @@ func runWatch(cmd *cobra.Command, f watchFlags) error {
 			fmt.Fprint(stderr, m)
 		}
 	}
+	if err == nil && last.Subjects != nil {
+		err = writeTotals(out, f.json, metrics.Totals(first, last))
+	}
 	if cerr := p.Close(); cerr != nil && err == nil {
 		err = fmt.Errorf("close probes: %w", cerr)
 	}
 	return err
 }
 
+// writeTotals prints the summary records over the whole run (one per
+// subject that did anything), as JSON lines or as table rows.
+func writeTotals(out io.Writer, asJSON bool, recs []metrics.Record) error {
+	enc := json.NewEncoder(out)
+	header := false
+	for _, r := range recs {
+		if !watchActive(r) {
+			continue
+		}
+		var err error
+		switch {
+		case asJSON:
+			err = enc.Encode(newWatchRecord(r))
+		case !header:
+			_, err = fmt.Fprintln(out, watchHeader("RUN"))
+			header = true
+			fallthrough
+		default:
+			if err == nil {
+				_, err = fmt.Fprintln(out, watchLine(r, metrics.Verdict(r)))
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("write summary record: %w", err)
+		}
+	}
+	return nil
+}
+
 // watchActive reports whether a record shows any activity.
 func watchActive(r metrics.Record) bool {
 	nz := func(p *uint64) bool { return p != nil && *p > 0 }
-	return nz(r.Syscalls) || nz(r.CPUNs) || nz(r.DeliveredBytes) || nz(r.PageFaults)
+	return nz(r.Syscalls) || nz(r.CPUNs) || nz(r.DeliveredBytes) || nz(r.ReceivedBytes) || nz(r.PageFaults)
 }
 
 // watchColumn is one table column: title and width.
@@ -317,15 +363,19 @@ type watchColumn struct {
 // watchColumns are the table's columns.
 func watchColumns() []watchColumn {
 	return []watchColumn{
-		{"TIME", 8}, {"MODE", 6}, {"SUBJECT", 24}, {"DELIVERED/s", 11}, {"SYSCALLS/s", 10}, {"MODESW/s", 9},
-		{"CTX vol/inv/s", 15}, {"FAULTS/s", 9}, {"CPU%", 6}, {"COPIES/B", 8}, {"VERDICT", 0},
+		{"TIME", 8}, {"MODE", 6}, {"SUBJECT", 24}, {"DELIVERED/s", 11}, {"RECEIVED/s", 10}, {"SYSCALLS/s", 10}, {"MODESW/s", 9},
+		{"CTX vol/inv/s", 15}, {"FAULTS/s", 9}, {"CPU%", 6}, {"CP/SENT B", 9}, {"CP/RECV B", 9}, {"VERDICT", 0},
 	}
 }
 
-func watchHeader() string {
+// watchHeader is the table's header line, its first column titled first
+// (TIME over interval rows, RUN over the summary rows).
+func watchHeader(first string) string {
 	var b strings.Builder
 	for i, c := range watchColumns() {
-		if i > 0 {
+		if i == 0 {
+			c.title = first
+		} else {
 			b.WriteByte(' ')
 		}
 		fmt.Fprintf(&b, "%-*s", c.width, c.title)
@@ -354,22 +404,30 @@ func watchLine(r metrics.Record, verdict string) string {
 	if v, ok := r.CPUPercent(); ok {
 		cpu = fmt.Sprintf("%s%.1f", est, v)
 	}
-	copies := "-"
-	if v, ok := r.CopiesPerByte(); ok {
-		copies = fmt.Sprintf("%.2f", v)
+	ratio := func(v float64, ok bool) string {
+		if !ok {
+			return "-"
+		}
+		return fmt.Sprintf("%.2f", v)
 	}
-	delivered := "-"
-	if r.DeliveredBytesPerS != nil {
-		delivered = metrics.SI(*r.DeliveredBytesPerS) + "B"
+	bytesPerS := func(p *float64) string {
+		if p == nil {
+			return "-"
+		}
+		return metrics.SI(*p) + "B"
 	}
 	cols := watchColumns()
 	subject := r.Subject
 	if len(subject) > cols[2].width {
 		subject = subject[:cols[2].width-1] + "…"
 	}
+	when := r.TS.Local().Format("15:04:05")
+	if r.Interval != "" {
+		when = r.Interval
+	}
 	cells := []string{
-		r.TS.Local().Format("15:04:05"), string(r.Mode) + est, subject, delivered,
-		per(r.Syscalls), per(r.ModeSwitches), ctx, per(r.PageFaults), cpu, copies, verdict,
+		when, string(r.Mode) + est, subject, bytesPerS(r.DeliveredBytesPerS), bytesPerS(r.ReceivedBytesPerS),
+		per(r.Syscalls), per(r.ModeSwitches), ctx, per(r.PageFaults), cpu, ratio(r.SentCopiesPerByte()), ratio(r.ReceivedCopiesPerByte()), verdict,
 	}
 	var b strings.Builder
 	for i, c := range cells {

@@ -52,8 +52,36 @@ func runWatchCmd(ctx context.Context, args ...string) (stdout, stderr string, er
 	return out.String(), errb.String(), err
 }
 
-// watchJSON parses watch --json output into one map per line.
+// watchJSON parses watch --json output into one map per line, leaving out
+// the summary records (watchTotals has those).
 func watchJSON(t *testing.T, out string) []map[string]any {
+	t.Helper()
+	var recs []map[string]any
+	for _, r := range watchJSONAll(t, out) {
+		if r["interval"] == nil {
+			recs = append(recs, r)
+		}
+	}
+	return recs
+}
+
+// watchTotals returns the summary records ("interval":"total") of watch
+// --json output, by subject.
+func watchTotals(t *testing.T, out string) map[string]map[string]any {
+	t.Helper()
+	tot := map[string]map[string]any{}
+	for _, r := range watchJSONAll(t, out) {
+		if r["interval"] == "total" {
+			tot[r["subject"].(string)] = r
+		} else if r["interval"] != nil {
+			t.Errorf("record with interval %v, want none or \"total\"", r["interval"])
+		}
+	}
+	return tot
+}
+
+// watchJSONAll parses every line of watch --json output.
+func watchJSONAll(t *testing.T, out string) []map[string]any {
 	t.Helper()
 	var recs []map[string]any
 	sc := bufio.NewScanner(strings.NewReader(out))
@@ -148,6 +176,19 @@ func TestWatchDD(t *testing.T) {
 				if r["delivered_bytes"] == nil || r["copied_to_user_bytes"] == nil || r["estimate"] != nil {
 					t.Errorf("ebpf record %v: want delivered and copied fields, no estimate flag", r)
 				}
+				// /dev/zero is zero-filled in place, /dev/null discards:
+				// the kernel copies nothing for either.
+				if r["copied_to_user_bytes"] != 0.0 || r["copied_from_user_bytes"] != 0.0 {
+					t.Errorf("dd from /dev/zero to /dev/null: copied %v to user, %v from user; want 0 and 0", r["copied_to_user_bytes"], r["copied_from_user_bytes"])
+				}
+			}
+			// One summary over the whole run, equal to the intervals' sum.
+			tot := watchTotals(t, out)
+			if len(tot) != 1 || tot["dd["+strconv.Itoa(pid)+"]"] == nil {
+				t.Fatalf("summary records %v, want one for dd[%d]", tot, pid)
+			}
+			if got := tot["dd["+strconv.Itoa(pid)+"]"]["syscalls"]; got != syscalls {
+				t.Errorf("summary record counts %v syscalls, the intervals %v", got, syscalls)
 			}
 			// dd's read+write calls during watch are at most what /proc
 			// counted around it, and most of it (dd runs flat out).
@@ -261,10 +302,11 @@ func TestWatchTable(t *testing.T) {
 		t.Fatalf("watch: %v\n%s", err, stderr)
 	}
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) < 4 || !strings.HasPrefix(lines[0], "TIME") || strings.Count(out, "TIME") != 1 {
-		t.Fatalf("want a header and about 4 rows:\n%s", out)
+	if len(lines) < 6 || !strings.HasPrefix(lines[0], "TIME") || strings.Count(out, "TIME") != 1 ||
+		!strings.HasPrefix(lines[len(lines)-2], "RUN") || !strings.HasPrefix(lines[len(lines)-1], "total") {
+		t.Fatalf("want a header, about 4 rows, then the summary's header and row:\n%s", out)
 	}
-	for _, l := range lines[1:] {
+	for _, l := range append(lines[1:len(lines)-2], lines[len(lines)-1]) {
 		if !strings.Contains(l, "proc~") || !strings.Contains(l, "dd:"+strconv.Itoa(dd.Process.Pid)) || !strings.Contains(l, "unknown (copies need eBPF mode)") {
 			t.Errorf("row %q: want proc~, subject dd:%d and the verdict", l, dd.Process.Pid)
 		}
