@@ -275,13 +275,13 @@ type Record struct {
 	// per received byte, absent when nothing was received.
 	CopiesPerSentByte     *float64 `json:"copies_per_sent_byte,omitempty"`
 	CopiesPerReceivedByte *float64 `json:"copies_per_received_byte,omitempty"`
-	PageFaults           *uint64           `json:"page_faults,omitempty"`
-	FileFaults           *uint64           `json:"file_faults,omitempty"`
-	CtxSwitchesVol       *uint64           `json:"ctx_switches_voluntary,omitempty"`
-	CtxSwitchesInvol     *uint64           `json:"ctx_switches_involuntary,omitempty"`
-	CPUNs                *uint64           `json:"cpu_ns,omitempty"`
-	PageCacheMisses      *uint64           `json:"page_cache_misses,omitempty"`
-	DiskReadBytes        *uint64           `json:"disk_read_bytes,omitempty"`
+	PageFaults            *uint64  `json:"page_faults,omitempty"`
+	FileFaults            *uint64  `json:"file_faults,omitempty"`
+	CtxSwitchesVol        *uint64  `json:"ctx_switches_voluntary,omitempty"`
+	CtxSwitchesInvol      *uint64  `json:"ctx_switches_involuntary,omitempty"`
+	CPUNs                 *uint64  `json:"cpu_ns,omitempty"`
+	PageCacheMisses       *uint64  `json:"page_cache_misses,omitempty"`
+	DiskReadBytes         *uint64  `json:"disk_read_bytes,omitempty"`
 
 	// Rates over the measured interval (per second).
 	DeliveredBytesPerS *float64 `json:"delivered_bytes_per_s,omitempty"`
