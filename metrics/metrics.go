@@ -270,18 +270,19 @@ type Record struct {
 	MovedInKernelByClass map[string]uint64 `json:"moved_in_kernel_by_class,omitempty"`
 	ZerocopyBytes        *uint64           `json:"zerocopy_bytes,omitempty"`
 	ZerocopyCopiedBytes  *uint64           `json:"zerocopy_copied_bytes,omitempty"`
+	PageFaults           *uint64           `json:"page_faults,omitempty"`
+	FileFaults           *uint64           `json:"file_faults,omitempty"`
+	CtxSwitchesVol       *uint64           `json:"ctx_switches_voluntary,omitempty"`
+	CtxSwitchesInvol     *uint64           `json:"ctx_switches_involuntary,omitempty"`
+	CPUNs                *uint64           `json:"cpu_ns,omitempty"`
+	PageCacheMisses      *uint64           `json:"page_cache_misses,omitempty"`
+	DiskReadBytes        *uint64           `json:"disk_read_bytes,omitempty"`
+
 	// CopiesPerSentByte is SentFlowCopies per delivered byte, absent when
 	// nothing was delivered; CopiesPerReceivedByte is ReceivedFlowCopies
 	// per received byte, absent when nothing was received.
 	CopiesPerSentByte     *float64 `json:"copies_per_sent_byte,omitempty"`
 	CopiesPerReceivedByte *float64 `json:"copies_per_received_byte,omitempty"`
-	PageFaults            *uint64  `json:"page_faults,omitempty"`
-	FileFaults            *uint64  `json:"file_faults,omitempty"`
-	CtxSwitchesVol        *uint64  `json:"ctx_switches_voluntary,omitempty"`
-	CtxSwitchesInvol      *uint64  `json:"ctx_switches_involuntary,omitempty"`
-	CPUNs                 *uint64  `json:"cpu_ns,omitempty"`
-	PageCacheMisses       *uint64  `json:"page_cache_misses,omitempty"`
-	DiskReadBytes         *uint64  `json:"disk_read_bytes,omitempty"`
 
 	// Rates over the measured interval (per second).
 	DeliveredBytesPerS *float64 `json:"delivered_bytes_per_s,omitempty"`
