@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"sync"
+	"time"
 
 	"github.com/copyscope/copyscope/broker/transfer"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -21,6 +22,7 @@ import (
 type conn struct {
 	srv      *Server
 	peer     string
+	ip       string // peer's address, for the per-address limit
 	local    string // the address the client connected to
 	listener string
 	pathName string
@@ -35,15 +37,17 @@ type conn struct {
 	out   []byte // response encoding buffer, reused
 	parts []transfer.Part
 	fetch fetchScratch
+
+	base       []byte    // the 64 KiB buffer, kept while in is a large request's mapping
+	reserved   int64     // bytes of srv.budget this connection's buffer holds
+	lastActive time.Time // when the last request was answered (or the connection opened)
+	frameStart time.Time // when the current request's first byte arrived; zero before
 }
 
-// initialInBuf is the request buffer a connection starts with; it grows
-// up to MaxRequestBytes for large produce requests, and goes back to this
-// size after a request larger than shrinkInBuf.
-const (
-	initialInBuf = 64 << 10
-	shrinkInBuf  = 4 << 20
-)
+// initialInBuf is the request buffer a connection starts with; a larger
+// request (up to MaxRequestBytes, within the server's budget) gets a
+// mapping of its own while it is read and answered (see mapLarge).
+const initialInBuf = 64 << 10
 
 // errFrameSize is a size prefix outside 0..MaxRequestBytes.
 var errFrameSize = errors.New("request size out of range")
@@ -89,30 +93,135 @@ func (c *conn) serve() {
 		defer unregister()
 	}
 	c.in = make([]byte, initialInBuf)
+	defer c.release()
+	c.lastActive = time.Now()
 	for {
 		frame, err := c.readFrame()
 		if err != nil {
-			if !errors.Is(err, io.EOF) {
-				c.srv.logf("connection %s: %v; closing it", c.peer, err)
-			}
+			c.logClose(err)
 			return
 		}
 		if err := c.handle(frame); err != nil {
 			c.srv.logf("connection %s: %v; closing it", c.peer, err)
 			return
 		}
+		c.lastActive = time.Now()
+		c.shrink()
 	}
+}
+
+// logClose says why a connection that stopped reading requests closed;
+// limits are logged at most once a second each.
+func (c *conn) logClose(err error) {
+	switch {
+	case errors.Is(err, io.EOF):
+	case errors.Is(err, errIdle):
+		c.srv.limitLog.logf(c.srv.logf, "idle", "connection %s: %v; closing it", c.peer, err)
+	case errors.Is(err, errRequestTimeout):
+		c.srv.limitLog.logf(c.srv.logf, "request-timeout", "connection %s: %v; closing it", c.peer, err)
+	default:
+		c.srv.logf("connection %s: %v; closing it", c.peer, err)
+	}
+}
+
+// reserve makes the request buffer's share of the server's budget cover
+// need bytes, waiting (and reading nothing) until the bytes are free or
+// the request deadline passes.
+func (c *conn) reserve(need int) error {
+	b := c.srv.budget
+	if b == nil || need <= initialInBuf || int64(need) <= c.reserved {
+		return nil
+	}
+	more := int64(need) - c.reserved
+	deadline := c.frameStart.Add(c.srv.cfg.RequestTimeout)
+	if c.srv.cfg.RequestTimeout < 0 {
+		deadline = time.Now().Add(24 * time.Hour)
+	}
+	b.mu.Lock()
+	short := b.avail < more
+	b.mu.Unlock()
+	if short {
+		c.srv.limitLog.logf(c.srv.logf, "buffered-bytes", "connection %s: a %d-byte request waits for buffer memory (--max-buffered-request-bytes %d in use)", c.peer, need, c.srv.cfg.MaxBufferedRequestBytes)
+	}
+	if err := b.acquire(more, deadline, c.srv.closing); err != nil {
+		return fmt.Errorf("%w: waited %v for %d bytes of request buffer (--max-buffered-request-bytes %d): %v", errRequestTimeout, time.Since(c.frameStart).Round(time.Millisecond), need, c.srv.cfg.MaxBufferedRequestBytes, err)
+	}
+	c.reserved += more
+	return nil
+}
+
+// mapLarge moves the unconsumed bytes into an anonymous mapping of
+// exactly need bytes for a request larger than the base buffer. Its pages
+// become resident only as the request's bytes arrive, and munmap returns
+// them at once when the request is answered: the broker's memory follows
+// the bytes received, not the size prefix, and leaves no garbage behind.
+func (c *conn) mapLarge(need int) error {
+	m, err := unix.Mmap(-1, 0, need, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		c.giveBack()
+		return fmt.Errorf("map a %d-byte request buffer: %w (lower --max-buffered-request-bytes or --max-request-bytes)", need, err)
+	}
+	n := copy(m, c.in[c.r:c.w])
+	if c.base != nil {
+		_ = unix.Munmap(c.in)
+	} else {
+		c.base = c.in
+	}
+	c.in, c.r, c.w = m, 0, n
+	return nil
+}
+
+// shrink unmaps a large request's buffer and gives its reservation back
+// once the request is answered. The mapping ends where the request does,
+// so no pipelined bytes follow it.
+func (c *conn) shrink() {
+	if c.base == nil || c.w-c.r > len(c.base) {
+		return
+	}
+	n := copy(c.base, c.in[c.r:c.w])
+	_ = unix.Munmap(c.in)
+	c.in, c.r, c.w, c.base = c.base, 0, n, nil
+	c.giveBack()
+}
+
+// giveBack returns the connection's share of the request budget; at the
+// connection's end it also unmaps a large request's buffer.
+func (c *conn) giveBack() {
+	if c.srv.budget != nil {
+		c.srv.budget.release(c.reserved)
+	}
+	c.reserved = 0
+}
+
+func (c *conn) release() {
+	if c.base != nil {
+		_ = unix.Munmap(c.in)
+		c.in, c.base = nil, nil
+	}
+	c.giveBack()
 }
 
 // readFrame returns the next request frame without its size prefix. The
 // slice is valid until the next call.
 func (c *conn) readFrame() ([]byte, error) {
+	c.frameStart = time.Time{}
+	if c.w > c.r {
+		c.frameStart = time.Now() // pipelined: it arrived with the last one
+	}
 	if err := c.fill(4); err != nil {
 		return nil, err
 	}
 	size := int32(binary.BigEndian.Uint32(c.in[c.r:]))
 	if size < 0 || size > c.srv.cfg.MaxRequestBytes {
 		return nil, fmt.Errorf("%w: size prefix %d (allowed 0..%d; raise --max-request-bytes if a client sends bigger requests)", errFrameSize, size, c.srv.cfg.MaxRequestBytes)
+	}
+	if need := 4 + int(size); need > len(c.in) {
+		if err := c.reserve(need); err != nil {
+			return nil, err
+		}
+		if err := c.mapLarge(need); err != nil {
+			return nil, err
+		}
 	}
 	if err := c.fill(4 + int(size)); err != nil {
 		if errors.Is(err, io.EOF) {
@@ -132,23 +241,22 @@ func (c *conn) fill(n int) error {
 	if c.w-c.r >= n {
 		return nil
 	}
-	if c.r == c.w && len(c.in) > shrinkInBuf && n <= initialInBuf {
-		// A large produce request is done: give its buffer back.
-		c.in, c.r, c.w = make([]byte, initialInBuf), 0, 0
-	}
 	if c.r > 0 && (len(c.in)-c.r < n || c.r == c.w) {
 		c.w = copy(c.in, c.in[c.r:c.w])
 		c.r = 0
 	}
 	if len(c.in)-c.r < n {
-		grown := make([]byte, max(n, min(2*len(c.in), int(c.srv.cfg.MaxRequestBytes)+4)))
-		c.w = copy(grown, c.in[c.r:c.w])
-		c.r = 0
-		c.in = grown
+		return fmt.Errorf("internal error: a %d-byte read into a %d-byte buffer", n, len(c.in)-c.r)
 	}
 	for c.w-c.r < n {
 		m, err := unix.Read(c.fd, c.in[c.w:])
 		if err == unix.EINTR {
+			continue
+		}
+		if err == unix.EAGAIN { // SO_RCVTIMEO: the client was silent
+			if err := c.checkDeadlines(); err != nil {
+				return err
+			}
 			continue
 		}
 		if err != nil {
@@ -158,6 +266,28 @@ func (c *conn) fill(n int) error {
 			return io.EOF
 		}
 		c.w += m
+		if c.frameStart.IsZero() {
+			c.frameStart = time.Now()
+		} else if err := c.checkDeadlines(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkDeadlines enforces the request deadline on a started request and
+// the idle timeout between requests. It uses only the vDSO clock, so a
+// busy connection's reads cost no extra syscall.
+func (c *conn) checkDeadlines() error {
+	now := time.Now()
+	if !c.frameStart.IsZero() {
+		if d := c.srv.cfg.RequestTimeout; d > 0 && now.Sub(c.frameStart) > d {
+			return fmt.Errorf("%w: %d bytes of a request arrived in %v (--request-timeout %v; the client is too slow or stalled)", errRequestTimeout, c.w-c.r, now.Sub(c.frameStart).Round(time.Millisecond), d)
+		}
+		return nil
+	}
+	if d := c.srv.cfg.IdleTimeout; d > 0 && now.Sub(c.lastActive) > d {
+		return fmt.Errorf("%w for %v (--idle-timeout %v)", errIdle, now.Sub(c.lastActive).Round(time.Millisecond), d)
 	}
 	return nil
 }

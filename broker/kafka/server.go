@@ -5,7 +5,8 @@
 // Each connection runs on its own locked OS thread doing blocking reads and
 // writes on the raw socket: the thread's syscalls are the transfer path's
 // arithmetic plus a constant few per request, with no epoll or futex traffic
-// per byte. Fetch responses are framed by hand around the record bytes,
+// per byte. Listeners accept on locked threads too (listen.go), and limits
+// bound what clients can hold (limits.go). Fetch responses are framed by hand around the record bytes,
 // which move from segment files to the socket through a transfer.Path and
 // are never read by the broker.
 package kafka
@@ -14,7 +15,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -67,6 +67,25 @@ type Config struct {
 	Congestion string
 	// Logf, if set, receives one line per notable event.
 	Logf func(format string, args ...any)
+
+	// MaxConnections caps the connections open at once, and
+	// MaxConnectionsPerIP those from one client address (0: the
+	// defaults, -1: no cap). A connection beyond either is closed as
+	// soon as it is accepted, with a log line; the others are served.
+	MaxConnections      int
+	MaxConnectionsPerIP int
+	// IdleTimeout closes a connection that sent no request for that long
+	// (Kafka's connections.max.idle.ms; 0: the default, -1: never).
+	IdleTimeout time.Duration
+	// RequestTimeout closes a connection whose request has not fully
+	// arrived that long after its first byte (0: the default, -1: never).
+	RequestTimeout time.Duration
+	// MaxBufferedRequestBytes caps the bytes of requests larger than a
+	// connection's 64 KiB base buffer being read at once, over all
+	// connections (Kafka's queued.max.request.bytes; 0: the default, -1:
+	// no cap). A request waits for its whole size to be free before its
+	// body is read, and memory is allocated as its bytes arrive.
+	MaxBufferedRequestBytes int64
 }
 
 // Defaults, as Kafka's.
@@ -89,6 +108,12 @@ func DefaultConfig() Config {
 		MaxRequestBytes:   DefaultMaxRequestBytes,
 		AutoCreateTopics:  true,
 		DefaultPartitions: 1,
+
+		MaxConnections:          DefaultMaxConnections,
+		MaxConnectionsPerIP:     DefaultMaxConnectionsPerIP,
+		IdleTimeout:             DefaultIdleTimeout,
+		RequestTimeout:          DefaultRequestTimeout,
+		MaxBufferedRequestBytes: DefaultMaxBufferedRequestBytes,
 	}
 }
 
@@ -105,15 +130,15 @@ type Server struct {
 	mu      sync.Mutex
 	started bool
 	closed  bool
-	lns     []boundListener
+	lns     []*rawListener
 	conns   map[*conn]struct{}
 	closing chan struct{} // closed when Shutdown begins
 	wg      sync.WaitGroup
-}
 
-type boundListener struct {
-	ln   net.Listener
-	path string
+	adm        admission
+	budget     *byteBudget // nil: no cap on buffered request bytes
+	rcvTimeout time.Duration
+	limitLog   limitLog
 }
 
 // NewServer checks cfg and returns a server for store; Start binds it.
@@ -142,6 +167,9 @@ func NewServer(store *log.Store, cfg Config) (*Server, error) {
 	if cfg.DefaultPartitions < 0 || cfg.DefaultPartitions > MaxPartitions {
 		return nil, fmt.Errorf("kafka server: default partitions %d out of range (use 1..%d)", cfg.DefaultPartitions, MaxPartitions)
 	}
+	if err := normalizeLimits(&cfg); err != nil {
+		return nil, fmt.Errorf("kafka server: %w", err)
+	}
 	if cfg.Congestion != "" {
 		if err := checkCongestion(cfg.Congestion); err != nil {
 			return nil, fmt.Errorf("kafka server: %w", err)
@@ -158,7 +186,13 @@ func NewServer(store *log.Store, cfg Config) (*Server, error) {
 		}
 		p.Close()
 	}
-	s := &Server{store: store, cfg: cfg, conns: map[*conn]struct{}{}, closing: make(chan struct{})}
+	s := &Server{store: store, cfg: cfg, conns: map[*conn]struct{}{}, closing: make(chan struct{}),
+		adm:        admission{perIP: map[string]int{}},
+		rcvTimeout: socketTimeout(cfg.IdleTimeout, cfg.RequestTimeout),
+		limitLog:   limitLog{last: map[string]time.Time{}, held: map[string]int{}}}
+	if cfg.MaxBufferedRequestBytes > 0 {
+		s.budget = newByteBudget(cfg.MaxBufferedRequestBytes)
+	}
 	s.nextPID.Store(time.Now().UnixMicro())
 	return s, nil
 }
@@ -177,19 +211,20 @@ func (s *Server) Start() error {
 	if s.started {
 		return errors.New("kafka server: already started")
 	}
-	var lns []boundListener
+	var lns []*rawListener
 	for _, l := range s.cfg.Listeners {
-		ln, err := net.Listen("tcp", l.Addr)
+		ln, err := listenRaw(l.Addr)
 		if err != nil {
 			for _, b := range lns {
-				b.ln.Close()
+				unix.Close(b.fd)
 			}
 			if errors.Is(err, syscall.EADDRINUSE) {
 				return fmt.Errorf("listen on %s: address already in use (stop the process using it, e.g. another broker, or pick another --listen address)", l.Addr)
 			}
 			return fmt.Errorf("listen on %s: %v (check the host:port in --listen)", l.Addr, err)
 		}
-		lns = append(lns, boundListener{ln: ln, path: l.Path})
+		ln.path = l.Path
+		lns = append(lns, ln)
 	}
 	s.lns = lns
 	s.started = true
@@ -206,93 +241,9 @@ func (s *Server) Addrs() []ListenerAddr {
 	defer s.mu.Unlock()
 	out := make([]ListenerAddr, 0, len(s.lns))
 	for _, b := range s.lns {
-		out = append(out, ListenerAddr{Addr: b.ln.Addr().String(), Path: b.path})
+		out = append(out, ListenerAddr{Addr: b.addr, Path: b.path})
 	}
 	return out
-}
-
-func (s *Server) acceptLoop(b boundListener) {
-	defer s.wg.Done()
-	var backoff time.Duration
-	for {
-		nc, err := b.ln.Accept()
-		if err != nil {
-			select {
-			case <-s.closing:
-				return
-			default:
-			}
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			// Out of file descriptors and the like: wait and retry.
-			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			s.logf("accept on %s: %v (retrying in %v)", b.ln.Addr(), err, backoff)
-			select {
-			case <-time.After(backoff):
-			case <-s.closing:
-				return
-			}
-			continue
-		}
-		backoff = 0
-		c, err := s.adopt(nc, b)
-		if err != nil {
-			s.logf("%v", err)
-			continue
-		}
-		if c == nil {
-			continue // shutting down
-		}
-		go c.serve()
-	}
-}
-
-// adopt takes the socket away from Go's network poller: it duplicates the
-// descriptor, closes the net.Conn (which removes it from epoll) and makes
-// the duplicate blocking, so the connection's thread can do plain blocking
-// reads and writes on it.
-func (s *Server) adopt(nc net.Conn, b boundListener) (*conn, error) {
-	peer, local := nc.RemoteAddr().String(), nc.LocalAddr().String()
-	tc, ok := nc.(*net.TCPConn)
-	if !ok {
-		nc.Close()
-		return nil, fmt.Errorf("accept on %s: %T is not a TCP connection", b.ln.Addr(), nc)
-	}
-	rc, err := tc.SyscallConn()
-	if err != nil {
-		nc.Close()
-		return nil, fmt.Errorf("connection from %s: raw socket: %v", peer, err)
-	}
-	fd := -1
-	var derr error
-	if err := rc.Control(func(f uintptr) {
-		fd, derr = unix.FcntlInt(f, unix.F_DUPFD_CLOEXEC, 0)
-	}); err != nil || derr != nil {
-		nc.Close()
-		return nil, fmt.Errorf("connection from %s: duplicate socket: %v %v (raise the open file limit with ulimit -n)", peer, err, derr)
-	}
-	nc.Close()
-	if err := unix.SetNonblock(fd, false); err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("connection from %s: make socket blocking: %v", peer, err)
-	}
-	if cc := s.cfg.Congestion; cc != "" {
-		if err := unix.SetsockoptString(fd, unix.IPPROTO_TCP, unix.TCP_CONGESTION, cc); err != nil {
-			unix.Close(fd)
-			return nil, fmt.Errorf("connection from %s: set TCP congestion control %q: %v (see net.ipv4.tcp_allowed_congestion_control)", peer, cc, err)
-		}
-	}
-	c := &conn{srv: s, fd: fd, peer: peer, local: local, listener: b.ln.Addr().String(), pathName: b.path}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		unix.Close(fd)
-		return nil, nil
-	}
-	s.conns[c] = struct{}{}
-	s.wg.Add(1)
-	return c, nil
 }
 
 // checkCongestion tries TCP congestion control name on a throwaway socket,
@@ -314,6 +265,7 @@ func (s *Server) forget(c *conn) {
 	s.mu.Lock()
 	delete(s.conns, c)
 	s.mu.Unlock()
+	s.adm.leave(c.ip)
 	s.wg.Done()
 }
 
@@ -330,7 +282,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.closed = true
 	close(s.closing)
 	for _, b := range s.lns {
-		b.ln.Close()
+		b.wake()
 	}
 	for c := range s.conns {
 		c.shutdown(unix.SHUT_RD)

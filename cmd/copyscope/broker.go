@@ -33,6 +33,10 @@ type brokerFlags struct {
 	logAppendTime   bool
 	autoCreate      bool
 	shutdownTimeout time.Duration
+
+	maxConns, maxConnsPerIP     int
+	idleTimeout, requestTimeout time.Duration
+	maxBufferedRequestBytes     string
 }
 
 func newBrokerCmd() *cobra.Command {
@@ -50,6 +54,12 @@ Each listener serves Fetch responses over one transfer path: read, mmap,
 sendfile (the default, as Kafka), splice or zerocopy. Every connection runs
 on its own OS thread, so 'copyscope watch --comm copyscope' or the probes
 can attribute each path's syscalls and copies exactly.
+
+Limits protect it from clients: --max-connections and
+--max-connections-per-ip (each connection holds a thread), --idle-timeout,
+--request-timeout (a request trickling in is cut) and
+--max-buffered-request-bytes (memory of large requests being read). Each
+limit hit is logged, at most once a second per limit.
 
 SIGINT or SIGTERM shut the broker down cleanly: requests in flight finish,
 connections close, the log is synced.`,
@@ -87,6 +97,11 @@ connections close, the log is synced.`,
 	fl.BoolVar(&f.logAppendTime, "log-append-time", false, "stamp batches with the broker's time (Kafka's LogAppendTime)")
 	fl.BoolVar(&f.autoCreate, "auto-create-topics", true, "create unknown topics when a client asks for their metadata")
 	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long in-flight requests may take to finish on SIGINT/SIGTERM")
+	fl.IntVar(&f.maxConns, "max-connections", kafka.DefaultMaxConnections, "connections open at once; each holds an OS thread, new ones beyond are closed with a log line (-1: no cap)")
+	fl.IntVar(&f.maxConnsPerIP, "max-connections-per-ip", kafka.DefaultMaxConnectionsPerIP, "connections open at once from one client address (-1: no cap)")
+	fl.DurationVar(&f.idleTimeout, "idle-timeout", kafka.DefaultIdleTimeout, "close a connection that sent no request for this long (Kafka's connections.max.idle.ms; -1s: never)")
+	fl.DurationVar(&f.requestTimeout, "request-timeout", kafka.DefaultRequestTimeout, "close a connection whose request has not fully arrived this long after its first byte (-1s: never)")
+	fl.StringVar(&f.maxBufferedRequestBytes, "max-buffered-request-bytes", "256MiB", "bytes of large requests being read at once, over all connections (Kafka's queued.max.request.bytes; -1: no cap); a request waits for room before its body is read")
 	return cmd
 }
 
@@ -151,6 +166,9 @@ func brokerConfigs(f brokerFlags) (log.Config, kafka.Config, error) {
 		return lc, kc, fmt.Errorf("--max-request-bytes %s: use 1KiB to 2GiB-1", f.maxRequestBytes)
 	}
 	kc.MaxRequestBytes = int32(mrb)
+	if err := limitConfig(f, &kc); err != nil {
+		return lc, kc, err
+	}
 	if f.partitions < 1 || f.partitions > kafka.MaxPartitions {
 		return lc, kc, fmt.Errorf("--partitions %d: use 1..%d", f.partitions, kafka.MaxPartitions)
 	}
@@ -221,5 +239,43 @@ func runBroker(cmd *cobra.Command, f brokerFlags) error {
 		return fmt.Errorf("close data directory %s: %w (the next start recovers the log)", f.data, cerr)
 	}
 	logf("stopped cleanly")
+	return nil
+}
+
+// limitConfig copies the connection and memory limits; -1 (or any
+// negative duration) turns one off.
+func limitConfig(f brokerFlags, kc *kafka.Config) error {
+	for _, c := range []struct {
+		name string
+		v    int
+		dst  *int
+	}{{"--max-connections", f.maxConns, &kc.MaxConnections}, {"--max-connections-per-ip", f.maxConnsPerIP, &kc.MaxConnectionsPerIP}} {
+		if c.v == 0 || c.v < -1 {
+			return fmt.Errorf("%s %d: use a positive count, or -1 for no cap", c.name, c.v)
+		}
+		*c.dst = c.v
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+		dst  *time.Duration
+	}{{"--idle-timeout", f.idleTimeout, &kc.IdleTimeout}, {"--request-timeout", f.requestTimeout, &kc.RequestTimeout}} {
+		if d.v == 0 {
+			return fmt.Errorf("%s 0: give a duration such as 30s, or -1s for none", d.name)
+		}
+		*d.dst = max(d.v, -1)
+	}
+	if strings.TrimSpace(f.maxBufferedRequestBytes) == "-1" {
+		kc.MaxBufferedRequestBytes = -1
+		return nil
+	}
+	b, err := parseBytes(f.maxBufferedRequestBytes)
+	if err != nil {
+		return fmt.Errorf("--max-buffered-request-bytes: %w", err)
+	}
+	if b < int64(kc.MaxRequestBytes)+4 {
+		return fmt.Errorf("--max-buffered-request-bytes %s: below one request of --max-request-bytes %d (raise it or lower --max-request-bytes)", f.maxBufferedRequestBytes, kc.MaxRequestBytes)
+	}
+	kc.MaxBufferedRequestBytes = b
 	return nil
 }

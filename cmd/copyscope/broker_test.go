@@ -21,14 +21,19 @@ import (
 func TestBrokerConfigs(t *testing.T) {
 	base := func() brokerFlags {
 		return brokerFlags{listen: []string{"127.0.0.1:9092"}, fetchPath: "sendfile", producePath: "write", chunk: "64KiB",
-			fsync: "interval", partitions: 1, segmentBytes: "1GiB", retentionBytes: "-1", retentionMs: 1000, maxRequestBytes: "100MiB"}
+			fsync: "interval", partitions: 1, segmentBytes: "1GiB", retentionBytes: "-1", retentionMs: 1000, maxRequestBytes: "100MiB",
+			maxConns: 1000, maxConnsPerIP: 200, idleTimeout: 10 * time.Minute, requestTimeout: 30 * time.Second, maxBufferedRequestBytes: "256MiB"}
 	}
 	f := base()
 	f.listen = []string{"read=127.0.0.1:1", "127.0.0.1:2"}
 	f.chunk, f.fsync, f.producePath, f.segmentBytes, f.retentionBytes, f.retentionMs = "4KiB", "always", "mmap", "64MiB", "1GB", -1
+	f.maxConnsPerIP, f.idleTimeout, f.maxBufferedRequestBytes = -1, -time.Second, "1GiB"
 	lc, kc, err := brokerConfigs(f)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if kc.MaxConnections != 1000 || kc.MaxConnectionsPerIP != -1 || kc.IdleTimeout >= 0 || kc.RequestTimeout != 30*time.Second || kc.MaxBufferedRequestBytes != 1<<30 {
+		t.Fatalf("limits %+v", kc)
 	}
 	if kc.Listeners[0].Path != "read" || kc.Listeners[1].Path != "sendfile" || kc.Chunk != 4096 || kc.MaxRequestBytes != 100<<20 {
 		t.Fatalf("server config %+v", kc)
@@ -48,6 +53,10 @@ func TestBrokerConfigs(t *testing.T) {
 		func(f *brokerFlags) { f.maxRequestBytes = "4GiB" },
 		func(f *brokerFlags) { f.retentionMs = 0 },
 		func(f *brokerFlags) { f.segmentBytes = "lots" },
+		func(f *brokerFlags) { f.maxConns = 0 },
+		func(f *brokerFlags) { f.maxConnsPerIP = -2 },
+		func(f *brokerFlags) { f.requestTimeout = 0 },
+		func(f *brokerFlags) { f.maxBufferedRequestBytes = "1MiB" }, // below one 100 MiB request
 	}
 	for i, mod := range bad {
 		f := base()
