@@ -6,9 +6,9 @@
 // writes on the raw socket: the thread's syscalls are the transfer path's
 // arithmetic plus a constant few per request, with no epoll or futex traffic
 // per byte. Listeners accept on locked threads too (listen.go), and limits
-// bound what clients can hold (limits.go). Fetch responses are framed by hand around the record bytes,
-// which move from segment files to the socket through a transfer.Path and
-// are never read by the broker.
+// bound what clients can hold (limits.go). Fetch responses are framed by
+// hand around the record bytes, which move from segment files to the
+// socket through a transfer.Path and are never read by the broker.
 package kafka
 
 import (
