@@ -24,8 +24,16 @@
 
 char __license[] SEC("license") = "GPL";
 
+/* UAPI constants (<linux/socket.h>, <linux/in.h>, <linux/in6.h>,
+ * <linux/errqueue.h>): user space's ABI, fixed. */
 #define MSG_ERRQUEUE 0x2000
 #define MSG_ZEROCOPY 0x4000000
+#define SOL_IP 0
+#define SOL_IPV6 41
+#define IP_RECVERR 11
+#define IPV6_RECVERR 25
+#define SO_EE_ORIGIN_ZEROCOPY 5
+#define SO_EE_CODE_ZEROCOPY_COPIED 1
 
 /* x86_64 numbers (asm/unistd_64.h). */
 #define NR_read 0
@@ -54,12 +62,33 @@ char __license[] SEC("license") = "GPL";
 #define NR_preadv2 327
 #define NR_pwritev2 328
 
+/* struct user_msghdr and struct mmsghdr as x86_64 user space lays them
+ * out (<linux/socket.h>), to read fields of the caller's buffers. */
+struct umsghdr {
+	void *msg_name;
+	int msg_namelen;
+	void *msg_iov;
+	__u64 msg_iovlen;
+	void *msg_control;
+	__u64 msg_controllen;
+	unsigned int msg_flags;
+};
+
+struct ummsghdr {
+	struct umsghdr msg_hdr;
+	unsigned int msg_len; /* bytes of this message, written by the kernel */
+};
+_Static_assert(__builtin_offsetof(struct umsghdr, msg_control) == 32 && __builtin_offsetof(struct umsghdr, msg_controllen) == 40,
+	       "struct user_msghdr layout");
+_Static_assert(sizeof(struct ummsghdr) == 64 && __builtin_offsetof(struct ummsghdr, msg_len) == 56, "struct mmsghdr layout");
+
 /* sendmmsg/recvmmsg return a message count; their bytes are the msg_len
- * fields the kernel wrote into the caller's struct mmsghdr array (64 bytes
- * each, msg_len at offset 56), read for up to MAX_MMSG messages. */
-#define MAX_MMSG 64
-#define MMSGHDR_SIZE 64
-#define MMSG_LEN_OFF 56
+ * fields the kernel wrote into the caller's struct mmsghdr array, read for
+ * up to MAX_MMSG messages (the Go side names the limit in its note). */
+enum mmsg_limits {
+	MAX_MMSG = 64,
+};
+BTF_EMIT_ENUM(mmsg_limits);
 
 /* Zerocopy send sizes remembered per socket (keyed by struct sock *), to
  * turn the kernel's notification id ranges back into bytes. */
@@ -79,16 +108,24 @@ char __license[] SEC("license") = "GPL";
  * tid_slots, and the reader collects the final counts and pushes the slot
  * back. thread_stats is mmap'able: the reader reads it without syscalls.
  */
-#define NSYS 512         /* sys[] entries: numbers 0..509 by number, */
-#define SYS_OTHER 510    /* then any other number (x32, out of range), */
-#define SYS_NONE 511     /* then -1 (orig_ax after rt_sigreturn). */
+/* Indexes of sys[]: the syscall numbers 0..509 by number, then two
+ * special entries. */
+enum sys_index {
+	SYS_OTHER = 510, /* any other number (x32, out of range) */
+	SYS_NONE = 511,  /* -1 (orig_ax after rt_sigreturn) */
+	NSYS = 512,      /* entries in sys[] */
+};
+BTF_EMIT_ENUM(sys_index);
 
-#define SLOT_FREE 0
-#define SLOT_LIVE 1
-#define SLOT_EXITED 2
+/* Who a slot belongs to; the reader decodes the same values. */
+enum slot_state {
+	SLOT_FREE,
+	SLOT_LIVE,
+	SLOT_EXITED,
+};
 
 struct thread_stats {
-	__u32 state; /* SLOT_*, written last when a slot changes hands */
+	enum slot_state state; /* written last when a slot changes hands */
 	__u32 tid;
 	__u32 tgid;
 	__u32 pad;
@@ -376,7 +413,7 @@ static __always_inline __u64 mmsg_bytes(void *vec, long msgs)
 		if (i >= msgs)
 			break;
 		__u32 len = 0;
-		if (bpf_probe_read_user(&len, sizeof(len), vec + i * MMSGHDR_SIZE + MMSG_LEN_OFF)) {
+		if (bpf_probe_read_user(&len, sizeof(len), vec + i * sizeof(struct ummsghdr) + __builtin_offsetof(struct ummsghdr, msg_len))) {
 			count_drop(DROP_READ);
 			break;
 		}
@@ -419,11 +456,10 @@ static __always_inline void zc_notified(struct io_counters *c, struct sock *sk, 
 {
 	void *control = 0;
 	__u64 controllen = 0;
-	if (bpf_probe_read_user(&control, sizeof(control), umsg + 32) ||
-	    bpf_probe_read_user(&controllen, sizeof(controllen), umsg + 40))
+	if (bpf_probe_read_user(&control, sizeof(control), umsg + __builtin_offsetof(struct umsghdr, msg_control)) ||
+	    bpf_probe_read_user(&controllen, sizeof(controllen), umsg + __builtin_offsetof(struct umsghdr, msg_controllen)))
 		return;
-	if (!control || controllen < 32)
-		return;
+	/* A struct cmsghdr followed by a struct sock_extended_err. */
 	struct {
 		__u64 len;
 		__s32 level;
@@ -436,15 +472,16 @@ static __always_inline void zc_notified(struct io_counters *c, struct sock *sk, 
 		__u32 ee_info;
 		__u32 ee_data;
 	} cm;
+	if (!control || controllen < sizeof(cm))
+		return;
 	if (bpf_probe_read_user(&cm, sizeof(cm), control))
 		return;
-	/* SOL_IP/IP_RECVERR or SOL_IPV6/IPV6_RECVERR; SO_EE_ORIGIN_ZEROCOPY. */
-	if (!((cm.level == 0 && cm.type == 11) || (cm.level == 41 && cm.type == 25)))
+	if (!((cm.level == SOL_IP && cm.type == IP_RECVERR) || (cm.level == SOL_IPV6 && cm.type == IPV6_RECVERR)))
 		return;
-	if (cm.ee_origin != 5)
+	if (cm.ee_origin != SO_EE_ORIGIN_ZEROCOPY)
 		return;
 	c->zerocopy_notes += 1;
-	if (!(cm.ee_code & 1))
+	if (!(cm.ee_code & SO_EE_CODE_ZEROCOPY_COPIED))
 		return;
 	__u64 k = (__u64)sk;
 	struct zc_ring *r = bpf_map_lookup_elem(&zc_socks, &k);

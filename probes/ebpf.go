@@ -52,33 +52,33 @@ type progDesc struct {
 // ebpfPrograms lists every program copyscope attaches, in attach order.
 func ebpfPrograms() []progDesc {
 	return []progDesc{
-		{obj: "syscalls", name: "sys_enter", event: "sys_enter", btf: true, required: true,
+		{obj: "syscalls", name: syscallsProgSysEnter, event: "sys_enter", btf: true, required: true,
 			fields: metrics.FSyscalls | metrics.FSyscallsByName},
-		{obj: "syscalls", name: "sys_exit", event: "sys_exit", btf: true, required: true,
+		{obj: "syscalls", name: syscallsProgSysExit, event: "sys_exit", btf: true, required: true,
 			fields: metrics.FDelivered | metrics.FReceived | metrics.FCopiedToUser | metrics.FCopiedFromUser |
 				metrics.FMovedInKernel | metrics.FZerocopy | metrics.FCopyClasses},
-		{obj: "syscalls", name: "process_exit", event: "sched_process_exit", btf: true,
+		{obj: "syscalls", name: syscallsProgProcessExit, event: "sched_process_exit", btf: true,
 			lost: "exit and exit_group (which never return) are not counted"},
-		{obj: "sched", name: "sched_switch", event: "sched_switch", btf: true,
+		{obj: "sched", name: schedProgSchedSwitch, event: "sched_switch", btf: true,
 			fields: metrics.FCtxSwitches | metrics.FCPU,
 			lost:   "context switches and cpu_ns are missing"},
-		{obj: "faults", name: "page_fault_user", group: "exceptions", event: "page_fault_user", btf: true,
+		{obj: "faults", name: faultsProgPageFaultUser, group: "exceptions", event: "page_fault_user", btf: true,
 			fields: metrics.FPageFaults, lost: "page_faults are missing"},
-		{obj: "faults", name: "page_fault_kernel", group: "exceptions", event: "page_fault_kernel", btf: true,
+		{obj: "faults", name: faultsProgPageFaultKernel, group: "exceptions", event: "page_fault_kernel", btf: true,
 			lost: "page_faults omit faults taken inside syscalls on user memory (copy_to/from_user), so they read below /proc minflt"},
-		{obj: "faults", name: "filemap_fault", group: "filemap", event: "mm_filemap_fault", btf: true,
+		{obj: "faults", name: faultsProgFilemapFault, group: "filemap", event: "mm_filemap_fault", btf: true,
 			fields: metrics.FFileFaults, lost: "file_faults are missing"},
-		{obj: "faults", name: "filemap_map_pages", group: "filemap", event: "mm_filemap_map_pages", btf: true,
+		{obj: "faults", name: faultsProgFilemapMapPages, group: "filemap", event: "mm_filemap_map_pages", btf: true,
 			fields: metrics.FFileFaults, lost: "file_faults are missing (fault-around pages cannot be counted)"},
-		{obj: "faults", name: "filemap_add_to_page_cache", group: "filemap", event: "mm_filemap_add_to_page_cache",
+		{obj: "faults", name: faultsProgFilemapAddToPageCache, group: "filemap", event: "mm_filemap_add_to_page_cache",
 			fields: metrics.FPageCache, lost: "page_cache_misses are missing"},
-		{obj: "faults", name: "block_rq_issue", group: "block", event: "block_rq_issue",
+		{obj: "faults", name: faultsProgBlockRqIssue, group: "block", event: "block_rq_issue",
 			fields: metrics.FDiskRead, lost: "disk_read_bytes are missing"},
-		{obj: "faults", name: "block_rq_complete", group: "block", event: "block_rq_complete",
+		{obj: "faults", name: faultsProgBlockRqComplete, group: "block", event: "block_rq_complete",
 			fields: metrics.FDiskRead, lost: "disk_read_bytes are missing"},
-		{obj: "iouring", name: "uring_submit", group: "io_uring", event: "io_uring_submit_req", btf: true,
+		{obj: "iouring", name: iouringProgUringSubmit, group: "io_uring", event: "io_uring_submit_req", btf: true,
 			lost: "bytes moved by io_uring operations are not counted"},
-		{obj: "iouring", name: "uring_complete", group: "io_uring", event: "io_uring_complete", btf: true,
+		{obj: "iouring", name: iouringProgUringComplete, group: "io_uring", event: "io_uring_complete", btf: true,
 			lost: "bytes moved by io_uring operations are not counted"},
 	}
 }
@@ -124,15 +124,15 @@ type threadInfo struct {
 	exited bool
 }
 
-// pidMaxLimit is PID_MAX_LIMIT in bpf/headers/common.h: the filter bitmaps
-// cover thread ids below it.
-const pidMaxLimit = 4194304
+// idLimit is the first id the filter bitmaps do not cover (PID_MAX_LIMIT
+// in bpf/headers/common.h, read from the loaded map's size).
+func (p *ebpfProbe) idLimit() int { return int(p.tids.MaxEntries()) * 64 }
 
 // setTgidBit sets or clears a process's bit in watched_tgids: all (every
 // thread) or some (listed threads only).
 func (p *ebpfProbe) setTgidBit(tgid int, all, on bool) error {
-	if tgid <= 0 || tgid >= pidMaxLimit {
-		return fmt.Errorf("process id %d outside 1..%d", tgid, pidMaxLimit-1)
+	if tgid <= 0 || tgid >= p.idLimit() {
+		return fmt.Errorf("process id %d outside 1..%d", tgid, p.idLimit()-1)
 	}
 	w := uint32(tgid / 64)
 	bit := uint64(1) << (tgid % 64)
@@ -157,8 +157,8 @@ func (p *ebpfProbe) setTgidBit(tgid int, all, on bool) error {
 
 // setTidBit sets or clears a thread's bit in watched_tids.
 func (p *ebpfProbe) setTidBit(tid int, on bool) error {
-	if tid <= 0 || tid >= pidMaxLimit {
-		return fmt.Errorf("thread id %d outside 1..%d", tid, pidMaxLimit-1)
+	if tid <= 0 || tid >= p.idLimit() {
+		return fmt.Errorf("thread id %d outside 1..%d", tid, p.idLimit()-1)
 	}
 	w := uint32(tid / 64)
 	var v uint64
@@ -221,9 +221,9 @@ func (p *ebpfProbe) open(opts EBPFOptions, descs []progDesc, edit func(string, *
 			continue
 		}
 		switch {
-		case d.name == "sys_enter" && p.countOnExit, d.name == "process_exit" && !p.countOnExit:
+		case d.name == syscallsProgSysEnter && p.countOnExit, d.name == syscallsProgProcessExit && !p.countOnExit:
 			continue // the other counting mode's program
-		case d.name == "sys_exit" && p.countOnExit:
+		case d.name == syscallsProgSysExit && p.countOnExit:
 			d.fields |= metrics.FSyscalls | metrics.FSyscallsByName
 		}
 		if _, ok := byObj[d.obj]; !ok {
@@ -241,18 +241,14 @@ func (p *ebpfProbe) open(opts EBPFOptions, descs []progDesc, edit func(string, *
 			return fmt.Errorf("read embedded BPF object %s: %w (run make generate)", obj, err)
 		}
 		if obj == "syscalls" {
-			n := opts.MaxThreads
-			if n <= 0 {
-				n = defaultMaxThreads
-			}
-			if err := sizeSlotMaps(spec, n); err != nil {
+			if err := sizeSlotMaps(spec, opts.MaxThreads); err != nil {
 				return err
 			}
 		}
 		if edit != nil {
 			edit(obj, spec)
 		}
-		if v := spec.Variables["count_on_exit"]; v != nil {
+		if v := spec.Variables[syscallsVarCountOnExit]; v != nil {
 			var on uint8
 			if p.countOnExit {
 				on = 1
@@ -270,21 +266,21 @@ func (p *ebpfProbe) open(opts EBPFOptions, descs []progDesc, edit func(string, *
 		}
 		p.colls = append(p.colls, coll)
 		if obj == "syscalls" {
-			p.tgids = coll.Maps["watched_tgids"]
-			p.tids = coll.Maps["watched_tids"]
-			p.filter = coll.Maps["filter"]
-			p.drops = coll.Maps["drops"]
+			p.tgids = coll.Maps[syscallsMapWatchedTgids]
+			p.tids = coll.Maps[syscallsMapWatchedTids]
+			p.filter = coll.Maps[syscallsMapFilter]
+			p.drops = coll.Maps[syscallsMapDrops]
 			if p.slots, err = newSlotTable(coll); err != nil {
 				return err
 			}
 		}
-		if m := coll.Maps["uring_counts"]; m != nil {
+		if m := coll.Maps[iouringMapUringCounts]; m != nil {
 			p.uringCounts = m
 		}
-		if m := coll.Maps["sched_counts"]; m != nil {
+		if m := coll.Maps[schedMapSchedCounts]; m != nil {
 			p.schedCounts = m
 		}
-		if m := coll.Maps["fault_counts"]; m != nil {
+		if m := coll.Maps[faultsMapFaultCounts]; m != nil {
 			p.faultCounts = m
 		}
 		for _, d := range byObj[obj] {
@@ -335,7 +331,7 @@ func (p *ebpfProbe) loadObject(obj string, spec *ebpf.CollectionSpec, descs []pr
 	opts := ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{}}
 	if p.tgids != nil {
 		shared := map[string]*ebpf.Map{
-			"watched_tgids": p.tgids, "watched_tids": p.tids, "filter": p.filter, "drops": p.drops,
+			syscallsMapWatchedTgids: p.tgids, syscallsMapWatchedTids: p.tids, syscallsMapFilter: p.filter, syscallsMapDrops: p.drops,
 		}
 		for name, m := range shared {
 			if _, ok := spec.Maps[name]; ok {
@@ -366,7 +362,7 @@ func (p *ebpfProbe) loadObject(obj string, spec *ebpf.CollectionSpec, descs []pr
 			}
 			return nil, fmt.Errorf("load required BPF program %s (%s): %w (needs root with CAP_BPF and CAP_PERFMON and kernel BTF; run copyscope doctor)", d.name, obj, perr)
 		}
-		p.degrade(d, fmt.Sprintf("load: %v", firstLine(perr)))
+		p.degrade(d, "load: "+ErrorSummary(perr))
 		delete(spec.Programs, d.name)
 	}
 	if len(spec.Programs) == 0 {
@@ -377,14 +373,6 @@ func (p *ebpfProbe) loadObject(obj string, spec *ebpf.CollectionSpec, descs []pr
 		return nil, fmt.Errorf("load BPF object %s: %+v", obj, err)
 	}
 	return coll, nil
-}
-
-func firstLine(err error) string {
-	s := err.Error()
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		s = s[:i]
-	}
-	return s
 }
 
 func attach(d progDesc, prog *ebpf.Program) (link.Link, error) {
@@ -411,23 +399,23 @@ func (p *ebpfProbe) Notes() []string {
 	out := append([]string(nil), p.notes...)
 	if p.drops != nil && !p.closed {
 		var full, bad []uint64
-		if p.drops.Lookup(uint32(0), &full) == nil && sum(full) > 0 {
+		if p.drops.Lookup(syscallsDropReasonDROP_MAP_FULL, &full) == nil && sum(full) > 0 {
 			out = append(out, fmt.Sprintf("%d events not counted: a counters map was full (more than %d threads at once)", sum(full), p.slots.n))
 		}
-		if p.drops.Lookup(uint32(1), &bad) == nil && sum(bad) > 0 {
+		if p.drops.Lookup(syscallsDropReasonDROP_READ, &bad) == nil && sum(bad) > 0 {
 			out = append(out, fmt.Sprintf("%d kernel or user memory reads failed: those bytes are classed as other or not counted", sum(bad)))
 		}
 		var highTid []uint64
-		if p.drops.Lookup(uint32(3), &highTid) == nil && sum(highTid) > 0 {
+		if p.drops.Lookup(syscallsDropReasonDROP_TID, &highTid) == nil && sum(highTid) > 0 {
 			out = append(out, fmt.Sprintf("%d syscalls of threads with ids at or above %d (pid_max when the probes loaded, since raised) not counted: restart copyscope", sum(highTid), p.slots.links.MaxEntries()))
 		}
 		var reused []uint64
-		if p.drops.Lookup(uint32(4), &reused) == nil && sum(reused) > 0 {
+		if p.drops.Lookup(syscallsDropReasonDROP_REUSED, &reused) == nil && sum(reused) > 0 {
 			out = append(out, fmt.Sprintf("%d context-switch events of new threads not counted: their thread id was reused before the previous owner's final counts were read (more than pid_max threads created within one interval; read more often)", sum(reused)))
 		}
 		var mmsg []uint64
-		if p.drops.Lookup(uint32(2), &mmsg) == nil && sum(mmsg) > 0 {
-			out = append(out, fmt.Sprintf("%d sendmmsg/recvmmsg calls moved more than %d messages: bytes past the %dth message are not counted", sum(mmsg), maxMmsg, maxMmsg))
+		if p.drops.Lookup(syscallsDropReasonDROP_MMSG, &mmsg) == nil && sum(mmsg) > 0 {
+			out = append(out, fmt.Sprintf("%d sendmmsg/recvmmsg calls moved more than %d messages: bytes past the %dth message are not counted", sum(mmsg), syscallsMmsgLimitsMAX_MMSG, syscallsMmsgLimitsMAX_MMSG))
 		}
 		// The kernel skips a program that fires while it is already
 		// running on the same CPU (for example from an interrupt).
@@ -441,9 +429,6 @@ func (p *ebpfProbe) Notes() []string {
 	}
 	return out
 }
-
-// maxMmsg is MAX_MMSG in bpf/syscalls.bpf.c.
-const maxMmsg = 64
 
 // sub is a - b, or 0 when a counter reads below its base.
 func sub(a, b uint64) uint64 {

@@ -19,21 +19,26 @@ import (
 // first syscall, the kernel marks it exited when the thread exits, and the
 // reader keeps the final counts and returns the slot to free_slots.
 
-// Slot states (SLOT_* in bpf/syscalls.bpf.c).
+// Slot states and the sys[] indexes past the syscall numbers, as bpf2go
+// emits them from bpf/syscalls.bpf.c's enums.
 const (
-	slotFree   = 0
-	slotLive   = 1
-	slotExited = 2
+	slotFree   = syscallsSlotStateSLOT_FREE
+	slotExited = syscallsSlotStateSLOT_EXITED
+	sysOther   = int(syscallsSysIndexSYS_OTHER)
+	sysNone    = int(syscallsSysIndexSYS_NONE)
 )
 
-// sys[] indexes past the syscall numbers (SYS_OTHER, SYS_NONE).
-const (
-	sysOther = 510
-	sysNone  = 511
+// The fd classes index every by-class array: C's enum fd_class and
+// metrics.FdClass must agree. Each line fails to compile (index out of
+// range, or constant overflow) when they drift apart.
+var (
+	_ = [1]struct{}{}[uint32(syscallsFdClassCLASS_FILE)-uint32(metrics.ClassFile)]
+	_ = [1]struct{}{}[uint32(syscallsFdClassCLASS_SOCKET)-uint32(metrics.ClassSocket)]
+	_ = [1]struct{}{}[uint32(syscallsFdClassCLASS_PIPE)-uint32(metrics.ClassPipe)]
+	_ = [1]struct{}{}[uint32(syscallsFdClassCLASS_OTHER)-uint32(metrics.ClassOther)]
+	_ = [1]struct{}{}[uint32(syscallsFdClassNUM_CLASSES)-uint32(metrics.NumClasses)]
+	_ = [1]struct{}{}[uint32(iouringFdClassNUM_CLASSES)-uint32(syscallsFdClassNUM_CLASSES)]
 )
-
-// defaultMaxThreads is MAX_SLOTS in bpf/syscalls.bpf.c.
-const defaultMaxThreads = 4096
 
 // slotSize is sizeof(struct thread_stats).
 var slotSize = binary.Size(syscallsThreadStats{})
@@ -47,34 +52,38 @@ type slotTable struct {
 }
 
 // sizeSlotMaps sets the slot and thread-id arrays' sizes before loading:
-// n slots, and one link per thread id the kernel can hand out.
+// n slots (n <= 0: as compiled, MAX_SLOTS), and one link per thread id the
+// kernel can hand out.
 func sizeSlotMaps(spec *ebpf.CollectionSpec, n int) error {
-	for _, name := range []string{"thread_stats", "free_slots"} {
+	for _, name := range []string{syscallsMapThreadStats, syscallsMapFreeSlots} {
 		m := spec.Maps[name]
 		if m == nil {
 			return fmt.Errorf("BPF object syscalls has no map %s (run make generate)", name)
 		}
-		m.MaxEntries = uint32(n)
+		if n > 0 {
+			m.MaxEntries = uint32(n)
+		}
 	}
-	if m := spec.Maps["tid_slots"]; m != nil {
-		m.MaxEntries = uint32(pidMax())
+	if m := spec.Maps[syscallsMapTidSlots]; m != nil {
+		// Compiled for PID_MAX_LIMIT ids; the kernel hands out fewer.
+		m.MaxEntries = uint32(pidMax(int(m.MaxEntries)))
 	}
 	return nil
 }
 
-// pidMax is the kernel's pid_max (thread ids are below it), or the
-// largest it can be when that cannot be read.
-func pidMax() int {
+// pidMax is the kernel's pid_max (thread ids are below it), or limit, the
+// largest it can be, when that cannot be read.
+func pidMax(limit int) int {
 	n, err := procfs.PidMax()
-	if err != nil || n <= 0 || n > pidMaxLimit {
-		return pidMaxLimit
+	if err != nil || n <= 0 || n > limit {
+		return limit
 	}
 	return n
 }
 
 // newSlotTable maps the loaded slot array and fills the free list.
 func newSlotTable(coll *ebpf.Collection) (*slotTable, error) {
-	t := &slotTable{stats: coll.Maps["thread_stats"], links: coll.Maps["tid_slots"], free: coll.Maps["free_slots"]}
+	t := &slotTable{stats: coll.Maps[syscallsMapThreadStats], links: coll.Maps[syscallsMapTidSlots], free: coll.Maps[syscallsMapFreeSlots]}
 	if t.stats == nil || t.links == nil || t.free == nil {
 		return nil, errors.New("BPF object syscalls lacks its slot maps (run make generate)")
 	}
@@ -95,12 +104,12 @@ func newSlotTable(coll *ebpf.Collection) (*slotTable, error) {
 }
 
 // header reads a slot's state and owner without copying the counters.
-func (t *slotTable) header(i int) (state, tid uint32, err error) {
+func (t *slotTable) header(i int) (state syscallsSlotState, tid uint32, err error) {
 	var h [8]byte
 	if _, err := t.mem.ReadAt(h[:], int64(i*slotSize)); err != nil {
 		return 0, 0, fmt.Errorf("read slot %d: %w", i, err)
 	}
-	return binary.LittleEndian.Uint32(h[0:]), binary.LittleEndian.Uint32(h[4:]), nil
+	return syscallsSlotState(binary.LittleEndian.Uint32(h[0:])), binary.LittleEndian.Uint32(h[4:]), nil
 }
 
 // read copies one slot.
@@ -139,7 +148,7 @@ func (t *slotTable) unlink(tid uint32) error {
 }
 
 // each calls fn for every slot in use, with its state.
-func (t *slotTable) each(fn func(slot int, state uint32, v *syscallsThreadStats) error) error {
+func (t *slotTable) each(fn func(slot int, state syscallsSlotState, v *syscallsThreadStats) error) error {
 	var v syscallsThreadStats
 	for i := 0; i < t.n; i++ {
 		state, _, err := t.header(i)
@@ -215,7 +224,7 @@ type exitedThread struct {
 // exited threads are folded into p.exited and recycled, so the slots never
 // run out while threads come and go and totals never go backwards.
 func (p *ebpfProbe) harvest(add func(tid uint32, f func(c *metrics.Counters))) error {
-	return p.slots.each(func(slot int, state uint32, v *syscallsThreadStats) error {
+	return p.slots.each(func(slot int, state syscallsSlotState, v *syscallsThreadStats) error {
 		tid := v.Tid
 		p.kernelID[int(tid)] = kernelIdentity{tgid: int(v.Tgid), comm: cString(v.Comm[:])}
 		if state != slotExited {

@@ -13,6 +13,17 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type faultsDropReason uint32
+
+const (
+	faultsDropReasonDROP_MAP_FULL faultsDropReason = 0
+	faultsDropReasonDROP_READ     faultsDropReason = 1
+	faultsDropReasonDROP_MMSG     faultsDropReason = 2
+	faultsDropReasonDROP_TID      faultsDropReason = 3
+	faultsDropReasonDROP_REUSED   faultsDropReason = 4
+	faultsDropReasonNUM_DROPS     faultsDropReason = 5
+)
+
 type faultsFaultCounters struct {
 	_                structs.HostLayout
 	UserFaults       uint64

@@ -5,8 +5,8 @@ package probes
 // llvm-strip and the headers in bpf/headers). x86_64 only: the programs use
 // x86_64 syscall numbers and pt_regs.
 
-//go:generate go tool bpf2go -tags linux -target amd64 -cc clang syscalls ../bpf/syscalls.bpf.c -- -I../bpf/headers -O2 -g -Wall -Werror
+//go:generate go tool bpf2go -tags linux -target amd64 -cc clang -type fd_class -type sys_index -type mmsg_limits -type slot_state syscalls ../bpf/syscalls.bpf.c -- -I../bpf/headers -O2 -g -Wall -Werror
 //go:generate go tool bpf2go -tags linux -target amd64 -cc clang sched ../bpf/sched.bpf.c -- -I../bpf/headers -O2 -g -Wall -Werror
 //go:generate go tool bpf2go -tags linux -target amd64 -cc clang faults ../bpf/faults.bpf.c -- -I../bpf/headers -O2 -g -Wall -Werror
-//go:generate go tool bpf2go -tags linux -target amd64 -cc clang iouring ../bpf/iouring.bpf.c -- -I../bpf/headers -O2 -g -Wall -Werror
+//go:generate go tool bpf2go -tags linux -target amd64 -cc clang -type fd_class iouring ../bpf/iouring.bpf.c -- -I../bpf/headers -O2 -g -Wall -Werror
 //go:generate go tool bpf2go -tags linux -target amd64 -cc clang floor ../bpf/floor.bpf.c -- -I../bpf/headers -O2 -g -Wall -Werror

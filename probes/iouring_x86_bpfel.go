@@ -13,6 +13,27 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type iouringDropReason uint32
+
+const (
+	iouringDropReasonDROP_MAP_FULL iouringDropReason = 0
+	iouringDropReasonDROP_READ     iouringDropReason = 1
+	iouringDropReasonDROP_MMSG     iouringDropReason = 2
+	iouringDropReasonDROP_TID      iouringDropReason = 3
+	iouringDropReasonDROP_REUSED   iouringDropReason = 4
+	iouringDropReasonNUM_DROPS     iouringDropReason = 5
+)
+
+type iouringFdClass uint32
+
+const (
+	iouringFdClassCLASS_FILE   iouringFdClass = 0
+	iouringFdClassCLASS_SOCKET iouringFdClass = 1
+	iouringFdClassCLASS_PIPE   iouringFdClass = 2
+	iouringFdClassCLASS_OTHER  iouringFdClass = 3
+	iouringFdClassNUM_CLASSES  iouringFdClass = 4
+)
+
 type iouringFilterCfg struct {
 	_        structs.HostLayout
 	CgroupId uint64
@@ -49,6 +70,7 @@ const (
 	iouringMapWatchedTids    = "watched_tids"
 	iouringProgUringComplete = "uring_complete"
 	iouringProgUringSubmit   = "uring_submit"
+	iouringVarBtfEmitFdClass = "__btf_emit_fd_class"
 )
 
 // loadIouring returns the embedded CollectionSpec for iouring.
@@ -113,6 +135,7 @@ type iouringMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type iouringVariableSpecs struct {
+	BtfEmitFdClass *ebpf.VariableSpec `ebpf:"__btf_emit_fd_class"`
 }
 
 // iouringObjects contains all objects after they have been loaded into the kernel.
@@ -158,6 +181,7 @@ func (m *iouringMaps) Close() error {
 //
 // It can be passed to loadIouringObjects or ebpf.CollectionSpec.LoadAndAssign.
 type iouringVariables struct {
+	BtfEmitFdClass *ebpf.Variable `ebpf:"__btf_emit_fd_class"`
 }
 
 // iouringPrograms contains all programs after they have been loaded into the kernel.

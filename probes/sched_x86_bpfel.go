@@ -13,6 +13,17 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type schedDropReason uint32
+
+const (
+	schedDropReasonDROP_MAP_FULL schedDropReason = 0
+	schedDropReasonDROP_READ     schedDropReason = 1
+	schedDropReasonDROP_MMSG     schedDropReason = 2
+	schedDropReasonDROP_TID      schedDropReason = 3
+	schedDropReasonDROP_REUSED   schedDropReason = 4
+	schedDropReasonNUM_DROPS     schedDropReason = 5
+)
+
 type schedFilterCfg struct {
 	_        structs.HostLayout
 	CgroupId uint64

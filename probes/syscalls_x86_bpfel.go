@@ -13,10 +13,53 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type syscallsDropReason uint32
+
+const (
+	syscallsDropReasonDROP_MAP_FULL syscallsDropReason = 0
+	syscallsDropReasonDROP_READ     syscallsDropReason = 1
+	syscallsDropReasonDROP_MMSG     syscallsDropReason = 2
+	syscallsDropReasonDROP_TID      syscallsDropReason = 3
+	syscallsDropReasonDROP_REUSED   syscallsDropReason = 4
+	syscallsDropReasonNUM_DROPS     syscallsDropReason = 5
+)
+
+type syscallsFdClass uint32
+
+const (
+	syscallsFdClassCLASS_FILE   syscallsFdClass = 0
+	syscallsFdClassCLASS_SOCKET syscallsFdClass = 1
+	syscallsFdClassCLASS_PIPE   syscallsFdClass = 2
+	syscallsFdClassCLASS_OTHER  syscallsFdClass = 3
+	syscallsFdClassNUM_CLASSES  syscallsFdClass = 4
+)
+
 type syscallsFilterCfg struct {
 	_        structs.HostLayout
 	CgroupId uint64
 }
+
+type syscallsMmsgLimits uint32
+
+const (
+	syscallsMmsgLimitsMAX_MMSG syscallsMmsgLimits = 64
+)
+
+type syscallsSlotState uint32
+
+const (
+	syscallsSlotStateSLOT_FREE   syscallsSlotState = 0
+	syscallsSlotStateSLOT_LIVE   syscallsSlotState = 1
+	syscallsSlotStateSLOT_EXITED syscallsSlotState = 2
+)
+
+type syscallsSysIndex uint32
+
+const (
+	syscallsSysIndexSYS_OTHER syscallsSysIndex = 510
+	syscallsSysIndexSYS_NONE  syscallsSysIndex = 511
+	syscallsSysIndexNSYS      syscallsSysIndex = 512
+)
 
 type syscallsTgidBits struct {
 	_    structs.HostLayout
@@ -26,7 +69,7 @@ type syscallsTgidBits struct {
 
 type syscallsThreadStats struct {
 	_     structs.HostLayout
-	State uint32
+	State syscallsSlotState
 	Tid   uint32
 	Tgid  uint32
 	Pad   uint32
@@ -57,20 +100,23 @@ type syscallsZcRing struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	syscallsMapDrops        = "drops"
-	syscallsMapFilter       = "filter"
-	syscallsMapFreeSlots    = "free_slots"
-	syscallsMapStatsZero    = "stats_zero"
-	syscallsMapThreadStats  = "thread_stats"
-	syscallsMapTidSlots     = "tid_slots"
-	syscallsMapWatchedTgids = "watched_tgids"
-	syscallsMapWatchedTids  = "watched_tids"
-	syscallsMapZcSocks      = "zc_socks"
-	syscallsMapZcZero       = "zc_zero"
-	syscallsProgProcessExit = "process_exit"
-	syscallsProgSysEnter    = "sys_enter"
-	syscallsProgSysExit     = "sys_exit"
-	syscallsVarCountOnExit  = "count_on_exit"
+	syscallsMapDrops             = "drops"
+	syscallsMapFilter            = "filter"
+	syscallsMapFreeSlots         = "free_slots"
+	syscallsMapStatsZero         = "stats_zero"
+	syscallsMapThreadStats       = "thread_stats"
+	syscallsMapTidSlots          = "tid_slots"
+	syscallsMapWatchedTgids      = "watched_tgids"
+	syscallsMapWatchedTids       = "watched_tids"
+	syscallsMapZcSocks           = "zc_socks"
+	syscallsMapZcZero            = "zc_zero"
+	syscallsProgProcessExit      = "process_exit"
+	syscallsProgSysEnter         = "sys_enter"
+	syscallsProgSysExit          = "sys_exit"
+	syscallsVarBtfEmitFdClass    = "__btf_emit_fd_class"
+	syscallsVarBtfEmitMmsgLimits = "__btf_emit_mmsg_limits"
+	syscallsVarBtfEmitSysIndex   = "__btf_emit_sys_index"
+	syscallsVarCountOnExit       = "count_on_exit"
 )
 
 // loadSyscalls returns the embedded CollectionSpec for syscalls.
@@ -140,7 +186,10 @@ type syscallsMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type syscallsVariableSpecs struct {
-	CountOnExit *ebpf.VariableSpec `ebpf:"count_on_exit"`
+	BtfEmitFdClass    *ebpf.VariableSpec `ebpf:"__btf_emit_fd_class"`
+	BtfEmitMmsgLimits *ebpf.VariableSpec `ebpf:"__btf_emit_mmsg_limits"`
+	BtfEmitSysIndex   *ebpf.VariableSpec `ebpf:"__btf_emit_sys_index"`
+	CountOnExit       *ebpf.VariableSpec `ebpf:"count_on_exit"`
 }
 
 // syscallsObjects contains all objects after they have been loaded into the kernel.
@@ -194,7 +243,10 @@ func (m *syscallsMaps) Close() error {
 //
 // It can be passed to loadSyscallsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type syscallsVariables struct {
-	CountOnExit *ebpf.Variable `ebpf:"count_on_exit"`
+	BtfEmitFdClass    *ebpf.Variable `ebpf:"__btf_emit_fd_class"`
+	BtfEmitMmsgLimits *ebpf.Variable `ebpf:"__btf_emit_mmsg_limits"`
+	BtfEmitSysIndex   *ebpf.Variable `ebpf:"__btf_emit_sys_index"`
+	CountOnExit       *ebpf.Variable `ebpf:"count_on_exit"`
 }
 
 // syscallsPrograms contains all programs after they have been loaded into the kernel.

@@ -5,11 +5,16 @@
 
 #include "common.h"
 
-#define CLASS_FILE 0
-#define CLASS_SOCKET 1
-#define CLASS_PIPE 2
-#define CLASS_OTHER 3
-#define NUM_CLASSES 4
+/* The class of the fd bytes went through; probes checks that the Go
+ * metrics.FdClass values are these. */
+enum fd_class {
+	CLASS_FILE,
+	CLASS_SOCKET,
+	CLASS_PIPE,
+	CLASS_OTHER,
+	NUM_CLASSES,
+};
+BTF_EMIT_ENUM(fd_class);
 
 #define S_IFMT 0170000
 #define S_IFSOCK 0140000

@@ -31,13 +31,25 @@ struct tgid_bits {
 	__u64 some; /* bit set: only the threads set in watched_tids */
 };
 
-/* Index into the shared drops array: why an event was not counted. */
-#define DROP_MAP_FULL 0 /* a counters map had no room for a new thread */
-#define DROP_READ 1     /* a kernel struct could not be read */
-#define DROP_MMSG 2     /* a sendmmsg/recvmmsg batch beyond MAX_MMSG messages */
-#define DROP_TID 3      /* a watched thread id at or above pid_max at load */
-#define DROP_REUSED 4   /* a new thread got the id of an exited one not yet read */
-#define NUM_DROPS 5
+/*
+ * Constants the Go side shares are enums, never #defines: bpf2go emits an
+ * enum used by a map's key or value as Go constants, and any other enum
+ * named with -type in probes/gen.go. Clang describes a type in BTF only
+ * when something uses it; BTF_EMIT_ENUM makes it describe an enum of which
+ * only the constants are used (an unused pointer, as in cilium/ebpf's
+ * examples).
+ */
+#define BTF_EMIT_ENUM(name) const enum name *__btf_emit_##name __attribute__((unused))
+
+/* Why an event was not counted: the key of the shared drops array. */
+enum drop_reason {
+	DROP_MAP_FULL, /* a counters map had no room for a new thread */
+	DROP_READ,     /* a kernel struct could not be read */
+	DROP_MMSG,     /* a sendmmsg/recvmmsg batch beyond MAX_MMSG messages */
+	DROP_TID,      /* a watched thread id at or above pid_max at load */
+	DROP_REUSED,   /* a new thread got the id of an exited one not yet read */
+	NUM_DROPS,
+};
 
 /* The optional cgroup filter: count every thread of one cgroup v2. */
 struct filter_cfg {
@@ -68,11 +80,11 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, NUM_DROPS);
-	__type(key, __u32);
+	__type(key, enum drop_reason);
 	__type(value, __u64);
 } drops SEC(".maps");
 
-static __always_inline void count_drop(__u32 why)
+static __always_inline void count_drop(enum drop_reason why)
 {
 	__u64 *v = bpf_map_lookup_elem(&drops, &why);
 	if (v)
