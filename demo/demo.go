@@ -41,6 +41,9 @@ type Config struct {
 	ProduceRate float64       // bytes per second produced after the preload
 	RecordSize  int           // bytes per produced record value
 	FetchBytes  int           // max bytes per Fetch
+	// OnSnapshot, when set, is called with every interval's cumulative
+	// counters per subject (for exporters such as --prometheus).
+	OnSnapshot func(metrics.Snapshot)
 }
 
 // DefaultConfig is the demo as `make demo` runs it.
@@ -385,6 +388,9 @@ func (d *Demo) sample() {
 			d.grp.noteErr(err)
 			d.grp.mu.Unlock()
 			continue
+		}
+		if d.cfg.OnSnapshot != nil {
+			d.cfg.OnSnapshot(cur)
 		}
 		produced := d.produced.Load()
 		secs := cur.Time.Sub(prev.Time).Seconds()

@@ -26,6 +26,7 @@ func newDemoCmd() *cobra.Command {
 		mode, data, probe, record             string
 		duration, interval, slot              time.Duration
 		asJSON                                bool
+		prom                                  promFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "demo",
@@ -71,6 +72,11 @@ estimates and says so.`,
 				}
 				sz.set(n)
 			}
+			exp, err := demoExporter(cmd, &cfg, prom)
+			if err != nil {
+				return err
+			}
+			defer exp.close()
 			return runDemo(cmd, cfg, duration, asJSON, record)
 		},
 	}
@@ -90,6 +96,7 @@ estimates and says so.`,
 	f.StringVar(&probe, "probe", def.Probe, "probe backend: auto (eBPF, else /proc), ebpf or proc")
 	f.StringVar(&record, "record", "", "also write every sample as a JSON line to this file (UI test fixtures)")
 	f.MarkHidden("record")
+	prom.register(f)
 	return cmd
 }
 

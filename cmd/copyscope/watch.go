@@ -29,6 +29,7 @@ type watchFlags struct {
 	duration time.Duration
 	json     bool
 	mode     string
+	prom     promFlags
 }
 
 func newWatchCmd() *cobra.Command {
@@ -46,7 +47,9 @@ saying so on stderr. New threads of watched processes are picked up; a
 process that exits is reported and the rest go on; when all are gone watch
 exits 0. Output: the live TUI on a terminal, else one table row per subject
 per interval, or JSON lines with --json (the metrics-contract record plus
-"verdict"). /proc figures are marked "~" (estimates).`,
+"verdict"). /proc figures are marked "~" (estimates). --prometheus ADDR also
+serves the counters at http://ADDR/metrics (loopback unless ADDR names
+another host; see the README for the metric names).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runWatch(cmd, f) },
 	}
@@ -59,6 +62,7 @@ per interval, or JSON lines with --json (the metrics-contract record plus
 	fl.DurationVar(&f.duration, "duration", 0, "stop after this long (0: until interrupted or every process is gone)")
 	fl.BoolVar(&f.json, "json", false, "print JSON lines (one object per subject per interval)")
 	fl.StringVar(&f.mode, "mode", "auto", "probe backend: auto, ebpf (exact, root) or proc (estimates, no privileges)")
+	f.prom.register(fl)
 	return cmd
 }
 
@@ -235,6 +239,11 @@ func runWatch(cmd *cobra.Command, f watchFlags) error {
 		return g.Snapshot(r)
 	}
 
+	exp, err := startExporter(f.prom, p, string(by), say)
+	if err != nil {
+		return err
+	}
+	defer exp.close()
 	start := time.Now()
 	header := true
 	enc := json.NewEncoder(out)
@@ -252,6 +261,7 @@ func runWatch(cmd *cobra.Command, f watchFlags) error {
 				shown = append(shown, r)
 			}
 		}
+		exp.update(cur, shown)
 		switch {
 		case ui != nil:
 			ui.send(ctx, shown)

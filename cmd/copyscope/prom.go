@@ -1,0 +1,88 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/copyscope/copyscope/demo"
+	"github.com/copyscope/copyscope/metrics"
+	"github.com/copyscope/copyscope/metrics/promexport"
+	"github.com/copyscope/copyscope/probes"
+)
+
+// promFlags are the exporter options shared by watch and demo.
+type promFlags struct {
+	addr        string
+	maxSubjects int
+}
+
+func (f *promFlags) register(fl *pflag.FlagSet) {
+	fl.StringVar(&f.addr, "prometheus", "", "serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9464; a bare :PORT binds to loopback)")
+	fl.IntVar(&f.maxSubjects, "prometheus-max-subjects", promexport.DefaultMaxSubjects,
+		"subjects with series of their own; later ones are summed into subject=\"_other\" (bounds cardinality, e.g. for --by thread)")
+}
+
+// exporter feeds one Collector from the sampler and serves it; a nil
+// exporter (no --prometheus) does nothing.
+type exporter struct {
+	col   *promexport.Collector
+	srv   *promexport.Server
+	probe probes.Probe
+}
+
+// startExporter serves the collector when --prometheus is set.
+func startExporter(f promFlags, p probes.Probe, grouping string, say func(string, ...any)) (*exporter, error) {
+	if f.addr == "" {
+		return nil, nil
+	}
+	col := promexport.NewCollector(f.maxSubjects, p.Mode(), grouping, "exact")
+	srv, err := promexport.Listen(f.addr, col)
+	if err != nil {
+		return nil, err
+	}
+	say("copyscope: Prometheus metrics at http://%s/metrics\n", srv.Addr())
+	return &exporter{col: col, srv: srv, probe: p}, nil
+}
+
+// update exposes a snapshot's subjects that are shown this interval.
+func (e *exporter) update(cur metrics.Snapshot, shown []metrics.Record) {
+	if e == nil {
+		return
+	}
+	keep := make(map[metrics.Subject]bool, len(shown))
+	for _, r := range shown {
+		keep[metrics.Subject{Kind: r.Kind, Name: r.Subject}] = true
+	}
+	e.col.Update(cur, func(s metrics.Subject) bool { return keep[s] })
+	if cr, ok := e.probe.(probes.CostReporter); ok && e.probe != nil {
+		e.col.SetCost(cr.Cost())
+	}
+}
+
+// demoExporter serves the demo's subjects (every path, always) when
+// --prometheus is set, fed through cfg.OnSnapshot.
+func demoExporter(cmd *cobra.Command, cfg *demo.Config, f promFlags) (*exporter, error) {
+	if f.addr == "" {
+		return nil, nil
+	}
+	col := promexport.NewCollector(f.maxSubjects, metrics.Mode(cfg.Probe), "path", "exact")
+	srv, err := promexport.Listen(f.addr, col)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(cmd.ErrOrStderr(), "copyscope: Prometheus metrics at http://%s/metrics\n", srv.Addr())
+	cfg.OnSnapshot = func(s metrics.Snapshot) { col.Update(s, func(metrics.Subject) bool { return true }) }
+	return &exporter{col: col, srv: srv}, nil
+}
+
+func (e *exporter) close() error {
+	if e == nil {
+		return nil
+	}
+	if err := e.srv.Close(); err != nil {
+		return fmt.Errorf("stop Prometheus exporter: %w", err)
+	}
+	return nil
+}
