@@ -67,7 +67,7 @@ func all(metrics.Subject) bool { return true }
 
 func TestCollectorSeries(t *testing.T) {
 	c := NewCollector(0, metrics.ModeEBPF, "process", "exact")
-	cnt := metrics.Counters{Measured: metrics.FAll, DeliveredBytes: 100, CPUNs: 2e9, CtxVoluntary: 3, CtxInvoluntary: 4,
+	cnt := metrics.Counters{Measured: metrics.FAll, DeliveredBytes: 100, ReceivedBytes: 50, CPUNs: 2e9, CtxVoluntary: 3, CtxInvoluntary: 4,
 		SyscallsByName: map[string]uint64{"sendfile": 7}}
 	cnt.CopiedToUser[metrics.ClassFile] = 11
 	c.Update(snap(map[metrics.Subject]metrics.Counters{proc("nginx[42]"): cnt}), all)
@@ -90,6 +90,7 @@ func TestCollectorSeries(t *testing.T) {
 		want   float64
 	}{
 		{"copyscope_sent_bytes_total", who, 100},
+		{"copyscope_received_bytes_total", who, 50},
 		{"copyscope_cpu_seconds_total", who, 2},
 		{"copyscope_context_switches_total", with("kind", "voluntary"), 3},
 		{"copyscope_context_switches_total", with("kind", "involuntary"), 4},

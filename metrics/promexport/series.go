@@ -17,6 +17,7 @@ func subjectDesc(name, help string, extra ...string) *prometheus.Desc {
 // The per-subject counters, one per metrics-contract field.
 var (
 	descSent        = subjectDesc("copyscope_sent_bytes_total", "Bytes the subject put onto sockets, by any means (delivered_bytes).")
+	descReceived    = subjectDesc("copyscope_received_bytes_total", "Bytes the subject took off sockets, by any means (received_bytes).")
 	descSyscalls    = subjectDesc("copyscope_syscalls_total", "Syscalls made, by name; syscall=\"all\" when the probe mode cannot name them.", "syscall")
 	descCopied      = subjectDesc("copyscope_cpu_copied_bytes_total", "Bytes copied by the CPU between user and kernel memory, by direction (to_user, from_user) and fd class.", "direction", "fd_class")
 	descMoved       = subjectDesc("copyscope_moved_in_kernel_bytes_total", "Bytes moved by reference in the kernel (sendfile, splice, tee, copy_file_range), by destination fd class.", "fd_class")
@@ -48,6 +49,9 @@ func collectSubject(ch chan<- prometheus.Metric, labels []string, c metrics.Coun
 	m := c.Measured
 	if m.Has(metrics.FDelivered) {
 		counter(descSent, float64(c.DeliveredBytes))
+	}
+	if m.Has(metrics.FReceived) {
+		counter(descReceived, float64(c.ReceivedBytes))
 	}
 	switch {
 	case m.Has(metrics.FSyscallsByName):
