@@ -115,7 +115,9 @@ func TestCollectorSeries(t *testing.T) {
 func TestCollectorAbsent(t *testing.T) {
 	c := NewCollector(0, metrics.ModeProc, "process", "exact")
 	cnt := metrics.Counters{Measured: metrics.FSyscalls | metrics.FCPU, Syscalls: 9, CPUNs: 1e9}
-	c.Update(snap(map[metrics.Subject]metrics.Counters{proc("redis[7]"): cnt}), all)
+	s := snap(map[metrics.Subject]metrics.Counters{proc("redis[7]"): cnt})
+	s.Mode = metrics.ModeProc
+	c.Update(s, all)
 	fams := gather(t, c)
 	for _, name := range []string{"copyscope_sent_bytes_total", "copyscope_cpu_copied_bytes_total", "copyscope_context_switches_total", "copyscope_page_faults_total"} {
 		if _, ok := fams[name]; ok {
