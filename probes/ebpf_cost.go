@@ -10,8 +10,15 @@ import (
 	"github.com/cilium/ebpf"
 )
 
-// dropReasons names the drops array's indexes (DROP_* in bpf/headers/common.h).
-var dropReasons = []string{"map_full", "read_failed", "mmsg_truncated", "tid_above_pid_max", "tid_reused"}
+// dropNames names the drops array's indexes (enum drop_reason in
+// bpf/headers/common.h) for exporters.
+var dropNames = map[syscallsDropReason]string{
+	syscallsDropReasonDROP_MAP_FULL: "map_full",
+	syscallsDropReasonDROP_READ:     "read_failed",
+	syscallsDropReasonDROP_MMSG:     "mmsg_truncated",
+	syscallsDropReasonDROP_TID:      "tid_above_pid_max",
+	syscallsDropReasonDROP_REUSED:   "tid_reused",
+}
 
 // Cost reports the programs' run statistics, the drops and the occupancy
 // of the per-thread maps.
@@ -33,9 +40,9 @@ func (p *ebpfProbe) Cost() Cost {
 		}
 	}
 	sort.Slice(c.Programs, func(i, j int) bool { return c.Programs[i].Name < c.Programs[j].Name })
-	for i, why := range dropReasons {
+	for i, why := range dropNames {
 		var v []uint64
-		if p.drops != nil && p.drops.Lookup(uint32(i), &v) == nil {
+		if p.drops != nil && p.drops.Lookup(i, &v) == nil {
 			c.Dropped[why] = sum(v)
 		}
 	}

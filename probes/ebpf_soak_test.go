@@ -248,6 +248,15 @@ func TestEBPFThreadChurnSoak(t *testing.T) {
 	checkChurnTotals(t, last, pid, total, ended)
 	// Exited threads are kept for one reading, about a second's exits.
 	checkFlat(t, samples, 2*(alive+int(float64(alive)*float64(time.Second)/float64(life)))+64)
+	cost := p.Cost()
+	for why, n := range cost.Dropped {
+		if n > 0 {
+			t.Errorf("%d events dropped: %s", n, why)
+		}
+	}
+	if cost.Entries["sched_counts"] != 0 || cost.Entries["exited_threads"] != 0 {
+		t.Errorf("Cost reports entries left after every thread exited: %v", cost.Entries)
+	}
 	for _, n := range pr.Notes() {
 		t.Logf("note at end: %s", n)
 		if strings.Contains(n, "not counted") || strings.Contains(n, "full") {
