@@ -41,6 +41,26 @@ type mapCache struct {
 // begin marks the start of a Send, for least-recently-used eviction.
 func (c *mapCache) begin() { c.clock++ }
 
+// sendMapped maps span s and sends it in pieces of at most chunk bytes,
+// each starting where the bytes sent so far end: send moves what it can of
+// b (0 to retry the same piece) and returns the bytes it sent.
+func (c *mapCache) sendMapped(s Span, chunk int, send func(m *mapping, b []byte) (int64, error)) (int64, error) {
+	m, err := c.get(s.Fd, s.Off+s.Len)
+	if err != nil {
+		return 0, err
+	}
+	var total int64
+	for off, end := s.Off, s.Off+s.Len; off < end; {
+		n, err := send(m, m.data[off:off+min(int64(chunk), end-off)])
+		total += n
+		off += n
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
 // get returns a mapping of fd that covers [0, end).
 func (c *mapCache) get(fd int, end int64) (*mapping, error) {
 	var st unix.Stat_t

@@ -8,23 +8,19 @@ import (
 // segment, as RocketMQ serves its CommitLog: one write(2) per chunk and one
 // CPU copy per byte; page faults take the place of read(2).
 type mmapPath struct {
-	lg     ledger
-	ck     corker
-	chunk  int
+	pathBase
 	cache  mapCache
 	closed bool
 }
 
 func newMmapPath(opts Options) *mmapPath {
-	p := &mmapPath{chunk: opts.chunk()}
-	p.lg.init(p.chunk)
-	p.ck = corker{off: opts.NoCork, chunk: opts.chunk()}
+	p := &mmapPath{}
+	p.init(opts)
 	p.cache.lg = &p.lg
 	return p
 }
 
-func (p *mmapPath) Name() string   { return "mmap" }
-func (p *mmapPath) Ledger() Ledger { return p.lg.snapshot() }
+func (p *mmapPath) Name() string { return "mmap" }
 
 func (p *mmapPath) Close() error {
 	p.closed = true
@@ -43,20 +39,7 @@ func (p *mmapPath) Send(sock int, parts []Part) (int64, error) {
 }
 
 func (p *mmapPath) span(sock int, s Span, _ bool) (int64, error) {
-	m, err := p.cache.get(s.Fd, s.Off+s.Len)
-	if err != nil {
-		return 0, err
-	}
-	var total int64
-	off, end := s.Off, s.Off+s.Len
-	for off < end {
-		n := min(int64(p.chunk), end-off)
-		w, err := writeAll(sock, m.data[off:off+n], true, &p.lg)
-		total += w
-		if err != nil {
-			return total, err
-		}
-		off += n
-	}
-	return total, nil
+	return p.cache.sendMapped(s, p.chunk, func(_ *mapping, b []byte) (int64, error) {
+		return writeAll(sock, b, true, &p.lg)
+	})
 }

@@ -196,6 +196,45 @@ func (lg *ledger) snapshot() Ledger {
 	return c
 }
 
+// pathBase is what every path carries: its syscall ledger, its corker and
+// its chunk size, with the Ledger method they share.
+type pathBase struct {
+	lg    ledger
+	ck    corker
+	chunk int
+}
+
+func (b *pathBase) init(opts Options) {
+	b.chunk = opts.chunk()
+	b.lg.init(b.chunk)
+	b.ck = corker{off: opts.NoCork, chunk: b.chunk}
+}
+
+// Ledger returns the syscalls and bytes of the path so far.
+func (b *pathBase) Ledger() Ledger { return b.lg.snapshot() }
+
+// settle is the one rule for what a socket syscall's result means to the
+// loop that retries it: nil to go on (bytes moved; interrupted, EINTR; or
+// would block, EAGAIN, and the socket is writable again), else why the loop
+// stops: the syscall's error, or zero when it moved nothing. The caller
+// has counted the call and the bytes already.
+func settle(sock int, n int64, err error, lg *ledger, zero error) error {
+	switch {
+	case err == unix.EINTR:
+		return nil
+	case err == unix.EAGAIN:
+		return waitWritable(sock, lg)
+	case err != nil:
+		return err
+	case n == 0:
+		return zero
+	}
+	return nil
+}
+
+// errWroteNothing is a write-like syscall that returned 0 bytes.
+var errWroteNothing = errors.New("wrote 0 bytes")
+
 // waitWritable blocks until sock accepts data. A blocking socket never needs
 // it; it keeps the paths correct if a caller hands them a non-blocking one.
 func waitWritable(sock int, lg *ledger) error {
@@ -224,18 +263,8 @@ func writeAll(sock int, b []byte, span bool, lg *ledger) (int64, error) {
 			lg.sent(int64(n), span)
 			b = b[n:]
 		}
-		switch {
-		case err == unix.EINTR:
-			continue
-		case err == unix.EAGAIN:
-			if werr := waitWritable(sock, lg); werr != nil {
-				return total, werr
-			}
-			continue
-		case err != nil:
+		if err := settle(sock, int64(n), err, lg, errWroteNothing); err != nil {
 			return total, fmt.Errorf("write %d bytes to socket %d: %w", len(b), sock, err)
-		case n == 0:
-			return total, fmt.Errorf("write to socket %d: wrote 0 bytes", sock)
 		}
 	}
 	return total, nil
@@ -265,35 +294,31 @@ func writeBytesParts(sock int, bufs [][]byte, lg *ledger) (int64, error) {
 		if n > 0 {
 			total += int64(n)
 			lg.sent(int64(n), false)
-			// Drop fully written buffers, trim a partly written one.
-			for n > 0 {
-				if n >= len(bufs[0]) {
-					n -= len(bufs[0])
-					bufs = bufs[1:]
-				} else {
-					bufs[0] = bufs[0][n:]
-					n = 0
-				}
-			}
-			for len(bufs) > 0 && len(bufs[0]) == 0 {
-				bufs = bufs[1:]
-			}
+			bufs = dropWritten(bufs, n)
 		}
-		switch {
-		case err == unix.EINTR:
-			continue
-		case err == unix.EAGAIN:
-			if werr := waitWritable(sock, lg); werr != nil {
-				return total, werr
-			}
-			continue
-		case err != nil:
+		if err := settle(sock, int64(n), err, lg, errWroteNothing); err != nil {
 			return total, fmt.Errorf("writev %d buffers to socket %d: %w", len(iov), sock, err)
-		case n == 0 && len(bufs) > 0:
-			return total, fmt.Errorf("writev to socket %d: wrote 0 bytes", sock)
 		}
 	}
 	return total, nil
+}
+
+// dropWritten drops the buffers a writev of n bytes sent in full, trims a
+// partly sent one, and skips empty buffers after them.
+func dropWritten(bufs [][]byte, n int) [][]byte {
+	for n > 0 {
+		if n >= len(bufs[0]) {
+			n -= len(bufs[0])
+			bufs = bufs[1:]
+		} else {
+			bufs[0] = bufs[0][n:]
+			n = 0
+		}
+	}
+	for len(bufs) > 0 && len(bufs[0]) == 0 {
+		bufs = bufs[1:]
+	}
+	return bufs
 }
 
 // corker sets TCP_CORK around responses that take several syscalls.

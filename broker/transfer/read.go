@@ -11,21 +11,18 @@ import (
 // two syscalls per chunk. It never uses io.Copy or ReadFrom: Go would
 // silently turn those into sendfile or splice.
 type readPath struct {
-	lg  ledger
-	ck  corker
+	pathBase
 	buf []byte
 }
 
 func newReadPath(opts Options) *readPath {
 	p := &readPath{buf: make([]byte, opts.chunk())}
-	p.lg.init(opts.chunk())
-	p.ck = corker{off: opts.NoCork, chunk: opts.chunk()}
+	p.init(opts)
 	return p
 }
 
-func (p *readPath) Name() string   { return "read" }
-func (p *readPath) Ledger() Ledger { return p.lg.snapshot() }
-func (p *readPath) Close() error   { p.buf = nil; return nil }
+func (p *readPath) Name() string { return "read" }
+func (p *readPath) Close() error { p.buf = nil; return nil }
 
 func (p *readPath) Send(sock int, parts []Part) (int64, error) {
 	if p.buf == nil {

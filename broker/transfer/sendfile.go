@@ -10,21 +10,17 @@ import (
 // FileChannel.transferTo: page-cache pages go to the socket by reference,
 // one syscall per chunk.
 type sendfilePath struct {
-	lg    ledger
-	ck    corker
-	chunk int
+	pathBase
 }
 
 func newSendfilePath(opts Options) *sendfilePath {
-	p := &sendfilePath{chunk: opts.chunk()}
-	p.lg.init(p.chunk)
-	p.ck = corker{off: opts.NoCork, chunk: opts.chunk()}
+	p := &sendfilePath{}
+	p.init(opts)
 	return p
 }
 
-func (p *sendfilePath) Name() string   { return "sendfile" }
-func (p *sendfilePath) Ledger() Ledger { return p.lg.snapshot() }
-func (p *sendfilePath) Close() error   { return nil }
+func (p *sendfilePath) Name() string { return "sendfile" }
+func (p *sendfilePath) Close() error { return nil }
 
 func (p *sendfilePath) Send(sock int, parts []Part) (int64, error) {
 	return sendParts(sock, parts, &p.lg, p.ck, p.span)
@@ -41,18 +37,8 @@ func (p *sendfilePath) span(sock int, s Span, _ bool) (int64, error) {
 			total += int64(n)
 			p.lg.sent(int64(n), true)
 		}
-		switch {
-		case err == unix.EINTR:
-			continue
-		case err == unix.EAGAIN:
-			if werr := waitWritable(sock, &p.lg); werr != nil {
-				return total, werr
-			}
-			continue
-		case err != nil:
+		if err := settle(sock, int64(n), err, &p.lg, errShortSpan); err != nil {
 			return total, fmt.Errorf("sendfile %d bytes at %d: %w", want, off, err)
-		case n == 0:
-			return total, fmt.Errorf("sendfile at %d: %w", off, errShortSpan)
 		}
 	}
 	return total, nil

@@ -9,23 +9,19 @@ import (
 // splicePath moves spans segment -> pipe -> socket with splice(2): pages go
 // by reference through a pipe sized to the chunk, two syscalls per chunk.
 type splicePath struct {
-	lg     ledger
-	ck     corker
-	chunk  int
+	pathBase
 	pr, pw int // pipe ends, -1 until first use
 	step   int // bytes per splice: the chunk, or less if the pipe is smaller
 	closed bool
 }
 
 func newSplicePath(opts Options) *splicePath {
-	p := &splicePath{chunk: opts.chunk(), pr: -1, pw: -1}
-	p.lg.init(p.chunk)
-	p.ck = corker{off: opts.NoCork, chunk: opts.chunk()}
+	p := &splicePath{pr: -1, pw: -1}
+	p.init(opts)
 	return p
 }
 
-func (p *splicePath) Name() string   { return "splice" }
-func (p *splicePath) Ledger() Ledger { return p.lg.snapshot() }
+func (p *splicePath) Name() string { return "splice" }
 
 func (p *splicePath) Close() error {
 	p.closed = true
@@ -122,18 +118,8 @@ func (p *splicePath) span(sock int, s Span, last bool) (int64, error) {
 				total += out
 				p.lg.sent(out, true)
 			}
-			switch {
-			case err == unix.EINTR:
-				continue
-			case err == unix.EAGAIN:
-				if werr := waitWritable(sock, &p.lg); werr != nil {
-					return total, werr
-				}
-				continue
-			case err != nil:
+			if err := settle(sock, out, err, &p.lg, errWroteNothing); err != nil {
 				return total, fmt.Errorf("splice %d bytes from pipe to socket %d: %w", left, sock, err)
-			case out == 0:
-				return total, fmt.Errorf("splice from pipe to socket %d moved 0 bytes", sock)
 			}
 		}
 	}

@@ -35,9 +35,7 @@ type zcSend struct {
 // of them: the kernel copies). No mapping is unmapped before every send
 // from it has completed.
 type zerocopyPath struct {
-	lg      ledger
-	ck      corker
-	chunk   int
+	pathBase
 	cache   mapCache
 	sock    int      // socket SO_ZEROCOPY was set on, -1 before the first Send
 	base    uint64   // sequence number of pending[0]
@@ -53,16 +51,14 @@ type zerocopyPath struct {
 }
 
 func newZerocopyPath(opts Options) *zerocopyPath {
-	p := &zerocopyPath{chunk: opts.chunk(), sock: -1, oob: make([]byte, 128), one: make([]byte, 1)}
-	p.lg.init(p.chunk)
-	p.ck = corker{off: opts.NoCork, chunk: opts.chunk()}
+	p := &zerocopyPath{sock: -1, oob: make([]byte, 128), one: make([]byte, 1)}
+	p.init(opts)
 	p.cache.lg = &p.lg
 	p.cache.busy = func(m *mapping) bool { return m.zc && m.lastSeq >= p.base }
 	return p
 }
 
-func (p *zerocopyPath) Name() string   { return "zerocopy" }
-func (p *zerocopyPath) Ledger() Ledger { return p.lg.snapshot() }
+func (p *zerocopyPath) Name() string { return "zerocopy" }
 
 // next is the sequence number the kernel gives the next zerocopy send.
 func (p *zerocopyPath) next() uint64 { return p.base + uint64(len(p.pending)) }
@@ -96,54 +92,40 @@ func (p *zerocopyPath) Send(sock int, parts []Part) (int64, error) {
 }
 
 func (p *zerocopyPath) span(sock int, s Span, _ bool) (int64, error) {
-	m, err := p.cache.get(s.Fd, s.Off+s.Len)
-	if err != nil {
-		return 0, err
+	return p.cache.sendMapped(s, p.chunk, func(m *mapping, b []byte) (int64, error) {
+		return p.sendOne(sock, m, b)
+	})
+}
+
+// sendOne makes one MSG_ZEROCOPY sendmsg of b from mapping m and returns
+// the bytes it sent: 0 with no error to try again (interrupted, or the
+// kernel's completion budget was full and some were reaped).
+func (p *zerocopyPath) sendOne(sock int, m *mapping, b []byte) (int64, error) {
+	p.lg.call(scSendmsg)
+	n, err := p.sendmsg(sock, b)
+	if n > 0 {
+		m.zc, m.lastSeq = true, p.next()
+		p.pending = append(p.pending, zcSend{bytes: uint64(n)})
+		p.lg.sent(int64(n), true)
+		p.lg.zcSent(n)
 	}
-	var total int64
-	off, end := s.Off, s.Off+s.Len
-	for off < end {
-		want := min(int64(p.chunk), end-off)
-		p.lg.call(scSendmsg)
-		n, err := p.sendmsg(sock, m.data[off:off+want])
-		if n > 0 {
-			m.zc, m.lastSeq = true, p.next()
-			p.pending = append(p.pending, zcSend{bytes: uint64(n)})
-			total += int64(n)
-			off += int64(n)
-			p.lg.sent(int64(n), true)
-			p.lg.zcSent(n)
+	if err == unix.ENOBUFS {
+		// Too many completions outstanding (optmem_max): reap some.
+		if len(p.pending) == 0 {
+			return 0, fmt.Errorf("sendmsg MSG_ZEROCOPY: %w with nothing outstanding (raise net.core.optmem_max)", err)
 		}
-		switch {
-		case err == unix.EINTR:
-			continue
-		case err == unix.ENOBUFS:
-			// Too many completions outstanding (optmem_max): reap some.
-			if len(p.pending) == 0 {
-				return total, fmt.Errorf("sendmsg MSG_ZEROCOPY: %w with nothing outstanding (raise net.core.optmem_max)", err)
-			}
-			if werr := p.waitSome(time.Second); werr != nil {
-				return total, werr
-			}
-			continue
-		case err == unix.EAGAIN:
-			if werr := waitWritable(sock, &p.lg); werr != nil {
-				return total, werr
-			}
-			continue
-		case err != nil:
-			return total, fmt.Errorf("sendmsg MSG_ZEROCOPY %d bytes at %d to socket %d: %w", want, off, sock, err)
-		case n == 0:
-			return total, fmt.Errorf("sendmsg MSG_ZEROCOPY to socket %d sent 0 bytes", sock)
-		}
-		if p.unreaped += n; p.unreaped >= zcReapBytes {
-			p.unreaped = 0
-			if err := p.reap(); err != nil {
-				return total, err
-			}
+		return 0, p.waitSome(time.Second)
+	}
+	if err := settle(sock, int64(n), err, &p.lg, errWroteNothing); err != nil {
+		return int64(n), fmt.Errorf("sendmsg MSG_ZEROCOPY %d bytes to socket %d: %w", len(b), sock, err)
+	}
+	if p.unreaped += n; p.unreaped >= zcReapBytes {
+		p.unreaped = 0
+		if err := p.reap(); err != nil {
+			return int64(n), err
 		}
 	}
-	return total, nil
+	return int64(n), nil
 }
 
 // reap reads every completion already queued, without blocking.
