@@ -182,11 +182,10 @@ func TestMalformedFrames(t *testing.T) {
 	if r := rawRequest(t, conn, f13).(*kmsg.FetchResponse); r.ErrorCode != kerr.UnsupportedVersion.Code {
 		t.Fatalf("Fetch v13: error %d, want UNSUPPORTED_VERSION", r.ErrorCode)
 	}
-	fc := kmsg.NewPtrFindCoordinatorRequest()
-	fc.SetVersion(2)
-	fc.CoordinatorKey = "group"
-	if r := rawRequest(t, conn, fc).(*kmsg.FindCoordinatorResponse); r.ErrorCode != kerr.UnsupportedVersion.Code {
-		t.Fatalf("FindCoordinator: error %d, want UNSUPPORTED_VERSION (consumer groups are not served)", r.ErrorCode)
+	acls := kmsg.NewPtrDescribeACLsRequest()
+	acls.SetVersion(1)
+	if r := rawRequest(t, conn, acls).(*kmsg.DescribeACLsResponse); r.ErrorCode != kerr.UnsupportedVersion.Code {
+		t.Fatalf("DescribeAcls: error %d, want UNSUPPORTED_VERSION (ACLs are not served)", r.ErrorCode)
 	}
 	long := strings.Repeat("a", 300)
 	for _, name := range []string{"../x", long, "", "a/b", ".."} {

@@ -341,7 +341,10 @@ func (c *conn) handle(frame []byte) error {
 	case *kmsg.InitProducerIDRequest:
 		resp = c.srv.initProducerID(r)
 	default:
-		return c.unsupported(h, fmt.Errorf("%w: %s", errUnsupported, kmsg.NameForKey(h.key)))
+		var ok bool
+		if resp, ok = c.groupRequest(h, req); !ok {
+			return c.unsupported(h, fmt.Errorf("%w: %s", errUnsupported, kmsg.NameForKey(h.key)))
+		}
 	}
 	resp.SetVersion(h.version)
 	c.out = appendResponse(c.out[:0], h, resp)

@@ -29,7 +29,8 @@ func FuzzHandle(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	close(srv.closing) // long polls return at once
+	close(srv.closing) // long polls and group waits return at once
+	srv.groups.load()
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM, 0)
 	if err != nil {
 		f.Fatal(err)
@@ -72,6 +73,10 @@ func FuzzHandle(f *testing.F) {
 	lo.SetVersion(6)
 	lo.Topics = []kmsg.ListOffsetsRequestTopic{{Topic: "t", Partitions: []kmsg.ListOffsetsRequestTopicPartition{{Partition: 0, Timestamp: 5}}}}
 	seed(lo)
+
+	for _, req := range groupSeeds() {
+		seed(req)
+	}
 
 	f.Fuzz(func(t *testing.T, frame []byte) {
 		_ = c.handle(frame) // an error closes the connection in serve; a panic fails here

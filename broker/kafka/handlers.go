@@ -104,13 +104,14 @@ func (s *Server) metadata(req *kmsg.MetadataRequest, local string) *kmsg.Metadat
 	for _, name := range names {
 		rt := kmsg.NewMetadataResponseTopic()
 		rt.Topic = strp(name)
+		rt.IsInternal = internalTopic(name)
 		if err := validTopic(name); err != nil {
 			rt.ErrorCode = kerr.InvalidTopicException.Code
 			resp.Topics = append(resp.Topics, rt)
 			continue
 		}
 		n, ok := existing[name]
-		if !ok && autoCreate {
+		if !ok && autoCreate && !internalTopic(name) {
 			err := s.store.CreateTopic(name, s.cfg.DefaultPartitions)
 			switch {
 			case err == nil:
@@ -171,6 +172,8 @@ func (s *Server) produce(req *kmsg.ProduceRequest) (*kmsg.ProduceResponse, error
 				fail(&rp, kerr.TransactionalIDAuthorizationFailed.Code, errors.New("transactions are not supported by the copyscope broker"))
 			case nameErr != nil:
 				fail(&rp, kerr.InvalidTopicException.Code, nameErr)
+			case internalTopic(t.Topic):
+				fail(&rp, kerr.InvalidTopicException.Code, errors.New(t.Topic+" is the broker's own topic: commit offsets with OffsetCommit"))
 			case len(p.Records) == 0:
 				fail(&rp, kerr.CorruptMessage.Code, errors.New("empty record set"))
 			default:
@@ -254,6 +257,8 @@ func (s *Server) createTopics(req *kmsg.CreateTopicsRequest) *kmsg.CreateTopicsR
 		switch {
 		case validTopic(t.Topic) != nil:
 			fail(kerr.InvalidTopicException.Code, validTopic(t.Topic).Error())
+		case internalTopic(t.Topic):
+			fail(kerr.InvalidTopicException.Code, t.Topic+" is the broker's own topic: it is created with the first offset commit")
 		case n < 1 || n > MaxPartitions:
 			fail(kerr.InvalidPartitions.Code, fmt.Sprintf("%d partitions: use 1..%d (or -1 for the broker default)", t.NumPartitions, MaxPartitions))
 		case t.ReplicationFactor != -1 && t.ReplicationFactor != 1:
@@ -293,6 +298,9 @@ func (s *Server) deleteTopics(req *kmsg.DeleteTopicsRequest) *kmsg.DeleteTopicsR
 		rt.Topic = strp(name)
 		var err error
 		if err = validTopic(name); err != nil {
+			rt.ErrorCode = kerr.InvalidTopicException.Code
+		} else if internalTopic(name) {
+			err = errors.New(name + " holds the committed offsets of every group: delete groups with DeleteGroups instead")
 			rt.ErrorCode = kerr.InvalidTopicException.Code
 		} else if err = s.store.DeleteTopic(name); err != nil {
 			rt.ErrorCode = errCode(err)

@@ -18,8 +18,8 @@ type apiRange struct {
 // librdkafka 2.x (kcat), franz-go and the Java client; upper bounds stop
 // before versions that need topic ids (Fetch 13, Produce 13) or
 // transactions v2 (Produce 12, InitProducerId 5).
-func servedAPIs() [8]apiRange {
-	return [8]apiRange{
+func servedAPIs() []apiRange {
+	return []apiRange{
 		{0, 3, 11}, // Produce: v3+ carries v2 record batches
 		{1, 4, 12}, // Fetch: v4+ returns record batches; v12 is flexible
 		{2, 1, 6},  // ListOffsets
@@ -28,6 +28,18 @@ func servedAPIs() [8]apiRange {
 		{19, 2, 7}, // CreateTopics
 		{20, 1, 6}, // DeleteTopics
 		{22, 0, 4}, // InitProducerId
+		// The group coordinator (groups.go and one file per API).
+		{8, 0, 8},  // OffsetCommit; v9+ is KIP-848's
+		{9, 0, 8},  // OffsetFetch; v8 is multi-group
+		{10, 0, 4}, // FindCoordinator; v4 is batched
+		{11, 0, 9}, // JoinGroup
+		{12, 0, 4}, // Heartbeat
+		{13, 0, 5}, // LeaveGroup
+		{14, 0, 5}, // SyncGroup
+		{15, 0, 5}, // DescribeGroups
+		{16, 0, 5}, // ListGroups
+		{42, 0, 2}, // DeleteGroups
+		{47, 0, 0}, // OffsetDelete
 	}
 }
 

@@ -52,8 +52,8 @@ func TestDecodeRequestRejects(t *testing.T) {
 	produce.Topics = []kmsg.ProduceRequestTopic{{Topic: "t", Partitions: []kmsg.ProduceRequestTopicPartition{{Partition: 0, Records: bytes.Repeat([]byte{1}, 100)}}}}
 	full := frameOf(t, produce, 1)
 
-	fc := kmsg.NewPtrFindCoordinatorRequest()
-	fc.SetVersion(2)
+	fc := kmsg.NewPtrDescribeACLsRequest() // ACLs are not served
+	fc.SetVersion(1)
 	fetch13 := kmsg.NewPtrFetchRequest()
 	fetch13.SetVersion(13)
 

@@ -127,6 +127,8 @@ type Server struct {
 	// million are handed out per second of uptime.
 	nextPID atomic.Int64
 
+	groups *coordinator
+
 	mu      sync.Mutex
 	started bool
 	closed  bool
@@ -194,6 +196,7 @@ func NewServer(store *log.Store, cfg Config) (*Server, error) {
 		s.budget = newByteBudget(cfg.MaxBufferedRequestBytes)
 	}
 	s.nextPID.Store(time.Now().UnixMicro())
+	s.groups = newCoordinator(store, s.logf, s.closing)
 	return s, nil
 }
 
@@ -228,6 +231,9 @@ func (s *Server) Start() error {
 	}
 	s.lns = lns
 	s.started = true
+	s.wg.Add(2)
+	go func() { defer s.wg.Done(); s.groups.load() }()
+	go func() { defer s.wg.Done(); s.groups.sweep() }()
 	for _, b := range lns {
 		s.wg.Add(1)
 		go s.acceptLoop(b)

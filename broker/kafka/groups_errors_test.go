@@ -1,0 +1,124 @@
+package kafka
+
+import (
+	"context"
+	"math"
+	"strings"
+	"testing"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+func joinReq(group, member string, session, rebalance int32, md []byte) *kmsg.JoinGroupRequest {
+	r := kmsg.NewPtrJoinGroupRequest()
+	r.Group, r.MemberID, r.SessionTimeoutMillis, r.RebalanceTimeoutMillis = group, member, session, rebalance
+	r.ProtocolType = "consumer"
+	r.Protocols = []kmsg.JoinGroupRequestProtocol{{Name: "range", Metadata: md}}
+	return r
+}
+
+func wantCode(t *testing.T, what string, got int16, want *kerr.Error) {
+	t.Helper()
+	code := int16(0)
+	if want != nil {
+		code = want.Code
+	}
+	if got != code {
+		t.Errorf("%s: error %v, want %v", what, kerr.ErrorForCode(got), want)
+	}
+}
+
+// TestGroupBadRequests sends hostile and stale group requests (absurd
+// timeouts, huge metadata, unknown members, generations from the past,
+// oversized commit metadata) and checks each gets Kafka's protocol error,
+// and that the offsets log replays to exactly the accepted commits.
+func TestGroupBadRequests(t *testing.T) {
+	dir := t.TempDir()
+	b := startBroker(t, dir, nil)
+	cl := newClient(t, b.addr)
+	createTopic(t, cl, "t", 2)
+	ctx := context.Background()
+	do := func(req kmsg.Request) kmsg.Response {
+		t.Helper()
+		resp, err := cl.Request(ctx, req)
+		if err != nil {
+			t.Fatalf("%T: %v", req, err)
+		}
+		return resp
+	}
+	join := func(r *kmsg.JoinGroupRequest) *kmsg.JoinGroupResponse { t.Helper(); return do(r).(*kmsg.JoinGroupResponse) }
+
+	wantCode(t, "session timeout 1 ms", join(joinReq("g", "", 1, 1000, nil)).ErrorCode, kerr.InvalidSessionTimeout)
+	wantCode(t, "session timeout 24 days", join(joinReq("g", "", math.MaxInt32, 1000, nil)).ErrorCode, kerr.InvalidSessionTimeout)
+	wantCode(t, "2 MiB member metadata", join(joinReq("g", "", 6000, 1000, make([]byte, 2<<20))).ErrorCode, kerr.InvalidRequest)
+	wantCode(t, "unknown member id", join(joinReq("g", "bogus", 6000, 1000, nil)).ErrorCode, kerr.UnknownMemberID)
+
+	first := join(joinReq("g", "", 6000, math.MaxInt32, []byte{1}))
+	wantCode(t, "first join without an id", first.ErrorCode, kerr.MemberIDRequired)
+	j := join(joinReq("g", first.MemberID, 6000, math.MaxInt32, []byte{1})) // an absurd rebalance timeout is capped, not waited for
+	wantCode(t, "rejoin with the given id", j.ErrorCode, nil)
+	if j.Generation != 1 || j.LeaderID != first.MemberID || len(j.Members) != 1 || string(j.Members[0].ProtocolMetadata) != "\x01" {
+		t.Fatalf("join: generation %d leader %q members %+v, want generation 1 led by %q with its metadata", j.Generation, j.LeaderID, j.Members, first.MemberID)
+	}
+	me := j.MemberID
+
+	sync := func(gen int32, member string) *kmsg.SyncGroupResponse {
+		r := kmsg.NewPtrSyncGroupRequest()
+		r.Group, r.Generation, r.MemberID = "g", gen, member
+		r.GroupAssignment = []kmsg.SyncGroupRequestGroupAssignment{{MemberID: me, MemberAssignment: []byte("mine")}}
+		return do(r).(*kmsg.SyncGroupResponse)
+	}
+	wantCode(t, "sync from a past generation", sync(0, me).ErrorCode, kerr.IllegalGeneration)
+	wantCode(t, "sync by an unknown member", sync(1, "bogus").ErrorCode, kerr.UnknownMemberID)
+	if s := sync(1, me); s.ErrorCode != 0 || string(s.MemberAssignment) != "mine" {
+		t.Fatalf("leader sync: error %v, assignment %q", kerr.ErrorForCode(s.ErrorCode), s.MemberAssignment)
+	}
+
+	hb := func(gen int32, member string) int16 {
+		r := kmsg.NewPtrHeartbeatRequest()
+		r.Group, r.Generation, r.MemberID = "g", gen, member
+		return do(r).(*kmsg.HeartbeatResponse).ErrorCode
+	}
+	wantCode(t, "heartbeat of an unknown member", hb(1, "bogus"), kerr.UnknownMemberID)
+	wantCode(t, "heartbeat from a past generation", hb(0, me), kerr.IllegalGeneration)
+	wantCode(t, "heartbeat", hb(1, me), nil)
+
+	commit := func(group string, gen int32, member, topic string, offset int64, md string) int16 {
+		r := kmsg.NewPtrOffsetCommitRequest()
+		r.Group, r.Generation, r.MemberID = group, gen, member
+		r.Topics = []kmsg.OffsetCommitRequestTopic{{Topic: topic, Partitions: []kmsg.OffsetCommitRequestTopicPartition{{Partition: 1, Offset: offset, Metadata: kmsg.StringPtr(md)}}}}
+		return do(r).(*kmsg.OffsetCommitResponse).Topics[0].Partitions[0].ErrorCode
+	}
+	wantCode(t, "commit from a past generation", commit("g", 0, me, "t", 5, ""), kerr.IllegalGeneration)
+	wantCode(t, "commit by an unknown member", commit("g", 1, "bogus", "t", 5, ""), kerr.UnknownMemberID)
+	wantCode(t, "simple commit to a group with members", commit("g", -1, "", "t", 5, ""), kerr.UnknownMemberID)
+	wantCode(t, "commit with 5000 bytes of metadata", commit("g", 1, me, "t", 5, strings.Repeat("m", 5000)), kerr.OffsetMetadataTooLarge)
+	wantCode(t, "commit to an unknown topic", commit("g", 1, me, "nope", 5, ""), kerr.UnknownTopicOrPartition)
+	wantCode(t, "commit", commit("g", 1, me, "t", 42, "md"), nil)
+	wantCode(t, "simple commit to another group", commit("simple", -1, "", "t", 7, ""), nil)
+
+	del := kmsg.NewPtrDeleteGroupsRequest()
+	del.Groups = []string{"g", "unknown"}
+	dr := do(del).(*kmsg.DeleteGroupsResponse)
+	wantCode(t, "delete a group with members", dr.Groups[0].ErrorCode, kerr.NonEmptyGroup)
+	wantCode(t, "delete an unknown group", dr.Groups[1].ErrorCode, kerr.GroupIDNotFound)
+
+	produce := kmsg.NewPtrProduceRequest()
+	produce.Acks = -1
+	produce.TimeoutMillis = 5000
+	produce.Topics = []kmsg.ProduceRequestTopic{{Topic: offsetsTopic, Partitions: []kmsg.ProduceRequestTopicPartition{{Partition: 0, Records: makeBatch([]byte("forged"))}}}}
+	wantCode(t, "produce to "+offsetsTopic, do(produce).(*kmsg.ProduceResponse).Topics[0].Partitions[0].ErrorCode, kerr.InvalidTopicException)
+
+	// The offsets log holds exactly the two accepted commits.
+	b.stop()
+	b = startBroker(t, dir, nil)
+	cl = newClient(t, b.addr, kgo.RetryTimeout(0))
+	for group, want := range map[string]int64{"g": 42, "simple": 7} {
+		got := committedOffsets(t, cl, group, "t", 2)
+		if got[1] != want || got[0] != -1 {
+			t.Errorf("after restart group %s has offsets %v, want partition 1 at %d and none for 0", group, got, want)
+		}
+	}
+}

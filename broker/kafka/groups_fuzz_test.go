@@ -1,0 +1,52 @@
+package kafka
+
+import (
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// groupSeeds are well-formed group requests for the fuzzers to mutate: a
+// consumer joining, syncing, heartbeating, committing and fetching
+// offsets, leaving, and the admin calls.
+func groupSeeds() []kmsg.Request {
+	md := (&kmsg.ConsumerMemberMetadata{Version: 1, Topics: []string{"t"}}).AppendTo(nil)
+	join := kmsg.NewPtrJoinGroupRequest()
+	join.SetVersion(9)
+	join.Group, join.SessionTimeoutMillis, join.RebalanceTimeoutMillis, join.ProtocolType = "g", 6000, 6000, "consumer"
+	join.MemberID = "m"
+	join.Protocols = []kmsg.JoinGroupRequestProtocol{{Name: "range", Metadata: md}}
+	join0 := kmsg.NewPtrJoinGroupRequest()
+	join0.SetVersion(0)
+	join0.Group, join0.SessionTimeoutMillis, join0.ProtocolType = "g", 6000, "consumer"
+	join0.Protocols = join.Protocols
+	sync := kmsg.NewPtrSyncGroupRequest()
+	sync.SetVersion(5)
+	sync.Group, sync.Generation, sync.MemberID = "g", 1, "m"
+	sync.GroupAssignment = []kmsg.SyncGroupRequestGroupAssignment{{MemberID: "m", MemberAssignment: []byte{0, 1}}}
+	hb := kmsg.NewPtrHeartbeatRequest()
+	hb.SetVersion(4)
+	hb.Group, hb.Generation, hb.MemberID = "g", 1, "m"
+	leave := kmsg.NewPtrLeaveGroupRequest()
+	leave.SetVersion(5)
+	leave.Group = "g"
+	leave.Members = []kmsg.LeaveGroupRequestMember{{MemberID: "m"}, {InstanceID: kmsg.StringPtr("i")}}
+	commit := kmsg.NewPtrOffsetCommitRequest()
+	commit.SetVersion(8)
+	commit.Group, commit.Generation = "g", -1
+	commit.Topics = []kmsg.OffsetCommitRequestTopic{{Topic: "t", Partitions: []kmsg.OffsetCommitRequestTopicPartition{{Partition: 0, Offset: 1, Metadata: kmsg.StringPtr("md")}}}}
+	fetch := kmsg.NewPtrOffsetFetchRequest()
+	fetch.SetVersion(8)
+	fetch.Groups = []kmsg.OffsetFetchRequestGroup{{Group: "g"}, {Group: "h", Topics: []kmsg.OffsetFetchRequestGroupTopic{{Topic: "t", Partitions: []int32{0, 1}}}}}
+	find := kmsg.NewPtrFindCoordinatorRequest()
+	find.SetVersion(4)
+	find.CoordinatorKeys = []string{"g", ""}
+	del := kmsg.NewPtrDeleteGroupsRequest()
+	del.SetVersion(2)
+	del.Groups = []string{"g", "x"}
+	odel := kmsg.NewPtrOffsetDeleteRequest()
+	odel.Group = "g"
+	odel.Topics = []kmsg.OffsetDeleteRequestTopic{{Topic: "t", Partitions: []kmsg.OffsetDeleteRequestTopicPartition{{Partition: 0}}}}
+	desc := kmsg.NewPtrDescribeGroupsRequest()
+	desc.SetVersion(5)
+	desc.Groups = []string{"g"}
+	return []kmsg.Request{join, join0, sync, hb, leave, commit, fetch, find, del, odel, desc}
+}
