@@ -48,7 +48,10 @@ func TestGroupBadRequests(t *testing.T) {
 		}
 		return resp
 	}
-	join := func(r *kmsg.JoinGroupRequest) *kmsg.JoinGroupResponse { t.Helper(); return do(r).(*kmsg.JoinGroupResponse) }
+	join := func(r *kmsg.JoinGroupRequest) *kmsg.JoinGroupResponse {
+		t.Helper()
+		return do(r).(*kmsg.JoinGroupResponse)
+	}
 
 	wantCode(t, "session timeout 1 ms", join(joinReq("g", "", 1, 1000, nil)).ErrorCode, kerr.InvalidSessionTimeout)
 	wantCode(t, "session timeout 24 days", join(joinReq("g", "", math.MaxInt32, 1000, nil)).ErrorCode, kerr.InvalidSessionTimeout)
