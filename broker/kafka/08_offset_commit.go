@@ -5,6 +5,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/copyscope/copyscope/broker/log"
 )
 
 // OffsetCommit (key 8), v0-v8. A commit is appended to the offsets log
@@ -93,7 +95,7 @@ func (c *coordinator) checkCommitted(topic string, p kmsg.OffsetCommitRequestTop
 	if p.Metadata != nil && len(*p.Metadata) > maxCommitMetadata {
 		return kerr.OffsetMetadataTooLarge.Code
 	}
-	if validTopic(topic) != nil {
+	if log.ValidateTopic(topic) != nil {
 		return kerr.InvalidTopicException.Code
 	}
 	if _, err := c.store.Partition(topic, p.Partition); err != nil {

@@ -102,7 +102,7 @@ func (c *conn) readFetch(req *kmsg.FetchRequest) (total int64, anyErr bool) {
 	var cuts []cut
 	for _, t := range req.Topics {
 		lo := len(f.parts)
-		nameErr := validTopic(t.Topic)
+		nameErr := log.ValidateTopic(t.Topic)
 		for _, p := range t.Partitions {
 			fp := fetchPartition{partition: p.Partition, hw: -1, lso: -1, logStart: -1}
 			spanLo := len(f.spans)

@@ -15,27 +15,6 @@ import (
 // clusterID is what Metadata reports; there is one broker, node 0.
 const clusterID = "copyscope"
 
-// maxTopicLen is Kafka's limit on topic names.
-const maxTopicLen = 249
-
-// validTopic applies Kafka's topic name rules before any name gets near
-// the file system: 1 to 249 characters of [a-zA-Z0-9._-], not "." or "..".
-func validTopic(name string) error {
-	if name == "" || name == "." || name == ".." {
-		return fmt.Errorf("topic name %q is not allowed", name)
-	}
-	if len(name) > maxTopicLen {
-		return fmt.Errorf("topic name of %d characters is longer than %d", len(name), maxTopicLen)
-	}
-	for i := 0; i < len(name); i++ {
-		ch := name[i]
-		if !(ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9' || ch == '.' || ch == '_' || ch == '-') {
-			return fmt.Errorf("topic name %q has %q: use only letters, digits, '.', '_' and '-'", name, ch)
-		}
-	}
-	return nil
-}
-
 // errCode maps a log error to the Kafka error code a client understands.
 func errCode(err error) int16 {
 	switch {
@@ -105,7 +84,7 @@ func (s *Server) metadata(req *kmsg.MetadataRequest, local string) *kmsg.Metadat
 		rt := kmsg.NewMetadataResponseTopic()
 		rt.Topic = strp(name)
 		rt.IsInternal = internalTopic(name)
-		if err := validTopic(name); err != nil {
+		if err := log.ValidateTopic(name); err != nil {
 			rt.ErrorCode = kerr.InvalidTopicException.Code
 			resp.Topics = append(resp.Topics, rt)
 			continue
@@ -160,7 +139,7 @@ func (s *Server) produce(req *kmsg.ProduceRequest) (*kmsg.ProduceResponse, error
 	for _, t := range req.Topics {
 		rt := kmsg.NewProduceResponseTopic()
 		rt.Topic = t.Topic
-		nameErr := validTopic(t.Topic)
+		nameErr := log.ValidateTopic(t.Topic)
 		for _, p := range t.Partitions {
 			rp := kmsg.NewProduceResponseTopicPartition()
 			rp.Partition = p.Partition
@@ -202,7 +181,7 @@ func (s *Server) listOffsets(req *kmsg.ListOffsetsRequest) *kmsg.ListOffsetsResp
 	for _, t := range req.Topics {
 		rt := kmsg.NewListOffsetsResponseTopic()
 		rt.Topic = t.Topic
-		nameErr := validTopic(t.Topic)
+		nameErr := log.ValidateTopic(t.Topic)
 		for _, p := range t.Partitions {
 			rp := kmsg.NewListOffsetsResponseTopicPartition()
 			rp.Partition = p.Partition
@@ -255,8 +234,8 @@ func (s *Server) createTopics(req *kmsg.CreateTopicsRequest) *kmsg.CreateTopicsR
 			rt.NumPartitions, rt.ReplicationFactor = -1, -1
 		}
 		switch {
-		case validTopic(t.Topic) != nil:
-			fail(kerr.InvalidTopicException.Code, validTopic(t.Topic).Error())
+		case log.ValidateTopic(t.Topic) != nil:
+			fail(kerr.InvalidTopicException.Code, log.ValidateTopic(t.Topic).Error())
 		case internalTopic(t.Topic):
 			fail(kerr.InvalidTopicException.Code, t.Topic+" is the broker's own topic: it is created with the first offset commit")
 		case n < 1 || n > MaxPartitions:
@@ -297,7 +276,7 @@ func (s *Server) deleteTopics(req *kmsg.DeleteTopicsRequest) *kmsg.DeleteTopicsR
 		rt := kmsg.NewDeleteTopicsResponseTopic()
 		rt.Topic = strp(name)
 		var err error
-		if err = validTopic(name); err != nil {
+		if err = log.ValidateTopic(name); err != nil {
 			rt.ErrorCode = kerr.InvalidTopicException.Code
 		} else if internalTopic(name) {
 			err = errors.New(name + " holds the committed offsets of every group: delete groups with DeleteGroups instead")

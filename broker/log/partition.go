@@ -820,7 +820,7 @@ func splitPartitionDir(name string) (string, int32, bool) {
 			return "", 0, false
 		}
 	}
-	if validTopic(name[:i]) != nil {
+	if ValidateTopic(name[:i]) != nil {
 		return "", 0, false
 	}
 	return name[:i], int32(n), true

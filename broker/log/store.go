@@ -223,17 +223,24 @@ func (s *Store) partitions() []*Partition {
 	return out
 }
 
-// validTopic applies Kafka's topic name rules.
-func validTopic(name string) error {
-	if len(name) == 0 || len(name) > 249 {
-		return fmt.Errorf("%w: name must be 1 to 249 characters, got %d", ErrInvalidTopic, len(name))
+// MaxTopicLen is Kafka's limit on the length of a topic name.
+const MaxTopicLen = 249
+
+// ValidateTopic applies Kafka's topic name rules, the one check every
+// name passes before it gets near the file system or a response: 1 to
+// MaxTopicLen characters of [a-zA-Z0-9._-], not "." or "..". The error
+// wraps ErrInvalidTopic and says what to change.
+func ValidateTopic(name string) error {
+	if name == "" || name == "." || name == ".." {
+		return fmt.Errorf("%w: topic name %q is not allowed", ErrInvalidTopic, name)
 	}
-	if name == "." || name == ".." {
-		return fmt.Errorf("%w: %q is not allowed", ErrInvalidTopic, name)
+	if len(name) > MaxTopicLen {
+		return fmt.Errorf("%w: topic name of %d characters is longer than %d", ErrInvalidTopic, len(name), MaxTopicLen)
 	}
-	for _, c := range name {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
-			return fmt.Errorf("%w: %q may only contain letters, digits, '.', '_' and '-'", ErrInvalidTopic, name)
+	for i := 0; i < len(name); i++ {
+		ch := name[i]
+		if !(ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9' || ch == '.' || ch == '_' || ch == '-') {
+			return fmt.Errorf("%w: topic name %q has %q: use only letters, digits, '.', '_' and '-'", ErrInvalidTopic, name, ch)
 		}
 	}
 	return nil
@@ -241,7 +248,7 @@ func validTopic(name string) error {
 
 // CreateTopic creates a topic with partitions partitions.
 func (s *Store) CreateTopic(name string, partitions int32) error {
-	if err := validTopic(name); err != nil {
+	if err := ValidateTopic(name); err != nil {
 		return err
 	}
 	if partitions < 1 || partitions > maxPartitions {
