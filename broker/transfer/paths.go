@@ -45,7 +45,7 @@ func (o Options) chunk() int {
 
 // Names returns the transfer paths in the order of design.md.
 func Names() []string {
-	return []string{"read", "mmap", "sendfile", "splice", "zerocopy"}
+	return []string{"read", "mmap", "sendfile", "splice", "zerocopy", "uring", "uring-splice", "uring-zc"}
 }
 
 // New returns a fresh path by name; each connection needs its own.
@@ -64,6 +64,12 @@ func New(name string, opts Options) (Path, error) {
 		return newSplicePath(opts), nil
 	case "zerocopy":
 		return newZerocopyPath(opts), nil
+	case "uring":
+		return newUringPath(opts), nil
+	case "uring-splice":
+		return newUringSplicePath(opts), nil
+	case "uring-zc":
+		return newUringZCPath(opts), nil
 	}
 	return nil, fmt.Errorf("unknown transfer path %q (valid: %s)", name, strings.Join(Names(), ", "))
 }
@@ -92,6 +98,8 @@ const (
 	scSetsockopt
 	scPpoll
 	scClose
+	scIoUringSetup
+	scIoUringEnter
 	numSysc
 )
 
@@ -128,6 +136,10 @@ func (s sysc) String() string {
 		return "ppoll"
 	case scClose:
 		return "close"
+	case scIoUringSetup:
+		return "io_uring_setup"
+	case scIoUringEnter:
+		return "io_uring_enter"
 	}
 	return fmt.Sprintf("sysc(%d)", int(s))
 }
@@ -142,6 +154,8 @@ type ledger struct {
 	spanBytes atomic.Uint64
 	zcSends   atomic.Uint64
 	zcBytes   atomic.Uint64
+	// ops counts io_uring ops by opcode: submitted, completed, failed, bytes.
+	ops [numUringOps][4]atomic.Uint64
 
 	mu sync.Mutex
 	l  Ledger // Chunk, PipeSize, notification counts, Notes
@@ -193,6 +207,15 @@ func (lg *ledger) snapshot() Ledger {
 	}
 	c.BytesSent, c.SpanBytes = lg.bytesSent.Load(), lg.spanBytes.Load()
 	c.ZCSends, c.ZCBytes = lg.zcSends.Load(), lg.zcBytes.Load()
+	for i := range lg.ops {
+		o := OpCount{lg.ops[i][0].Load(), lg.ops[i][1].Load(), lg.ops[i][2].Load(), lg.ops[i][3].Load()}
+		if o != (OpCount{}) {
+			if c.Ops == nil {
+				c.Ops = map[string]OpCount{}
+			}
+			c.Ops[uringOp(i).code().String()] = o
+		}
+	}
 	return c
 }
 

@@ -1,6 +1,7 @@
 // Package transfer moves Fetch responses from segment files to TCP sockets
 // over one of several transfer paths (read+write, mmap, sendfile, splice,
-// MSG_ZEROCOPY). One file per path, all behind the Path interface; each path
+// MSG_ZEROCOPY, and io_uring READ+SEND, SPLICE and SEND_ZC). One file per
+// path, all behind the Path interface; each path
 // keeps a ledger of the bytes it sent and the syscalls it made, so tests and
 // probes can check the kernel's counts against the path's own arithmetic.
 //
@@ -12,6 +13,22 @@
 // segment not mapped yet. On Linux 6.18, /proc/thread-self/io counts
 // pread64/read in syscr, write/writev in syscw, sendfile in both, and
 // splice, sendmsg, recvmsg not at all (see syscalls_test.go).
+//
+// The io_uring paths (uring, uring-splice, uring-zc) make no syscall per
+// chunk: with B = uringChunks(C) chunks per chain (2 MiB worth, 1..32),
+// a Send makes ceil(N/C/B) io_uring_enter calls per span (one more per
+// chain when a wait is cut short) and the kernel runs, per chunk, uring:
+// one READ and one SEND (2 copies per byte); uring-splice: two SPLICEs,
+// file->pipe and pipe->socket (0 copies; run by the kernel's iou-wrk
+// threads); uring-zc: one SEND_ZC, completed twice (the send, then its
+// notification; on loopback every notification says the kernel copied).
+// Each ring costs io_uring_setup, 2 mmaps (IORING_FEAT_SINGLE_MMAP) and at
+// Close 2 munmaps and a close; uring maps one chunk buffer, uring-splice
+// makes a pipe as splice does, uring-zc maps the segment as zerocopy does
+// and waits in Close for the last notifications (one io_uring_enter per
+// wake-up). The ledger's Ops count these ops by opcode exactly as the
+// kernel's io_uring tracepoints see them; io_uring ops bypass the
+// vfs_read/vfs_write counters of /proc/thread-self/io.
 package transfer
 
 // Span is a region of an open file (a segment) to move to a socket.
@@ -39,10 +56,13 @@ type Ledger struct {
 	ZCBytes      uint64            // zerocopy: bytes sent with MSG_ZEROCOPY
 	ZCCopiedByte uint64            // zerocopy: of those, bytes the kernel reported as copied
 
-	Chunk    int      // span bytes per syscall this path was built with
-	PipeSize int      // splice: the pipe's capacity after F_SETPIPE_SZ
-	ZCCopied uint64   // zerocopy: notifications flagged SO_EE_CODE_ZEROCOPY_COPIED
-	Notes    []string // fallbacks taken (a denied pipe size, ...), for every output
+	Chunk    int    // span bytes per syscall this path was built with
+	PipeSize int    // splice: the pipe's capacity after F_SETPIPE_SZ
+	ZCCopied uint64 // zerocopy: notifications flagged SO_EE_CODE_ZEROCOPY_COPIED (uring-zc: IORING_NOTIF_USAGE_ZC_COPIED)
+	// Ops counts io_uring operations by opcode name ("READ", "SEND",
+	// "SEND_ZC", "SPLICE"); nil for the paths that make none.
+	Ops   map[string]OpCount
+	Notes []string // fallbacks taken (a denied pipe size, ...), for every output
 }
 
 // Path moves response parts to a connected, blocking TCP socket. A Path

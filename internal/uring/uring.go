@@ -23,6 +23,7 @@ import (
 	"os"
 	"strings"
 	"sync/atomic"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -79,6 +80,8 @@ const (
 	NotifUsageZCCopied = 1 << 31
 
 	enterGetEvents = 1 << 0
+	enterExtArg    = 1 << 3
+	setupCQSize    = 1 << 3
 	featSingleMmap = 1 << 0
 
 	offSQRing = 0
@@ -132,37 +135,42 @@ type cqOffsets struct {
 
 // Ring is one io_uring instance.
 type Ring struct {
-	fd        int
-	sqMem     []byte // SQ ring (and CQ ring with SINGLE_MMAP)
-	cqMem     []byte // CQ ring when mapped separately, else nil
-	sqeMem    []byte
-	sqHead    *uint32
-	sqTail    *uint32
-	sqMask    uint32
-	sqEntries uint32
-	cqHead    *uint32
-	cqTail    *uint32
-	cqMask    uint32
-	cqes      unsafe.Pointer
-	sqes      unsafe.Pointer
-	localTail uint32 // SQEs handed out by Get, published by Enter
-	published uint32 // tail value the kernel has been shown
-	cqEntries uint32
-	mmaps     int
-	closed    bool
-	sqeSize   uintptr
-	cqeSize   uintptr
+	fd         int
+	sqMem      []byte // SQ ring (and CQ ring with SINGLE_MMAP)
+	cqMem      []byte // CQ ring when mapped separately, else nil
+	sqeMem     []byte
+	sqHead     *uint32
+	sqTail     *uint32
+	sqMask     uint32
+	sqEntries  uint32
+	cqHead     *uint32
+	cqTail     *uint32
+	cqMask     uint32
+	cqes       unsafe.Pointer
+	sqes       unsafe.Pointer
+	localTail  uint32 // SQEs handed out by Get, published by Enter
+	published  uint32 // tail value the kernel has been shown
+	cqEntries  uint32
+	cqOverflow *uint32
+	sqFlags    *uint32
+	mmaps      int
+	closed     bool
+	sqeSize    uintptr
+	cqeSize    uintptr
 }
 
 // ErrUnavailable wraps every reason io_uring cannot be used here
 // (disabled by sysctl, blocked by seccomp or a container, old kernel).
 var ErrUnavailable = errors.New("io_uring unavailable")
 
-// New sets up a ring with at least entries SQEs (rounded up to a power of
-// two by the kernel; the CQ ring gets twice as many). Syscalls:
-// io_uring_setup, then Mmaps() mmaps.
-func New(entries uint32) (*Ring, error) {
+// New sets up a ring with at least entries SQEs and cqEntries CQEs (both
+// rounded up to a power of two by the kernel; cqEntries 0 means twice
+// entries). Syscalls: io_uring_setup, then Mmaps() mmaps.
+func New(entries, cqEntries uint32) (*Ring, error) {
 	var p params
+	if cqEntries > 0 {
+		p.flags, p.cqEntries = setupCQSize, cqEntries
+	}
 	fd, _, errno := unix.Syscall(unix.SYS_IO_URING_SETUP, uintptr(entries), uintptr(unsafe.Pointer(&p)), 0)
 	if errno != 0 {
 		return nil, setupError(errno)
@@ -231,6 +239,7 @@ func (r *Ring) mapRings(p *params) error {
 	r.sqMask, r.sqEntries = *u32(r.sqMem, p.sqOff.ringMask), p.sqEntries
 	r.cqHead, r.cqTail = u32(cqMem, p.cqOff.head), u32(cqMem, p.cqOff.tail)
 	r.cqMask, r.cqEntries = *u32(cqMem, p.cqOff.ringMask), p.cqEntries
+	r.cqOverflow, r.sqFlags = u32(cqMem, p.cqOff.overflow), u32(r.sqMem, p.sqOff.flags)
 	r.cqes = unsafe.Pointer(&cqMem[p.cqOff.cqes])
 	r.sqes = unsafe.Pointer(&r.sqeMem[0])
 	// SQ slot i always names SQE i: Get hands SQEs out in ring order.
@@ -291,6 +300,28 @@ func (r *Ring) Enter(wait uint32) (int, error) {
 	return int(n), nil
 }
 
+// getEventsArg is struct io_uring_getevents_arg.
+type getEventsArg struct {
+	sigmask   uint64
+	sigmaskSz uint32
+	pad       uint32
+	ts        uint64
+}
+
+// Wait makes one io_uring_enter that submits nothing and blocks until at
+// least n completions are in the CQ ring or timeout passes (ETIME). With
+// n 0 it returns at once, after the kernel ran the ring's pending task work
+// and moved overflowed CQEs into the ring.
+func (r *Ring) Wait(n uint32, timeout time.Duration) error {
+	ts := unix.NsecToTimespec(timeout.Nanoseconds())
+	arg := getEventsArg{ts: uint64(uintptr(unsafe.Pointer(&ts)))}
+	_, _, errno := unix.Syscall6(unix.SYS_IO_URING_ENTER, uintptr(r.fd), 0, uintptr(n), enterGetEvents|enterExtArg, uintptr(unsafe.Pointer(&arg)), unsafe.Sizeof(arg))
+	if errno != 0 {
+		return errno
+	}
+	return nil
+}
+
 // Peek returns the oldest unseen completion without consuming it; call
 // Seen when done with it.
 func (r *Ring) Peek() (CQE, bool) {
@@ -305,6 +336,14 @@ func (r *Ring) Peek() (CQE, bool) {
 func (r *Ring) Seen() {
 	atomic.AddUint32(r.cqHead, 1)
 }
+
+// Overflowed is the kernel's count of CQEs it could not post because the
+// CQ ring was full (kept and posted later on kernels with
+// IORING_FEAT_NODROP, dropped on older ones).
+func (r *Ring) Overflowed() uint32 { return atomic.LoadUint32(r.cqOverflow) }
+
+// SQFlags is the SQ ring's flags word (IORING_SQ_CQ_OVERFLOW, _TASKRUN).
+func (r *Ring) SQFlags() uint32 { return atomic.LoadUint32(r.sqFlags) }
 
 // Fd is the ring's file descriptor.
 func (r *Ring) Fd() int { return r.fd }
@@ -337,7 +376,7 @@ func (r *Ring) unmap() {
 // reason when not (wrapping ErrUnavailable). It sets up and closes a
 // one-entry ring.
 func Available() error {
-	r, err := New(1)
+	r, err := New(1, 0)
 	if err != nil {
 		return err
 	}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -18,7 +19,7 @@ import (
 // newOrSkip returns a ring or skips, saying why io_uring is unusable.
 func newOrSkip(t *testing.T, entries uint32) *Ring {
 	t.Helper()
-	r, err := New(entries)
+	r, err := New(entries, 0)
 	if errors.Is(err, ErrUnavailable) {
 		t.Skipf("io_uring unavailable here: %v", err)
 	}
@@ -250,5 +251,38 @@ func TestSetupError(t *testing.T) {
 		if errors.Is(err, ErrUnavailable) != c.unavailable || !bytes.Contains([]byte(err.Error()), []byte(c.says)) {
 			t.Errorf("setupError(%v) = %v; want unavailable=%v and a message with %q", c.errno, err, c.unavailable, c.says)
 		}
+	}
+}
+
+// TestWaitTimeout: Wait returns ETIME when nothing completes in time, and
+// a CQ size asked for is granted.
+func TestWaitTimeout(t *testing.T) {
+	r, err := New(4, 64)
+	if errors.Is(err, ErrUnavailable) {
+		t.Skipf("io_uring unavailable here: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if r.CQEntries() != 64 {
+		t.Errorf("CQEntries %d, asked for 64", r.CQEntries())
+	}
+	start := time.Now()
+	if err := r.Wait(1, 20*time.Millisecond); err != unix.ETIME {
+		t.Errorf("Wait on an idle ring: %v, want ETIME", err)
+	}
+	if d := time.Since(start); d < 15*time.Millisecond || d > 2*time.Second {
+		t.Errorf("Wait(20ms) took %v", d)
+	}
+	r.Get().PrepNop(1)
+	if _, err := r.Enter(0); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Wait(1, time.Second); err != nil {
+		t.Fatalf("Wait after a NOP: %v", err)
+	}
+	if c, ok := r.Peek(); !ok || c.UserData != 1 {
+		t.Fatalf("no NOP completion after Wait: %+v %v", c, ok)
 	}
 }

@@ -1,0 +1,204 @@
+package transfer
+
+import (
+	"fmt"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/copyscope/copyscope/internal/uring"
+)
+
+// UringZCCopiedNote is the ledger note of a uring-zc path whose sends the
+// kernel copied after all (always on loopback).
+const UringZCCopiedNote = "io_uring SEND_ZC: the kernel copied the data (IORING_NOTIF_USAGE_ZC_COPIED), as it always does on loopback; these bytes were not sent zero-copy"
+
+// uringZCPath sends spans with IORING_OP_SEND_ZC straight from a read-only
+// mapping of the segment, up to uringChunks(chunk) linked sends per chain
+// and per io_uring_enter. Each send completes twice: once when its bytes
+// are queued (IORING_CQE_F_MORE), once more with a notification CQE
+// (IORING_CQE_F_NOTIF) when the kernel let go of the pages; with
+// IORING_SEND_ZC_REPORT_USAGE the notification says whether the kernel
+// copied after all (IORING_NOTIF_USAGE_ZC_COPIED), counted as
+// ZCCopiedByte. No mapping is unmapped before its notifications arrived.
+type uringZCPath struct {
+	lg      ledger
+	ck      corker
+	core    uringCore
+	chunk   int
+	cache   mapCache
+	pending []zcPending // sends whose notification has not arrived, in order
+	closed  bool
+}
+
+// zcPending is one SEND_ZC awaiting its notification.
+type zcPending struct {
+	ud    uint64
+	bytes uint64
+	done  bool
+}
+
+func newUringZCPath(opts Options) *uringZCPath {
+	p := &uringZCPath{chunk: opts.chunk()}
+	p.lg.init(p.chunk)
+	p.ck = corker{off: opts.NoCork, chunk: opts.chunk()}
+	p.core.lg = &p.lg
+	p.core.more = p.announced
+	p.core.notif = p.notified
+	p.cache.lg = &p.lg
+	p.cache.busy = func(m *mapping) bool { return m.zc && len(p.pending) > 0 && m.lastSeq >= p.pending[0].ud }
+	return p
+}
+
+func (p *uringZCPath) Name() string   { return "uring-zc" }
+func (p *uringZCPath) Ledger() Ledger { return p.lg.snapshot() }
+
+// announced records a send whose notification will follow.
+func (p *uringZCPath) announced(c uring.CQE) {
+	p.pending = append(p.pending, zcPending{ud: c.UserData, bytes: uint64(max(c.Res, 0))})
+}
+
+// notified counts a notification and releases its send.
+func (p *uringZCPath) notified(c uring.CQE) {
+	copied := uint32(c.Res)&uring.NotifUsageZCCopied != 0
+	var bytes uint64
+	for i := range p.pending {
+		if p.pending[i].ud == c.UserData && !p.pending[i].done {
+			p.pending[i].done = true
+			bytes = p.pending[i].bytes
+			break
+		}
+	}
+	k := 0
+	for k < len(p.pending) && p.pending[k].done {
+		k++
+	}
+	p.pending = append(p.pending[:0], p.pending[k:]...)
+	first := false
+	p.lg.update(func(l *Ledger) {
+		l.ZCNotes++
+		if copied {
+			first = l.ZCCopied == 0
+			l.ZCCopied++
+			l.ZCCopiedByte += bytes
+		}
+	})
+	if first {
+		p.lg.note(UringZCCopiedNote)
+	}
+}
+
+func (p *uringZCPath) Send(sock int, parts []Part) (int64, error) {
+	if p.closed {
+		return 0, fmt.Errorf("uring-zc path: Send after Close")
+	}
+	if err := p.core.open(); err != nil {
+		return 0, fmt.Errorf("uring-zc path: %w", err)
+	}
+	p.cache.begin()
+	n, err := sendParts(sock, parts, &p.lg, p.ck, p.span)
+	p.core.reap() // notifications already posted: no syscall
+	p.cache.end()
+	return n, err
+}
+
+func (p *uringZCPath) span(sock int, s Span, _ bool) (int64, error) {
+	m, err := p.cache.get(s.Fd, s.Off+s.Len)
+	if err != nil {
+		return 0, err
+	}
+	var total int64
+	off, end := s.Off, s.Off+s.Len
+	for stall := 0; off < end; {
+		k := 0
+		for o := off; o < end && k < uringChunks(p.chunk); k++ {
+			n := min(int64(p.chunk), end-o)
+			sqe, ud := p.core.next(opSendZC)
+			sqe.PrepSendZC(sock, m.data[o:o+n], unix.MSG_WAITALL, ud)
+			m.zc, m.lastSeq = true, ud
+			o += n
+		}
+		if err := p.core.run(); err != nil {
+			return total, err
+		}
+		sent, err := p.settle(sock, off, end, k)
+		total += sent
+		off += sent
+		if err != nil {
+			return total, err
+		}
+		if stall = stall + 1; sent > 0 {
+			stall = 0
+		}
+		if stall > uringStall {
+			return total, fmt.Errorf("io_uring SEND_ZC: %d chains in a row sent nothing at offset %d", stall, off)
+		}
+	}
+	return total, nil
+}
+
+// settle walks a completed chain of k SEND_ZCs and returns the bytes that
+// reached the socket in order, up to the first short or failed one.
+func (p *uringZCPath) settle(sock int, off, end int64, k int) (int64, error) {
+	var sent int64
+	for i := 0; i < k; i++ {
+		want := int32(min(int64(p.chunk), end-off-sent))
+		r := p.core.res[i]
+		if r > 0 {
+			sent += int64(r)
+			p.lg.sent(int64(r), true)
+			p.lg.zcSent(int(r))
+		}
+		if r == want {
+			continue
+		}
+		switch {
+		case r == -int32(unix.EINVAL) && p.lg.zcSends.Load() == 0:
+			return sent, fmt.Errorf("io_uring SEND_ZC to socket %d: %w (needs Linux 6.0+)", sock, errno(r))
+		case r == -int32(unix.EOPNOTSUPP):
+			return sent, fmt.Errorf("io_uring SEND_ZC to socket %d: %w (the socket lacks SOCK_SUPPORT_ZC: not TCP, or accepted from an MPTCP listener; listen with MPTCP off)", sock, errno(r))
+		case r == -int32(unix.EAGAIN):
+			return sent, waitWritable(sock, &p.lg)
+		case r < 0 && r != -int32(unix.ECANCELED) && r != -int32(unix.EINTR):
+			return sent, fmt.Errorf("io_uring SEND_ZC %d bytes at %d to socket %d: %w", want, off+sent, sock, errno(r))
+		}
+		return sent, nil
+	}
+	return sent, nil
+}
+
+// waitNotifs waits on the ring until every notification arrived or
+// timeout, one io_uring_enter per wake-up.
+func (p *uringZCPath) waitNotifs(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for p.core.reap(); len(p.pending) > 0; p.core.reap() {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return fmt.Errorf("uring-zc: %d sends without a notification after %v", len(p.pending), timeout)
+		}
+		p.lg.call(scIoUringEnter)
+		if err := p.core.ring.Wait(1, left); err != nil && err != unix.ETIME && err != unix.EINTR {
+			return fmt.Errorf("uring-zc: wait for notifications: %w", err)
+		}
+	}
+	return nil
+}
+
+// Close waits for every outstanding notification, then unmaps.
+func (p *uringZCPath) Close() error {
+	if p.closed {
+		return nil
+	}
+	p.closed = true
+	if p.core.ring != nil && len(p.pending) > 0 {
+		if err := p.waitNotifs(zcCloseWait); err != nil {
+			p.lg.note(err.Error() + "; the ring is closed anyway, uncounted")
+		}
+		p.pending = p.pending[:0]
+	}
+	err := p.core.close()
+	if left := p.cache.closeAll(); left > 0 && err == nil {
+		err = fmt.Errorf("uring-zc close: %d mappings left mapped", left)
+	}
+	return err
+}
