@@ -6,8 +6,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// groupRequest answers the group coordinator's APIs; ok is false for any
-// other request.
+// groupRequest answers the group coordinator's and the config and
+// partition admin APIs; ok is false for any other request.
 func (c *conn) groupRequest(h header, req kmsg.Request) (resp kmsg.Response, ok bool) {
 	co := c.srv.groups
 	switch r := req.(type) {
@@ -34,6 +34,14 @@ func (c *conn) groupRequest(h header, req kmsg.Request) (resp kmsg.Response, ok 
 		return co.deleteGroups(r), true
 	case *kmsg.OffsetDeleteRequest:
 		return co.offsetDelete(r), true
+	case *kmsg.DescribeConfigsRequest:
+		return c.srv.describeConfigs(r), true
+	case *kmsg.AlterConfigsRequest:
+		return c.srv.alterConfigs(r), true
+	case *kmsg.IncrementalAlterConfigsRequest:
+		return c.srv.incrementalAlterConfigs(r), true
+	case *kmsg.CreatePartitionsRequest:
+		return c.srv.createPartitions(r), true
 	}
 	return nil, false
 }

@@ -6,7 +6,8 @@ import (
 
 // groupSeeds are well-formed group requests for the fuzzers to mutate: a
 // consumer joining, syncing, heartbeating, committing and fetching
-// offsets, leaving, and the admin calls.
+// offsets, leaving, the group admin calls, configs and CreatePartitions
+// (validate-only: the fuzzed store must not grow without bound).
 func groupSeeds() []kmsg.Request {
 	md := (&kmsg.ConsumerMemberMetadata{Version: 1, Topics: []string{"t"}}).AppendTo(nil)
 	join := kmsg.NewPtrJoinGroupRequest()
@@ -48,5 +49,16 @@ func groupSeeds() []kmsg.Request {
 	desc := kmsg.NewPtrDescribeGroupsRequest()
 	desc.SetVersion(5)
 	desc.Groups = []string{"g"}
-	return []kmsg.Request{join, join0, sync, hb, leave, commit, fetch, find, del, odel, desc}
+	dc := kmsg.NewPtrDescribeConfigsRequest()
+	dc.SetVersion(4)
+	dc.Resources = []kmsg.DescribeConfigsRequestResource{{ResourceType: kmsg.ConfigResourceTypeTopic, ResourceName: "t"}, {ResourceType: kmsg.ConfigResourceTypeBroker}}
+	ia := kmsg.NewPtrIncrementalAlterConfigsRequest()
+	ia.SetVersion(1)
+	ia.Resources = []kmsg.IncrementalAlterConfigsRequestResource{{ResourceType: kmsg.ConfigResourceTypeTopic, ResourceName: "t",
+		Configs: []kmsg.IncrementalAlterConfigsRequestResourceConfig{{Name: "retention.ms", Value: kmsg.StringPtr("1")}}}}
+	cp := kmsg.NewPtrCreatePartitionsRequest()
+	cp.SetVersion(3)
+	cp.ValidateOnly = true
+	cp.Topics = []kmsg.CreatePartitionsRequestTopic{{Topic: "t", Count: 3}}
+	return []kmsg.Request{join, join0, sync, hb, leave, commit, fetch, find, del, odel, desc, dc, ia, cp}
 }

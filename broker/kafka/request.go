@@ -40,6 +40,11 @@ func servedAPIs() []apiRange {
 		{16, 0, 5}, // ListGroups
 		{42, 0, 2}, // DeleteGroups
 		{47, 0, 0}, // OffsetDelete
+		// Admin (configs.go, one file per API).
+		{32, 0, 4}, // DescribeConfigs
+		{33, 0, 2}, // AlterConfigs
+		{37, 0, 3}, // CreatePartitions
+		{44, 0, 1}, // IncrementalAlterConfigs
 	}
 }
 
