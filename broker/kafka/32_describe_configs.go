@@ -3,6 +3,7 @@ package kafka
 import (
 	"slices"
 
+	"github.com/copyscope/copyscope/broker/log"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -57,7 +58,7 @@ func docSuffix(doc string) string {
 func (s *Server) configsOf(typ kmsg.ConfigResourceType, name string) ([]configEntry, int16, string) {
 	switch typ {
 	case kmsg.ConfigResourceTypeTopic:
-		if err := validTopic(name); err != nil {
+		if err := log.ValidateTopic(name); err != nil {
 			return nil, kerr.InvalidTopicException.Code, err.Error()
 		}
 		if _, ok := s.store.Topics()[name]; !ok {

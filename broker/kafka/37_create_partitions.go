@@ -3,6 +3,7 @@ package kafka
 import (
 	"fmt"
 
+	"github.com/copyscope/copyscope/broker/log"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -21,8 +22,8 @@ func (s *Server) createPartitions(req *kmsg.CreatePartitionsRequest) *kmsg.Creat
 		switch {
 		case seen[t.Topic]:
 			fail(kerr.InvalidRequest.Code, "topic "+t.Topic+" is named twice")
-		case validTopic(t.Topic) != nil:
-			fail(kerr.InvalidTopicException.Code, validTopic(t.Topic).Error())
+		case log.ValidateTopic(t.Topic) != nil:
+			fail(kerr.InvalidTopicException.Code, log.ValidateTopic(t.Topic).Error())
 		case internalTopic(t.Topic):
 			fail(kerr.InvalidTopicException.Code, t.Topic+" is the broker's own topic: it keeps one partition")
 		case !exists:
