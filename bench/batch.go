@@ -4,7 +4,7 @@ import (
 	"encoding/binary"
 	"hash/crc32"
 
-	"github.com/copyscope/copyscope/internal/kfetch"
+	"github.com/copyscope/copyscope/internal/recordbatch"
 )
 
 // batchBuilder makes produce batches of fixed-size records. Each batch
@@ -53,8 +53,8 @@ func (b *batchBuilder) next(nowMs int64) []byte {
 		buf = binary.AppendVarint(buf, int64(len(body)))
 		buf = append(buf, body...)
 	}
-	binary.BigEndian.PutUint32(buf[8:], uint32(len(buf)-kfetch.BatchLogHeader))
-	binary.BigEndian.PutUint32(buf[kfetch.BatchCRCPos:], crc32.Checksum(buf[kfetch.BatchAttrPos:], b.table))
+	binary.BigEndian.PutUint32(buf[recordbatch.PosBatchLength:], uint32(len(buf)-recordbatch.LogOverhead))
+	binary.BigEndian.PutUint32(buf[recordbatch.PosCRC:], crc32.Checksum(buf[recordbatch.PosAttributes:], b.table))
 	b.buf = buf
 	return buf
 }

@@ -1,32 +1,29 @@
 package bench
 
 import (
-	"encoding/binary"
 	"fmt"
 	"time"
 
 	"github.com/copyscope/copyscope/broker/log"
 	"github.com/copyscope/copyscope/broker/transfer"
-	"github.com/copyscope/copyscope/internal/kfetch"
+	"github.com/copyscope/copyscope/internal/recordbatch"
 	"github.com/copyscope/copyscope/metrics"
 )
 
 // nextOffset walks the batch headers of a slice and returns the offset
 // after its last batch.
 func nextOffset(s log.Slice) (int64, error) {
-	var h [kfetch.BatchHeaderSize]byte
+	h := make(recordbatch.Header, recordbatch.HeaderSize)
 	next := int64(-1)
 	for pos := s.Pos; pos < s.Pos+s.Len; {
-		if _, err := s.File.ReadAt(h[:], pos); err != nil {
+		if _, err := s.File.ReadAt(h, pos); err != nil {
 			return 0, fmt.Errorf("read batch header at %d of %s: %w", pos, s.File.Name(), err)
 		}
-		base := int64(binary.BigEndian.Uint64(h[0:]))
-		blen := int64(int32(binary.BigEndian.Uint32(h[8:])))
-		if blen < kfetch.BatchHeaderSize-kfetch.BatchLogHeader {
-			return 0, fmt.Errorf("batch at %d of %s: length %d is shorter than a header", pos, s.File.Name(), blen)
+		if h.ShorterThanHeader() {
+			return 0, fmt.Errorf("batch at %d of %s: length %d is shorter than a header", pos, s.File.Name(), h.Length())
 		}
-		next = base + int64(int32(binary.BigEndian.Uint32(h[23:]))) + 1
-		pos += kfetch.BatchLogHeader + blen
+		next = h.NextOffset()
+		pos += h.Size()
 	}
 	return next, nil
 }

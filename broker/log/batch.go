@@ -5,27 +5,29 @@ import (
 	"fmt"
 	"hash/crc32"
 	"math"
+
+	"github.com/copyscope/copyscope/internal/recordbatch"
 )
 
-// Kafka v2 RecordBatch header layout (big endian). The CRC-32C covers
-// everything from the attributes to the end of the batch.
+// The v2 RecordBatch header layout, named as this package uses it; the
+// positions are internal/recordbatch's (the one definition).
 const (
-	posBaseOffset      = 0
-	posBatchLength     = 8
-	posLeaderEpoch     = 12
-	posMagic           = 16
-	posCRC             = 17
-	posAttributes      = 21
-	posLastOffsetDelta = 23
-	posBaseTimestamp   = 27
-	posMaxTimestamp    = 35
-	posProducerID      = 43
-	posProducerEpoch   = 51
-	posBaseSequence    = 53
-	posRecordCount     = 57
-	batchHeaderSize    = 61
+	posBaseOffset      = recordbatch.PosBaseOffset
+	posBatchLength     = recordbatch.PosBatchLength
+	posLeaderEpoch     = recordbatch.PosLeaderEpoch
+	posMagic           = recordbatch.PosMagic
+	posCRC             = recordbatch.PosCRC
+	posAttributes      = recordbatch.PosAttributes
+	posLastOffsetDelta = recordbatch.PosLastOffsetDelta
+	posBaseTimestamp   = recordbatch.PosBaseTimestamp
+	posMaxTimestamp    = recordbatch.PosMaxTimestamp
+	posProducerID      = recordbatch.PosProducerID
+	posProducerEpoch   = recordbatch.PosProducerEpoch
+	posBaseSequence    = recordbatch.PosBaseSequence
+	posRecordCount     = recordbatch.PosRecordCount
+	batchHeaderSize    = recordbatch.HeaderSize
 	// batchLogOverhead is the part of the header not counted in batchLength.
-	batchLogOverhead = 12
+	batchLogOverhead = recordbatch.LogOverhead
 
 	attrCompressionMask = 0x07
 	attrLogAppendTime   = 0x08

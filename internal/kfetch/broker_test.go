@@ -11,6 +11,8 @@ import (
 	"github.com/copyscope/copyscope/broker/kafka"
 	"github.com/copyscope/copyscope/broker/log"
 	"github.com/copyscope/copyscope/broker/transfer"
+
+	"github.com/copyscope/copyscope/internal/recordbatch"
 )
 
 // testBroker is the in-process Kafka broker on a log of small segments
@@ -94,10 +96,10 @@ func (tb *testBroker) logBytes(t *testing.T, from int64) []byte {
 		if len(out) == start {
 			t.Fatalf("log read at %d returned nothing before the end %d", off, tb.part.EndOffset())
 		}
-		for b := out[start:]; len(b) >= BatchHeaderSize; {
+		for b := out[start:]; len(b) >= recordbatch.HeaderSize; {
 			blen := int(binary.BigEndian.Uint32(b[8:]))
 			off = int64(binary.BigEndian.Uint64(b)) + int64(binary.BigEndian.Uint32(b[23:])) + 1
-			b = b[BatchLogHeader+blen:]
+			b = b[recordbatch.LogOverhead+blen:]
 		}
 	}
 	return out

@@ -15,6 +15,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"golang.org/x/sys/unix"
+
+	"github.com/copyscope/copyscope/internal/recordbatch"
 )
 
 // testBatch is a v2 record batch of n records at base with a valid CRC-32C;
@@ -36,8 +38,8 @@ func testBatch(base int64, n int, body int) []byte {
 	for i := 0; i < body; i++ {
 		b = append(b, byte(base)+byte(i*7))
 	}
-	binary.BigEndian.PutUint32(b[8:], uint32(len(b)-BatchLogHeader))
-	binary.BigEndian.PutUint32(b[BatchCRCPos:], crc32.Checksum(b[BatchAttrPos:], crc32.MakeTable(crc32.Castagnoli)))
+	binary.BigEndian.PutUint32(b[8:], uint32(len(b)-recordbatch.LogOverhead))
+	binary.BigEndian.PutUint32(b[recordbatch.PosCRC:], crc32.Checksum(b[recordbatch.PosAttributes:], crc32.MakeTable(crc32.Castagnoli)))
 	return b
 }
 

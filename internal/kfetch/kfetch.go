@@ -17,16 +17,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"golang.org/x/sys/unix"
-)
 
-// Record batch v2 layout: a 61-byte header, then the records. The CRC-32C
-// covers everything from the attributes to the end. Exported for the
-// producer side (bench builds batches in this layout).
-const (
-	BatchHeaderSize = 61
-	BatchLogHeader  = 12 // baseOffset + batchLength: not counted in batchLength
-	BatchCRCPos     = 17
-	BatchAttrPos    = 21
+	"github.com/copyscope/copyscope/internal/recordbatch"
 )
 
 // DefaultBufSize is the read buffer bench's and the demo's consumers
@@ -509,33 +501,32 @@ func (c *Client) records(n int64) (int64, error) {
 		}
 	}
 	for n > 0 {
-		if n < BatchHeaderSize {
+		if n < recordbatch.HeaderSize {
 			return next, c.stream(n, nil)
 		}
-		h, err := c.need(BatchHeaderSize)
+		b, err := c.need(recordbatch.HeaderSize)
 		if err != nil {
 			return next, err
 		}
-		base := int64(binary.BigEndian.Uint64(h[0:]))
-		blen := int64(int32(binary.BigEndian.Uint32(h[8:])))
-		magic := h[16]
-		if blen < BatchHeaderSize-BatchLogHeader {
-			return next, fmt.Errorf("batch at offset %d: length %d is shorter than a header", base, blen)
+		h := recordbatch.Header(b)
+		base := h.BaseOffset()
+		if h.ShorterThanHeader() {
+			return next, fmt.Errorf("batch at offset %d: length %d is shorter than a header", base, h.Length())
 		}
-		total := BatchLogHeader + blen
+		total := h.Size()
 		if total > n {
 			// Partial batch at the end of the response.
-			return next, c.stream(n-BatchHeaderSize, nil)
+			return next, c.stream(n-recordbatch.HeaderSize, nil)
 		}
-		if magic != 2 {
-			return next, fmt.Errorf("batch at offset %d: magic %d, this client reads v2 batches only", base, magic)
+		if m := h.MagicByte(); m != recordbatch.Magic {
+			return next, fmt.Errorf("batch at offset %d: magic %d, this client reads v2 batches only", base, m)
 		}
-		lastDelta := int64(int32(binary.BigEndian.Uint32(h[23:])))
-		body := total - BatchHeaderSize
+		nextOffset := h.NextOffset()
+		body := total - recordbatch.HeaderSize
 		tap(h)
 		if c.cfg.Verify {
-			want := binary.BigEndian.Uint32(h[BatchCRCPos:])
-			crc := crc32.Update(0, c.table, h[BatchAttrPos:])
+			want := h.CRC()
+			crc := crc32.Update(0, c.table, h[recordbatch.PosAttributes:])
 			if err := c.stream(body, func(b []byte) {
 				crc = crc32.Update(crc, c.table, b)
 				tap(b)
@@ -549,7 +540,7 @@ func (c *Client) records(n int64) (int64, error) {
 			return next, err
 		}
 		c.Batches++
-		next = base + lastDelta + 1
+		next = nextOffset
 		n -= total
 	}
 	return next, nil
