@@ -15,17 +15,18 @@ func ConsumerSubject(path string) string { return "consumer:" + path }
 
 // grouper attributes probed threads to subjects: the broker's data thread
 // of each consumer connection to its path, each consumer thread to
-// "consumer:<path>". Threads that go away are folded into the subject's
-// retired counters after one last read, so cumulative counts never drop.
+// "consumer:<path>". Summing and retiring are probes.Grouper's: a thread
+// that goes away is counted one last time, then retired into its subject,
+// so cumulative counts never drop.
 type grouper struct {
 	mu      sync.Mutex
 	probe   probes.Probe
+	sum     *probes.Grouper
 	conns   map[int]transfer.ConnInfo // data threads being counted, by tid
 	pending map[string]transfer.ConnInfo
-	peers   map[string]string // consumer local address -> path
-	cons    map[int]string    // consumer tid -> path
-	gone    map[int]metrics.Subject
-	retired map[metrics.Subject]metrics.Counters
+	peers   map[string]string       // consumer local address -> path
+	cons    map[int]string          // consumer tid -> path
+	gone    map[int]metrics.Subject // counted once more, then retired
 	paths   []string
 	errs    []error
 
@@ -43,11 +44,11 @@ func newGrouper(p probes.Probe, paths []string) *grouper {
 		peers:   map[string]string{},
 		cons:    map[int]string{},
 		gone:    map[int]metrics.Subject{},
-		retired: map[metrics.Subject]metrics.Counters{},
 		paths:   paths,
 
 		received: map[string]*atomic.Int64{},
 	}
+	g.sum = probes.NewGrouperFunc(g.subjectLocked)
 	for _, p := range paths {
 		g.received[p] = new(atomic.Int64)
 	}
@@ -129,6 +130,20 @@ func (g *grouper) removeConsumer(tid int) {
 	g.mu.Unlock()
 }
 
+// subjectLocked maps a thread to its subject: a data thread to its path,
+// a consumer thread to its path's consumers (also for the one last reading
+// after they went away); any other thread is not the demo's.
+func (g *grouper) subjectLocked(t probes.Thread) (metrics.Subject, bool) {
+	if ci, ok := g.conns[t.TID]; ok {
+		return metrics.Subject{Kind: metrics.KindPath, Name: ci.Path}, true
+	}
+	if p, ok := g.cons[t.TID]; ok {
+		return metrics.Subject{Kind: metrics.KindThread, Name: ConsumerSubject(p)}, true
+	}
+	s, ok := g.gone[t.TID]
+	return s, ok
+}
+
 // snapshot reads the probe and sums threads into subjects: one per path
 // and one per path's consumers, present from the start so every column
 // shows even before its first connection.
@@ -139,48 +154,24 @@ func (g *grouper) snapshot() (metrics.Snapshot, error) {
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	snap := g.sum.Snapshot(rd)
 	measured := g.probe.Measured()
-	snap := metrics.Snapshot{Time: rd.Time, Mode: rd.Mode, Subjects: map[metrics.Subject]metrics.Counters{}}
-	base := func(s metrics.Subject) metrics.Counters {
-		if c, ok := g.retired[s]; ok {
-			return c
-		}
-		return metrics.Counters{Measured: measured}
-	}
 	for _, p := range g.paths {
 		for _, s := range []metrics.Subject{{Kind: metrics.KindPath, Name: p}, {Kind: metrics.KindThread, Name: ConsumerSubject(p)}} {
-			snap.Subjects[s] = base(s)
+			if _, ok := snap.Subjects[s]; !ok {
+				snap.Subjects[s] = metrics.Counters{Measured: measured}
+			}
 		}
 	}
-	add := func(s metrics.Subject, c metrics.Counters) {
-		cur, ok := snap.Subjects[s]
-		if !ok {
-			cur = base(s)
+	// Threads that went away were counted in this reading for the last
+	// time: retire them and stop watching.
+	if len(g.gone) > 0 {
+		drop := make([]int, 0, len(g.gone))
+		for tid := range g.gone {
+			drop = append(drop, tid)
 		}
-		snap.Subjects[s] = cur.Add(c)
-	}
-	for tid, ci := range g.conns {
-		if th, ok := rd.Threads[tid]; ok {
-			add(metrics.Subject{Kind: metrics.KindPath, Name: ci.Path}, th.Counters)
-		}
-	}
-	for tid, p := range g.cons {
-		if th, ok := rd.Threads[tid]; ok {
-			add(metrics.Subject{Kind: metrics.KindThread, Name: ConsumerSubject(p)}, th.Counters)
-		}
-	}
-	var drop []int
-	for tid, s := range g.gone {
-		r := base(s)
-		if th, ok := rd.Threads[tid]; ok {
-			r = r.Add(th.Counters)
-			add(s, th.Counters)
-		}
-		g.retired[s] = r
-		drop = append(drop, tid)
-		delete(g.gone, tid)
-	}
-	if len(drop) > 0 {
+		clear(g.gone)
+		g.sum.Retire(drop...)
 		g.noteErr(g.probe.RemoveThreads(drop...))
 	}
 	if !measured.Has(metrics.FDelivered) {

@@ -89,8 +89,8 @@ func GroupBy(r Reading, by Grouping) metrics.Snapshot {
 }
 
 // GroupFunc sums a reading's threads into the subjects that subject
-// returns; threads for which it returns false are left out. The demo uses
-// it to map data threads to transfer paths.
+// returns; threads for which it returns false are left out. Like GroupBy
+// it is stateless; NewGrouperFunc is its Grouper.
 func GroupFunc(r Reading, subject func(Thread) (metrics.Subject, bool)) metrics.Snapshot {
 	s := metrics.Snapshot{Time: r.Time, Mode: r.Mode, Subjects: map[metrics.Subject]metrics.Counters{}}
 	for _, t := range r.Threads {
@@ -151,7 +151,9 @@ func NewGrouper(by Grouping) *Grouper {
 	return g
 }
 
-// NewGrouperFunc groups with a caller's mapping from thread to subject.
+// NewGrouperFunc groups with a caller's mapping from thread to subject
+// (the demo maps data threads to transfer paths); threads it returns false
+// for are left out until it maps them.
 func NewGrouperFunc(subject func(Thread) (metrics.Subject, bool)) *Grouper {
 	return newGrouper(subject)
 }
@@ -163,6 +165,21 @@ func newGrouper(subject func(Thread) (metrics.Subject, bool)) *Grouper {
 		last:    map[int]grouped{},
 		retired: map[metrics.Subject]metrics.Counters{},
 		live:    map[metrics.Subject]bool{},
+	}
+}
+
+// Retire folds the last counts of threads into their subjects now and
+// forgets which subject they had, for a caller about to stop watching them
+// (RemoveThreads): a thread id that shows up again later, reused by a new
+// thread, is grouped afresh instead of adding to its old subject.
+func (g *Grouper) Retire(tids ...int) {
+	for _, tid := range tids {
+		gr, ok := g.last[tid]
+		if !ok {
+			continue
+		}
+		g.retired[gr.subject] = addCounters(g.retired[gr.subject], gr.counters)
+		delete(g.last, tid)
 	}
 }
 

@@ -130,3 +130,26 @@ func TestGrouperReleased(t *testing.T) {
 		t.Errorf("process syscalls %d, want %d (live 8, released 7, retired 3)", got, 8+7+3)
 	}
 }
+
+// TestGrouperRetire: a retired thread's counts stay with its old subject
+// and its id, reused by a new thread of another subject, starts afresh.
+func TestGrouperRetire(t *testing.T) {
+	path := map[int]string{7: "read"}
+	g := NewGrouperFunc(func(th Thread) (metrics.Subject, bool) {
+		p, ok := path[th.TID]
+		return metrics.Subject{Kind: metrics.KindPath, Name: p}, ok
+	})
+	read := metrics.Subject{Kind: metrics.KindPath, Name: "read"}
+	mmap := metrics.Subject{Kind: metrics.KindPath, Name: "mmap"}
+	now := time.Now()
+	g.Snapshot(grpReading(now, grpThread(7, 1, "data", 10, 0, false)))
+	g.Retire(7, 99) // 99 was never seen: ignored
+	path[7] = "mmap"
+	s := g.Snapshot(grpReading(now.Add(time.Second), grpThread(7, 1, "data", 3, 0, false)))
+	if got := s.Subjects[read].Syscalls; got != 10 {
+		t.Errorf("read after retiring its thread: %d syscalls, want the 10 it had", got)
+	}
+	if got := s.Subjects[mmap].Syscalls; got != 3 {
+		t.Errorf("mmap, the reused id's new subject: %d syscalls, want 3", got)
+	}
+}
