@@ -31,38 +31,22 @@ type Tracepoint struct {
 // Name is "group/event", as under tracefs events/.
 func (t Tracepoint) Name() string { return t.Group + "/" + t.Event }
 
-// tpBTFGroup is the tracefs group of each raw tracepoint attached as tp_btf.
-func tpBTFGroup(event string) string {
-	switch event {
-	case "sys_enter", "sys_exit":
-		return "raw_syscalls"
-	case "sched_switch", "sched_process_exit", "sched_process_fork":
-		return "sched"
-	}
-	return ""
-}
-
 // Tracepoints lists every event the eBPF backend uses, in attach order,
 // from the same table OpenEBPF attaches from, as the default counting mode
-// (syscalls counted as they return) uses them: sys_enter is then optional.
+// (syscalls counted as they return) uses them: a program only the other
+// mode attaches is listed as optional, feeding nothing.
 func Tracepoints() []Tracepoint {
 	descs := ebpfPrograms()
 	out := make([]Tracepoint, 0, len(descs))
 	for _, d := range descs {
+		d, used := d.forMode(countAtReturn)
 		t := Tracepoint{Program: d.name, Attach: "tracepoint", Group: d.group, Event: d.event,
 			Required: d.required, Fields: d.fields, Lost: d.lost}
 		if d.btf {
 			t.Attach = "tp_btf"
 		}
-		if t.Group == "" {
-			t.Group = tpBTFGroup(d.event)
-		}
-		switch d.name {
-		case "sys_enter":
+		if !used {
 			t.Required, t.Fields = false, 0
-			t.Lost = "used only when counting syscalls at entry; by default sys_exit counts them"
-		case "sys_exit":
-			t.Fields |= metrics.FSyscalls | metrics.FSyscallsByName
 		}
 		out = append(out, t)
 	}

@@ -41,25 +41,53 @@ type EBPFOptions struct {
 type progDesc struct {
 	obj      string // bpf2go object: syscalls, sched, faults, iouring
 	name     string // program (function) name in the object
-	group    string // tracefs group; "" for the tp_btf events doctor.go's tpBTFGroup knows
+	group    string // tracefs group (events/<group>/<event>), also of a tp_btf event
 	event    string // tracepoint event (or the tp_btf name)
 	btf      bool   // attached as tp_btf (a raw tracepoint with BTF), not a classic tracepoint
 	required bool
 	fields   metrics.Field // metrics that are missing when this program is
 	lost     string        // what a missing optional program costs, for Notes
+	// only is the one syscall counting mode that uses the program
+	// (countAny: both); onReturn are the fields it adds when syscalls
+	// are counted as they return.
+	only     countMode
+	onReturn metrics.Field
+}
+
+// countMode is where syscalls are counted (EBPFOptions.CountAtEntry).
+type countMode int
+
+const (
+	countAny      countMode = iota // a program both modes use
+	countAtEntry                   // sys_enter counts every syscall entered
+	countAtReturn                  // sys_exit counts them as they return
+)
+
+// forMode is the program as one counting mode uses it, and whether that
+// mode uses it at all.
+func (d progDesc) forMode(m countMode) (progDesc, bool) {
+	if d.only != countAny && d.only != m {
+		return d, false
+	}
+	if m == countAtReturn {
+		d.fields |= d.onReturn
+	}
+	return d, true
 }
 
 // ebpfPrograms lists every program copyscope attaches, in attach order.
 func ebpfPrograms() []progDesc {
 	return []progDesc{
-		{obj: "syscalls", name: syscallsProgSysEnter, event: "sys_enter", btf: true, required: true,
-			fields: metrics.FSyscalls | metrics.FSyscallsByName},
-		{obj: "syscalls", name: syscallsProgSysExit, event: "sys_exit", btf: true, required: true,
+		{obj: "syscalls", name: syscallsProgSysEnter, group: "raw_syscalls", event: "sys_enter", btf: true, required: true,
+			fields: metrics.FSyscalls | metrics.FSyscallsByName, only: countAtEntry,
+			lost: "used only when counting syscalls at entry; by default sys_exit counts them"},
+		{obj: "syscalls", name: syscallsProgSysExit, group: "raw_syscalls", event: "sys_exit", btf: true, required: true,
+			onReturn: metrics.FSyscalls | metrics.FSyscallsByName,
 			fields: metrics.FDelivered | metrics.FReceived | metrics.FCopiedToUser | metrics.FCopiedFromUser |
 				metrics.FMovedInKernel | metrics.FZerocopy | metrics.FCopyClasses},
-		{obj: "syscalls", name: syscallsProgProcessExit, event: "sched_process_exit", btf: true,
+		{obj: "syscalls", name: syscallsProgProcessExit, group: "sched", event: "sched_process_exit", btf: true, only: countAtReturn,
 			lost: "exit and exit_group (which never return) are not counted"},
-		{obj: "sched", name: schedProgSchedSwitch, event: "sched_switch", btf: true,
+		{obj: "sched", name: schedProgSchedSwitch, group: "sched", event: "sched_switch", btf: true,
 			fields: metrics.FCtxSwitches | metrics.FCPU,
 			lost:   "context switches and cpu_ns are missing"},
 		{obj: "faults", name: faultsProgPageFaultUser, group: "exceptions", event: "page_fault_user", btf: true,
@@ -216,15 +244,17 @@ func (p *ebpfProbe) open(opts EBPFOptions, descs []progDesc, edit func(string, *
 	byObj := map[string][]progDesc{}
 	var order []string
 	p.countOnExit = !opts.CountAtEntry
+	mode := countAtEntry
+	if p.countOnExit {
+		mode = countAtReturn
+	}
 	for _, d := range descs {
 		if opts.SkipOptional && (d.obj == "faults" || d.obj == "iouring") {
 			continue
 		}
-		switch {
-		case d.name == syscallsProgSysEnter && p.countOnExit, d.name == syscallsProgProcessExit && !p.countOnExit:
+		d, used := d.forMode(mode)
+		if !used {
 			continue // the other counting mode's program
-		case d.name == syscallsProgSysExit && p.countOnExit:
-			d.fields |= metrics.FSyscalls | metrics.FSyscallsByName
 		}
 		if _, ok := byObj[d.obj]; !ok {
 			order = append(order, d.obj)
