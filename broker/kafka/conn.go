@@ -42,6 +42,8 @@ type conn struct {
 	reserved   int64     // bytes of srv.budget this connection's buffer holds
 	lastActive time.Time // when the last request was answered (or the connection opened)
 	frameStart time.Time // when the current request's first byte arrived; zero before
+
+	filter connFilter // broker-side record filter asked in the client id (filter.go)
 }
 
 // initialInBuf is the request buffer a connection starts with; a larger

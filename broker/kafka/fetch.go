@@ -40,6 +40,7 @@ func (c *conn) serveFetch(h header, req *kmsg.FetchRequest) error {
 		// No incremental fetch sessions: make the client send full fetches.
 		return c.sendFetch(encodeFetch(f.buf, h, kerr.FetchSessionIDNotFound.Code, 0, nil))
 	}
+	c.useFilter(h.clientID)
 	deadline := time.Now().Add(time.Duration(max(req.MaxWaitMillis, 0)) * time.Millisecond)
 	var timer *time.Timer
 	defer func() {
@@ -72,6 +73,7 @@ func (c *conn) serveFetch(h header, req *kmsg.FetchRequest) error {
 
 func (c *conn) sendFetch(fr fetchFrame) error {
 	c.fetch.buf = fr.buf[:0]
+	c.filter.body = c.filter.body[:0]
 	c.parts = fr.parts(c.parts[:0])
 	n, err := c.path.Send(c.fd, c.parts)
 	clear(c.parts)
@@ -86,6 +88,8 @@ func (c *conn) sendFetch(fr fetchFrame) error {
 // (which, as in Kafka, answers the fetch at once).
 func (c *conn) readFetch(req *kmsg.FetchRequest) (total int64, anyErr bool) {
 	s, f := c.srv, &c.fetch
+	c.filter.body = c.filter.body[:0]
+	flt, view := c.filtering()
 	f.topics, f.parts, f.spans = f.topics[:0], f.parts[:0], f.spans[:0]
 	clear(f.changed)
 	f.changed = f.changed[:0]
@@ -112,6 +116,8 @@ func (c *conn) readFetch(req *kmsg.FetchRequest) (total int64, anyErr bool) {
 				code = kerr.InvalidTopicException.Code
 			case err != nil:
 				code = errCode(err)
+			case c.filterCode() != 0:
+				code = c.filterCode()
 			default:
 				f.changed = append(f.changed, part.Changed())
 				start, end := part.StartOffset(), part.EndOffset()
@@ -141,6 +147,12 @@ func (c *conn) readFetch(req *kmsg.FetchRequest) (total int64, anyErr bool) {
 						break
 					}
 					f.held = append(f.held, rr)
+					if flt != nil {
+						code = c.filterSlices(flt, view, part, &fp, rr.Slices)
+						total += got
+						remaining -= got
+						break
+					}
 					for _, sl := range rr.Slices {
 						if sl.Len <= 0 {
 							continue

@@ -15,6 +15,7 @@ type fetchPartition struct {
 	lso       int64 // last stable offset
 	logStart  int64
 	spans     []transfer.Span
+	body      []byte // record bytes made by the broker (a filter), sent instead of spans
 }
 
 // fetchTopic is one topic's answer in a Fetch response.
@@ -35,6 +36,7 @@ type fetchFrame struct {
 type mark struct {
 	at    int
 	spans []transfer.Span
+	body  []byte
 }
 
 // encodeFetch writes a Fetch response (versions 4 to 12) for h around the
@@ -76,7 +78,7 @@ func encodeFetch(buf []byte, h header, errCode int16, sessionID int32, topics []
 			if v >= 11 {
 				b = binary.BigEndian.AppendUint32(b, 0xffffffff) // preferred_read_replica -1
 			}
-			var n int64
+			n := int64(len(p.body))
 			for _, s := range p.spans {
 				n += s.Len
 			}
@@ -86,7 +88,7 @@ func encodeFetch(buf []byte, h header, errCode int16, sessionID int32, topics []
 				b = binary.BigEndian.AppendUint32(b, uint32(n))
 			}
 			if n > 0 {
-				marks = append(marks, mark{at: len(b), spans: p.spans})
+				marks = append(marks, mark{at: len(b), spans: p.spans, body: p.body})
 				spanBytes += n
 			}
 			if flex {
@@ -111,6 +113,9 @@ func (f fetchFrame) parts(dst []transfer.Part) []transfer.Part {
 	for _, m := range f.marks {
 		if m.at > prev {
 			dst = append(dst, transfer.Part{Bytes: f.buf[prev:m.at]})
+		}
+		if len(m.body) > 0 {
+			dst = append(dst, transfer.Part{Bytes: m.body})
 		}
 		for _, s := range m.spans {
 			if s.Len > 0 {

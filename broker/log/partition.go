@@ -32,6 +32,8 @@ type Partition struct {
 
 	recoveredAt int64 // ms, when openPartition ran: the last-seen time of replayed producers
 
+	tags TagIndex // batch tag signatures for filtered reads (filter.go)
+
 	mu      sync.RWMutex
 	segs    []*segment
 	start   int64

@@ -12,7 +12,8 @@ import (
 // silently turn those into sendfile or splice.
 type readPath struct {
 	pathBase
-	buf []byte
+	buf  []byte
+	view []byte // View's buffer (view.go)
 }
 
 func newReadPath(opts Options) *readPath {
@@ -22,7 +23,7 @@ func newReadPath(opts Options) *readPath {
 }
 
 func (p *readPath) Name() string { return "read" }
-func (p *readPath) Close() error { p.buf = nil; return nil }
+func (p *readPath) Close() error { p.buf, p.view = nil, nil; return nil }
 
 func (p *readPath) Send(sock int, parts []Part) (int64, error) {
 	if p.buf == nil {
