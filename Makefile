@@ -44,9 +44,10 @@ demo: build ## run the live side-by-side demo (root for exact eBPF counts)
 bench: build ## sweep every path through the broker and raw, side by side
 	./$(BIN) bench $(BENCHFLAGS)
 
-lint: ## gofmt and go vet
+lint: ## gofmt, go vet, and go.mod/go.sum tidy
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "run gofmt -w"; exit 1; }
 	$(GO) vet ./...
+	@$(GO) mod tidy -diff || { echo "go.mod or go.sum is not tidy: run go mod tidy and commit"; exit 1; }
 
 clean: ## remove build output
 	rm -rf bin
