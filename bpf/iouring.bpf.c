@@ -17,6 +17,13 @@
  * attributed to the submitting thread, in this object's own per-CPU map
  * (completions on other CPUs must not race with the submitter's syscall
  * counters); the reader adds it to the thread's syscall bytes.
+ *
+ * uring_ops counts every op of a watched submitter by opcode: submitted,
+ * completed, failed (res < 0) and bytes (res > 0). SEND_ZC notifications
+ * are separate CQEs of a separate request with the send's user_data: the
+ * send's completion (flagged CQE_F_MORE) leaves its bytes in uring_zc
+ * under (ring, user_data); the notification takes them and, when it
+ * carries IORING_NOTIF_USAGE_ZC_COPIED, counts them as zerocopy_copied.
  */
 #include "common.h"
 #include "classes.h"
@@ -44,6 +51,56 @@ char __license[] SEC("license") = "GPL";
 
 #define IORING_CQE_F_MORE (1U << 1)
 #define IORING_CQE_F_NOTIF (1U << 3)
+#define IORING_NOTIF_USAGE_ZC_COPIED (1U << 31)
+
+/* Opcodes counted one by one in uring_ops (enum io_uring_op has ~60). */
+enum uring_ops_limits { URING_MAX_OP = 64 };
+
+struct uring_op_key {
+	__u32 tid;
+	__u32 op;
+};
+
+struct uring_op_counts {
+	__u64 submitted;
+	__u64 completed;
+	__u64 failed;
+	__u64 bytes;
+};
+
+struct uring_zc_key {
+	__u64 ring;
+	__u64 user_data;
+};
+
+struct uring_zc_val {
+	__u32 tid;
+	__u32 pad;
+	__u64 bytes;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, MAX_THREADS);
+	__type(key, struct uring_op_key);
+	__type(value, struct uring_op_counts);
+} uring_ops SEC(".maps");
+
+/* SEND_ZC sends of watched threads awaiting their notification. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct uring_zc_key);
+	__type(value, struct uring_zc_val);
+} uring_zc SEC(".maps");
+
+static const struct uring_op_counts op_zero;
+
+static __always_inline struct uring_op_counts *op_counts(__u32 tid, __u8 op)
+{
+	struct uring_op_key k = {.tid = tid, .op = op < URING_MAX_OP ? op : URING_MAX_OP};
+	return lookup_or_init(&uring_ops, &k, &op_zero);
+}
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
@@ -71,6 +128,29 @@ int BPF_PROG(uring_submit, struct io_kiocb *r)
 	__u64 req = (__u64)r;
 	__u32 tid = (__u32)pid_tgid;
 	bpf_map_update_elem(&uring_reqs, &req, &tid, BPF_ANY);
+	struct uring_op_counts *oc = op_counts(tid, BPF_CORE_READ(r, opcode));
+	if (oc)
+		oc->submitted += 1;
+	return 0;
+}
+
+/* A SEND_ZC notification: count the bytes of its send as copied if the
+ * kernel says it copied them. */
+static __always_inline int uring_notif(__u64 ring, struct io_uring_cqe *cqe)
+{
+	struct uring_zc_key k = {.ring = ring, .user_data = BPF_CORE_READ(cqe, user_data)};
+	struct uring_zc_val *v = bpf_map_lookup_elem(&uring_zc, &k);
+	if (!v)
+		return 0;
+	__u32 tid = v->tid;
+	__u64 bytes = v->bytes;
+	bpf_map_delete_elem(&uring_zc, &k);
+	struct io_counters *c = lookup_or_init(&uring_counts, &tid, &uring_zero);
+	if (!c)
+		return 0;
+	c->zerocopy_notes += 1;
+	if ((__u32)BPF_CORE_READ(cqe, res) & IORING_NOTIF_USAGE_ZC_COPIED)
+		c->zerocopy_copied += bytes;
 	return 0;
 }
 
@@ -82,7 +162,7 @@ int BPF_PROG(uring_complete, void *ring, void *reqp, struct io_uring_cqe *cqe)
 		return 0;
 	__u32 cflags = BPF_CORE_READ(cqe, flags);
 	if (cflags & IORING_CQE_F_NOTIF)
-		return 0;
+		return uring_notif((__u64)ring, cqe);
 	__u32 *tidp = bpf_map_lookup_elem(&uring_reqs, &req);
 	if (!tidp)
 		return 0;
@@ -90,11 +170,24 @@ int BPF_PROG(uring_complete, void *ring, void *reqp, struct io_uring_cqe *cqe)
 	if (!(cflags & IORING_CQE_F_MORE))
 		bpf_map_delete_elem(&uring_reqs, &req);
 	__s32 res32 = BPF_CORE_READ(cqe, res);
+	struct io_kiocb *r = (struct io_kiocb *)req;
+	__u8 op = BPF_CORE_READ(r, opcode);
+	struct uring_op_counts *oc = op_counts(tid, op);
+	if (oc) {
+		oc->completed += 1;
+		if (res32 < 0)
+			oc->failed += 1;
+		else
+			oc->bytes += res32;
+	}
+	if ((op == OP_SEND_ZC || op == OP_SENDMSG_ZC) && (cflags & IORING_CQE_F_MORE)) {
+		struct uring_zc_key k = {.ring = (__u64)ring, .user_data = BPF_CORE_READ(cqe, user_data)};
+		struct uring_zc_val v = {.tid = tid, .bytes = res32 > 0 ? res32 : 0};
+		bpf_map_update_elem(&uring_zc, &k, &v, BPF_ANY);
+	}
 	if (res32 <= 0)
 		return 0;
 	__u64 res = res32;
-	struct io_kiocb *r = (struct io_kiocb *)req;
-	__u8 op = BPF_CORE_READ(r, opcode);
 	__u32 cls = file_class(BPF_CORE_READ(r, file)) & 3;
 	struct io_counters *c = lookup_or_init(&uring_counts, &tid, &uring_zero);
 	if (!c)

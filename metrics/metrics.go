@@ -109,11 +109,12 @@ const (
 	FDiskRead
 	FCopyClasses // copies are broken down by fd class
 	FReceived
+	FUringOps // io_uring operations by opcode
 
 	// FAll is every field the eBPF mode can measure.
 	FAll = FDelivered | FSyscalls | FSyscallsByName | FCopiedToUser | FCopiedFromUser |
 		FMovedInKernel | FZerocopy | FPageFaults | FFileFaults | FCtxSwitches | FCPU |
-		FPageCache | FDiskRead | FCopyClasses | FReceived
+		FPageCache | FDiskRead | FCopyClasses | FReceived | FUringOps
 )
 
 // Has reports whether every field in want is in f.
@@ -140,6 +141,7 @@ type Counters struct {
 	CPUNs               uint64
 	PageCacheMisses     uint64
 	DiskReadBytes       uint64
+	UringOps            UringOps
 }
 
 // Add returns the sum of two counters (to merge threads into a process).
@@ -162,6 +164,7 @@ func (c Counters) Add(o Counters) Counters {
 		CPUNs:               c.CPUNs + o.CPUNs,
 		PageCacheMisses:     c.PageCacheMisses + o.PageCacheMisses,
 		DiskReadBytes:       c.DiskReadBytes + o.DiskReadBytes,
+		UringOps:            c.UringOps.add(o.UringOps),
 	}
 	if c.SyscallsByName != nil || o.SyscallsByName != nil {
 		r.SyscallsByName = make(map[string]uint64, len(c.SyscallsByName)+len(o.SyscallsByName))
@@ -195,6 +198,7 @@ func (c Counters) Sub(prev Counters) Counters {
 		CPUNs:               sat(c.CPUNs, prev.CPUNs),
 		PageCacheMisses:     sat(c.PageCacheMisses, prev.PageCacheMisses),
 		DiskReadBytes:       sat(c.DiskReadBytes, prev.DiskReadBytes),
+		UringOps:            c.UringOps.sub(prev.UringOps),
 	}
 	if c.SyscallsByName != nil {
 		r.SyscallsByName = make(map[string]uint64, len(c.SyscallsByName))
@@ -277,6 +281,9 @@ type Record struct {
 	CPUNs                *uint64           `json:"cpu_ns,omitempty"`
 	PageCacheMisses      *uint64           `json:"page_cache_misses,omitempty"`
 	DiskReadBytes        *uint64           `json:"disk_read_bytes,omitempty"`
+	// UringOps: io_uring operations by opcode; present (maybe empty)
+	// whenever they were measured.
+	UringOps map[string]UringOp `json:"io_uring_ops,omitempty"`
 
 	// CopiesPerSentByte is SentFlowCopies per delivered byte, absent when
 	// nothing was delivered; CopiesPerReceivedByte is ReceivedFlowCopies
@@ -386,6 +393,9 @@ func FromDelta(ts time.Time, interval time.Duration, mode Mode, s Subject, d Cou
 	}
 	if m.Has(FDiskRead) {
 		r.DiskReadBytes = u64(d.DiskReadBytes)
+	}
+	if m.Has(FUringOps) && len(d.UringOps) > 0 {
+		r.UringOps = d.UringOps
 	}
 	return r
 }

@@ -113,6 +113,7 @@ func metricFields() []struct {
 		{"cpu_ns", metrics.FCPU},
 		{"page_cache_misses", metrics.FPageCache},
 		{"disk_read_bytes", metrics.FDiskRead},
+		{"io_uring_ops", metrics.FUringOps},
 	}
 }
 

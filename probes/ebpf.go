@@ -105,9 +105,9 @@ func ebpfPrograms() []progDesc {
 		{obj: "faults", name: faultsProgBlockRqComplete, group: "block", event: "block_rq_complete",
 			fields: metrics.FDiskRead, lost: "disk_read_bytes are missing"},
 		{obj: "iouring", name: iouringProgUringSubmit, group: "io_uring", event: "io_uring_submit_req", btf: true,
-			lost: "bytes moved by io_uring operations are not counted"},
+			fields: metrics.FUringOps, lost: "io_uring_ops (operations by opcode) and bytes moved by io_uring operations are not counted"},
 		{obj: "iouring", name: iouringProgUringComplete, group: "io_uring", event: "io_uring_complete", btf: true,
-			lost: "bytes moved by io_uring operations are not counted"},
+			fields: metrics.FUringOps, lost: "io_uring_ops (operations by opcode) and bytes moved by io_uring operations are not counted"},
 	}
 }
 
@@ -128,7 +128,7 @@ type ebpfProbe struct {
 	// Per-thread syscall counters (bpf/syscalls.bpf.c).
 	slots *slotTable
 	// Other counter maps; nil when their object did not load.
-	uringCounts, schedCounts, faultCounts *ebpf.Map
+	uringCounts, uringOps, schedCounts, faultCounts *ebpf.Map
 	// Final syscall counters of exited threads whose slots were recycled.
 	exited map[int]exitedThread
 	// Identities recorded in the kernel, for threads gone from /proc.
@@ -262,7 +262,7 @@ func (p *ebpfProbe) open(opts EBPFOptions, descs []progDesc, edit func(string, *
 		byObj[d.obj] = append(byObj[d.obj], d)
 	}
 	if opts.SkipOptional {
-		p.measured &^= metrics.FPageFaults | metrics.FFileFaults | metrics.FPageCache | metrics.FDiskRead
+		p.measured &^= metrics.FPageFaults | metrics.FFileFaults | metrics.FPageCache | metrics.FDiskRead | metrics.FUringOps
 		p.notes = append(p.notes, "optional fault, page cache, disk and io_uring programs skipped on request")
 	}
 	for _, obj := range order {
@@ -306,6 +306,7 @@ func (p *ebpfProbe) open(opts EBPFOptions, descs []progDesc, edit func(string, *
 		}
 		if m := coll.Maps[iouringMapUringCounts]; m != nil {
 			p.uringCounts = m
+			p.uringOps = coll.Maps[iouringMapUringOps]
 		}
 		if m := coll.Maps[schedMapSchedCounts]; m != nil {
 			p.schedCounts = m
@@ -545,7 +546,7 @@ func (p *ebpfProbe) forget(tids map[uint32]bool) error {
 	if len(tids) == 0 {
 		return nil
 	}
-	errs := []error{p.forgetSlots(tids)}
+	errs := []error{p.forgetSlots(tids), p.forgetUringOps(tids)}
 	for _, m := range []*ebpf.Map{p.uringCounts, p.schedCounts, p.faultCounts} {
 		if m == nil {
 			continue
@@ -651,6 +652,9 @@ func (p *ebpfProbe) Read() (Reading, error) {
 		return Reading{}, err
 	}
 	if err := readPerCPU(p, p.uringCounts, update, addUring); err != nil {
+		return Reading{}, err
+	}
+	if err := p.readUringOps(update); err != nil {
 		return Reading{}, err
 	}
 	if err := readPerCPU(p, p.faultCounts, update, addFaults); err != nil {

@@ -58,6 +58,33 @@ type iouringTgidBits struct {
 	Some uint64
 }
 
+type iouringUringOpCounts struct {
+	_         structs.HostLayout
+	Submitted uint64
+	Completed uint64
+	Failed    uint64
+	Bytes     uint64
+}
+
+type iouringUringOpKey struct {
+	_   structs.HostLayout
+	Tid uint32
+	Op  uint32
+}
+
+type iouringUringZcKey struct {
+	_        structs.HostLayout
+	Ring     uint64
+	UserData uint64
+}
+
+type iouringUringZcVal struct {
+	_     structs.HostLayout
+	Tid   uint32
+	Pad   uint32
+	Bytes uint64
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -65,7 +92,9 @@ const (
 	iouringMapDrops          = "drops"
 	iouringMapFilter         = "filter"
 	iouringMapUringCounts    = "uring_counts"
+	iouringMapUringOps       = "uring_ops"
 	iouringMapUringReqs      = "uring_reqs"
+	iouringMapUringZc        = "uring_zc"
 	iouringMapWatchedTgids   = "watched_tgids"
 	iouringMapWatchedTids    = "watched_tids"
 	iouringProgUringComplete = "uring_complete"
@@ -126,7 +155,9 @@ type iouringMapSpecs struct {
 	Drops        *ebpf.MapSpec `ebpf:"drops"`
 	Filter       *ebpf.MapSpec `ebpf:"filter"`
 	UringCounts  *ebpf.MapSpec `ebpf:"uring_counts"`
+	UringOps     *ebpf.MapSpec `ebpf:"uring_ops"`
 	UringReqs    *ebpf.MapSpec `ebpf:"uring_reqs"`
+	UringZc      *ebpf.MapSpec `ebpf:"uring_zc"`
 	WatchedTgids *ebpf.MapSpec `ebpf:"watched_tgids"`
 	WatchedTids  *ebpf.MapSpec `ebpf:"watched_tids"`
 }
@@ -161,7 +192,9 @@ type iouringMaps struct {
 	Drops        *ebpf.Map `ebpf:"drops"`
 	Filter       *ebpf.Map `ebpf:"filter"`
 	UringCounts  *ebpf.Map `ebpf:"uring_counts"`
+	UringOps     *ebpf.Map `ebpf:"uring_ops"`
 	UringReqs    *ebpf.Map `ebpf:"uring_reqs"`
+	UringZc      *ebpf.Map `ebpf:"uring_zc"`
 	WatchedTgids *ebpf.Map `ebpf:"watched_tgids"`
 	WatchedTids  *ebpf.Map `ebpf:"watched_tids"`
 }
@@ -171,7 +204,9 @@ func (m *iouringMaps) Close() error {
 		m.Drops,
 		m.Filter,
 		m.UringCounts,
+		m.UringOps,
 		m.UringReqs,
+		m.UringZc,
 		m.WatchedTgids,
 		m.WatchedTids,
 	)

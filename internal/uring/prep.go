@@ -46,3 +46,8 @@ func (sqe *SQE) PrepSplice(fdIn int, offIn int64, fdOut int, offOut int64, n int
 func (sqe *SQE) PrepNop(userData uint64) {
 	*sqe = SQE{Opcode: OpNop, UserData: userData}
 }
+
+// PrepWrite makes sqe a WRITE of b to fd at off.
+func (sqe *SQE) PrepWrite(fd int, b []byte, off int64, userData uint64) {
+	*sqe = SQE{Opcode: OpWrite, Fd: int32(fd), Off: uint64(off), Addr: addr(b), Len: uint32(len(b)), UserData: userData}
+}

@@ -42,22 +42,20 @@ const (
 	OpSendZC Op = 47
 )
 
+// opNames are the uapi names of the opcodes the probes meet most.
+var opNames = map[Op]string{
+	0: "NOP", 1: "READV", 2: "WRITEV", 3: "FSYNC", 4: "READ_FIXED", 5: "WRITE_FIXED",
+	6: "POLL_ADD", 9: "SENDMSG", 10: "RECVMSG", 11: "TIMEOUT", 13: "ACCEPT",
+	16: "CONNECT", 18: "OPENAT", 19: "CLOSE", 21: "STATX", 22: "READ", 23: "WRITE",
+	26: "SEND", 27: "RECV", 30: "SPLICE", 33: "TEE", 34: "SHUTDOWN", 47: "SEND_ZC",
+	48: "SENDMSG_ZC", 49: "READ_MULTISHOT", 60: "READV_FIXED", 61: "WRITEV_FIXED",
+}
+
 // String is the opcode's name without the IORING_OP_ prefix, as the probes
 // and the ledgers spell it.
 func (o Op) String() string {
-	switch o {
-	case OpNop:
-		return "NOP"
-	case OpRead:
-		return "READ"
-	case OpWrite:
-		return "WRITE"
-	case OpSend:
-		return "SEND"
-	case OpSplice:
-		return "SPLICE"
-	case OpSendZC:
-		return "SEND_ZC"
+	if s, ok := opNames[o]; ok {
+		return s
 	}
 	return fmt.Sprintf("OP_%d", uint8(o))
 }
