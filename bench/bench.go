@@ -55,7 +55,7 @@ type Config struct {
 	DataDir       string         // log directory, kept (and reused) between runs; default a temp dir removed afterwards
 	NoPin         bool           // do not pin data thread to CPU0 and consumer to CPU1
 	FIFO          int            // SCHED_FIFO priority (1..99) for data thread and consumer; 0 off
-	NoCork        bool           // raw variant without TCP_CORK, as xfer.c (raw only: the broker always corks)
+	NoCork        bool           // raw variant without TCP_CORK, as a bare loop (raw only: the broker always corks)
 	FetchMaxBytes int32          // Fetch max_bytes and partition_max_bytes, default 64 MiB
 	Congestion    string         // TCP congestion control of both variants' sending sockets: default DefaultCongestion, SystemCongestion keeps the host's
 	RecordSize    int            // record value bytes, default 1 KiB
@@ -170,7 +170,7 @@ func (c *Config) cpus() (int, int) {
 }
 
 // Result is one path, variant and run: the bench JSON record of
-// design.md. The embedded metrics.Record holds the data thread's counters
+// docs/design.md. The embedded metrics.Record holds the data thread's counters
 // (fields not measured are omitted); the consumer's own thread counters
 // follow.
 type Result struct {

@@ -25,7 +25,7 @@ type fetchServer interface {
 }
 
 // fetchConfig is how the bench's consumer speaks: Fetch v4 for the bench
-// topic's partition 0, streaming through a buffer of xfer.c's receiver's
+// topic's partition 0, streaming through a buffer of the raw receiver's
 // size, 500 ms max wait, optionally checking every batch's CRC-32C (only
 // in verifyPass: the measured consumer never verifies, see there).
 func fetchConfig(maxBytes int32, verify bool) kfetch.Config {

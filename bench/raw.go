@@ -12,7 +12,7 @@ import (
 )
 
 // recvBufSize is the consumers' read buffer (the raw receiver's and the
-// broker variant's Fetch client's), as xfer.c's receiver.
+// broker variant's Fetch client's): 1 MiB.
 const recvBufSize = kfetch.DefaultBufSize
 
 // sinkListener is a blocking TCP listener on 127.0.0.1 for the raw
@@ -62,7 +62,7 @@ type sinkResult struct {
 }
 
 // sink accepts one connection and reads it into a 1 MiB buffer until EOF
-// on a locked (and optionally pinned) thread, like xfer.c's receiver. The
+// on a locked (and optionally pinned) thread, as a bare C receiver would. The
 // thread exits with the goroutine so its pinning never leaks.
 func (l *sinkListener) sink(tc ThreadCounters, cpu, fifo, rcvlowat int, out chan<- sinkResult) {
 	go func() {

@@ -80,8 +80,8 @@ func localAddr(fd int) string {
 }
 
 // pinThread binds thread tid (0: the caller) to cpu when cpu >= 0 and the
-// machine has that CPU; it mirrors xfer.c, which pins sender to CPU0 and
-// receiver to CPU1.
+// machine has that CPU (bench pins the sender to CPU0 and the receiver to
+// CPU1).
 func pinThread(tid, cpu int) error {
 	if cpu < 0 || cpu >= runtime.NumCPU() {
 		return nil

@@ -1,6 +1,6 @@
 // Package metrics owns copyscope's metrics contract: the cumulative counters a
 // probe reports for one subject, the per-interval Record derived from two of
-// them, and its JSON form (see shared/design.md, "Metrics contract").
+// them, and its JSON form (see docs/design.md, "Metrics contract").
 //
 // A field a probe mode cannot measure is absent (nil), never zero.
 package metrics
@@ -80,7 +80,7 @@ func (b ByClass) Add(o ByClass) ByClass {
 	return r
 }
 
-// Map returns the non-zero classes by name, for JSON.
+// Map returns every class by name, zeros included, for JSON.
 func (b ByClass) Map() map[string]uint64 {
 	m := make(map[string]uint64, NumClasses)
 	for i, v := range b {

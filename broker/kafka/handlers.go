@@ -38,8 +38,6 @@ func errCode(err error) int16 {
 		return kerr.MessageTooLarge.Code
 	case errors.Is(err, log.ErrInvalidPartitions):
 		return kerr.InvalidPartitions.Code
-	case errors.Is(err, log.ErrDuplicateSequence):
-		return kerr.DuplicateSequenceNumber.Code
 	}
 	return kerr.KafkaStorageError.Code
 }

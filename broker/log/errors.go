@@ -26,9 +26,6 @@ var (
 	ErrOutOfOrderSequence = errors.New("out of order sequence number")
 	// ErrInvalidProducerEpoch: a batch from a fenced (older) producer epoch.
 	ErrInvalidProducerEpoch = errors.New("invalid producer epoch")
-	// ErrDuplicateSequence is kept for the protocol mapping; Append reports
-	// duplicates as AppendResult.Duplicate instead.
-	ErrDuplicateSequence = errors.New("duplicate sequence number")
 	// ErrRecordTooLarge: a batch larger than a segment.
 	ErrRecordTooLarge = errors.New("record batch too large")
 )

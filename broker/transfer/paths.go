@@ -32,7 +32,7 @@ type Options struct {
 	// every segment (~40% more reads), so the broker (TCP_NODELAY, a
 	// response per fetch) ran at 0.7-0.8x the bare loop for sendfile and
 	// splice; corked, both form the same segments and the ratio is
-	// 0.93-0.97. xfer.c does not cork; compare with it using NoCork.
+	// 0.93-0.97. Compare with a bare loop that does not cork using NoCork.
 	NoCork bool
 }
 
@@ -43,7 +43,7 @@ func (o Options) chunk() int {
 	return o.Chunk
 }
 
-// Names returns the transfer paths in the order of design.md.
+// Names returns the transfer paths in the order of docs/design.md.
 func Names() []string {
 	return []string{"read", "mmap", "sendfile", "splice", "zerocopy", "uring", "uring-splice", "uring-zc"}
 }

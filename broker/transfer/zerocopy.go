@@ -10,8 +10,8 @@ import (
 )
 
 // zcReapBytes is how many bytes the path sends between reaps of the error
-// queue in the middle of a Send (as xfer.c: every MiB, i.e. every send at
-// 1 MiB chunks, every 256th at 4 KiB). ENOBUFS (too many outstanding) is
+// queue in the middle of a Send: every MiB, i.e. every send at 1 MiB
+// chunks, every 256th at 4 KiB. ENOBUFS (too many outstanding) is
 // handled by reaping early.
 const zcReapBytes = 1 << 20
 

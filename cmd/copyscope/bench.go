@@ -31,8 +31,8 @@ with a lean Fetch client (variant "broker"). Alongside each broker run it
 moves the same segment bytes with the bare path loop to a loopback receiver
 (variant "raw"). Runs are interleaved: run 1 does every path, then run 2...
 
-The data thread is pinned to CPU0 and the consumer to CPU1 (as
-shared/ref/xfer.c does) unless --no-pin. Thread counters come from the
+The data thread is pinned to CPU0 and the consumer to CPU1 unless
+--no-pin. Thread counters come from the
 eBPF probes when they load (--mode auto, exact), else from /proc
 (estimates, marked ~; raw rows' syscalls then come from the path's ledger).
 
@@ -204,9 +204,9 @@ on this kernel, below which no tracepoint-based tool can go.`,
 	f.BoolVar(&asJSON, "json", false, "one JSON record per path, variant and run")
 	f.StringVar(&csvFile, "csv", "", "also write one CSV row per path, variant and run to FILE")
 	f.StringVar(&data, "data", "", "log directory (default: a temp dir, removed afterwards)")
-	f.IntVar(&fifo, "fifo", 0, "run data thread and consumer SCHED_FIFO at this priority (1-99, root) so other load cannot preempt them; compare with chrt -f PRIO xfer")
-	f.BoolVar(&noCork, "no-cork", false, "raw variant without TCP_CORK, as shared/ref/xfer.c (needs --variants raw; the broker always corks)")
-	f.StringVar(&tcpCC, "tcp-cc", "", "TCP congestion control of both variants' sending sockets (default "+bench.DefaultCongestion+", or the host's with a note when setting it needs CAP_NET_ADMIN; \""+bench.SystemCongestion+"\": the host's; bbr paces loopback and the broker's responses restart it from idle; run xfer.c under the same one to compare)")
+	f.IntVar(&fifo, "fifo", 0, "run data thread and consumer SCHED_FIFO at this priority (1-99, root) so other load cannot preempt them; as chrt -f PRIO does for other tools")
+	f.BoolVar(&noCork, "no-cork", false, "raw variant without TCP_CORK, as a bare syscall loop (needs --variants raw; the broker always corks)")
+	f.StringVar(&tcpCC, "tcp-cc", "", "TCP congestion control of both variants' sending sockets (default "+bench.DefaultCongestion+", or the host's with a note when setting it needs CAP_NET_ADMIN; \""+bench.SystemCongestion+"\": the host's; bbr paces loopback and the broker's responses restart it from idle; compare other tools under the same one)")
 	f.BoolVar(&overhead, "overhead", false, "measure the probes' cost: every run probed and unprobed, then a table of ratios (root)")
 	f.BoolVar(&floor, "floor", false, "with --overhead: also measure each run with only an empty sys_exit program attached (the kernel's price for any syscall tracepoint)")
 	f.BoolVar(&noPin, "no-pin", false, "do not pin the data thread to CPU0 and the consumer to CPU1")

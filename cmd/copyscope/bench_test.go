@@ -11,7 +11,7 @@ import (
 )
 
 // TestBenchCommandJSONAndCSV runs `copyscope bench` in process on a small
-// log: one JSON record per path, variant and run with the design.md keys,
+// log: one JSON record per path, variant and run with the docs/design.md keys,
 // and a CSV with a row per record.
 func TestBenchCommandJSONAndCSV(t *testing.T) {
 	csvPath := filepath.Join(t.TempDir(), "bench.csv")

@@ -22,7 +22,7 @@ import (
 )
 
 // DefaultBufSize is the read buffer bench's and the demo's consumers
-// stream responses through: the size of shared/ref/xfer.c's receiver's.
+// stream responses through, and the raw variant's receiver reads into.
 const DefaultBufSize = 1 << 20
 
 // MaxResponse bounds a response's size prefix: anything larger is garbage,
