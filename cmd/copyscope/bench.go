@@ -16,16 +16,14 @@ import (
 	"github.com/spf13/cobra"
 )
 
-func newBenchCmd() *cobra.Command {
-	var (
-		paths, variants, size, chunk, mode, rcvlowat, fetchMax, csvFile, data, tcpCC string
-		runs, fifo                                                                   int
-		verify, asJSON, noPin, noCork, overhead, floor                               bool
-	)
-	cmd := &cobra.Command{
-		Use:   "bench",
-		Short: "Sweep every transfer path through the broker and raw, side by side",
-		Long: `bench produces --size bytes of ~1 KiB records into a fresh log, starts the
+// benchFlags are copyscope bench's options, as given.
+type benchFlags struct {
+	paths, variants, size, chunk, mode, rcvlowat, fetchMax, csvFile, data, tcpCC string
+	runs, fifo                                                                   int
+	verify, asJSON, noPin, noCork, overhead, floor                               bool
+}
+
+const benchLong = `bench produces --size bytes of ~1 KiB records into a fresh log, starts the
 broker in process with one listener per path, and consumes the whole log
 with a lean Fetch client (variant "broker"). Alongside each broker run it
 moves the same segment bytes with the bare path loop to a loopback receiver
@@ -51,166 +49,213 @@ probed/unprobed ratios of throughput and data-thread CPU per GB follows
 every record carries "overhead": "probed" or "unprobed". --floor adds a
 third measurement per run with only an empty sys_exit program attached
 ("overhead": "floor", /proc counters): the price of any syscall tracepoint
-on this kernel, below which no tracepoint-based tool can go.`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg := bench.Config{Runs: runs, Verify: verify, DataDir: data, NoPin: noPin, FIFO: fifo, NoCork: noCork, Congestion: tcpCC}
-			if paths != "" && paths != "all" {
-				for _, p := range strings.Split(paths, ",") {
-					if p = strings.TrimSpace(p); p != "" {
-						cfg.Paths = append(cfg.Paths, p)
-					}
-				}
-			}
-			if variants != "" && variants != "all" {
-				for _, v := range strings.Split(variants, ",") {
-					if v = strings.TrimSpace(v); v != "" {
-						cfg.Variants = append(cfg.Variants, v)
-					}
-				}
-			}
-			var err error
-			if cfg.Size, err = parseBytes(size); err != nil {
-				return fmt.Errorf("--size: %w", err)
-			}
-			if cfg.Size == 0 {
-				return fmt.Errorf("--size 0: give the bytes to produce, e.g. 1GiB")
-			}
-			n, err := parseBytes(chunk)
+on this kernel, below which no tracepoint-based tool can go.`
+
+func newBenchCmd() *cobra.Command {
+	var f benchFlags
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Sweep every transfer path through the broker and raw, side by side",
+		Long:  benchLong,
+		Args:  cobra.NoArgs,
+		RunE:  func(cmd *cobra.Command, _ []string) error { return runBench(cmd, f) },
+	}
+	f.register(cmd)
+	return cmd
+}
+
+// register declares the flags on cmd.
+func (f *benchFlags) register(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.paths, "paths", "all", "comma-separated transfer paths ("+strings.Join(transfer.Names(), ",")+")")
+	fl.StringVar(&f.mode, "mode", "auto", "thread counters: auto, ebpf (exact, root) or proc (/proc estimates)")
+	fl.StringVar(&f.variants, "variants", "all", "comma-separated variants (broker,raw)")
+	fl.StringVar(&f.size, "size", "1GiB", "bytes of records to produce and consume per run")
+	fl.IntVar(&f.runs, "runs", bench.DefaultRuns, "runs per path and variant (interleaved)")
+	fl.StringVar(&f.chunk, "chunk", "64KiB", "bytes per syscall on the data thread")
+	fl.StringVar(&f.rcvlowat, "rcvlowat", "", "SO_RCVLOWAT bytes on the consumer socket (default: kernel's)")
+	fl.StringVar(&f.fetchMax, "fetch-max-bytes", "64MiB", "Fetch max_bytes (and per-partition max)")
+	fl.BoolVar(&f.verify, "verify", false, "check every record batch's CRC-32C in the broker variant")
+	fl.BoolVar(&f.asJSON, "json", false, "one JSON record per path, variant and run")
+	fl.StringVar(&f.csvFile, "csv", "", "also write one CSV row per path, variant and run to FILE")
+	fl.StringVar(&f.data, "data", "", "log directory (default: a temp dir, removed afterwards)")
+	fl.IntVar(&f.fifo, "fifo", 0, "run data thread and consumer SCHED_FIFO at this priority (1-99, root) so other load cannot preempt them; as chrt -f PRIO does for other tools")
+	fl.BoolVar(&f.noCork, "no-cork", false, "raw variant without TCP_CORK, as a bare syscall loop (needs --variants raw; the broker always corks)")
+	fl.StringVar(&f.tcpCC, "tcp-cc", "", "TCP congestion control of both variants' sending sockets (default "+bench.DefaultCongestion+", or the host's with a note when setting it needs CAP_NET_ADMIN; \""+bench.SystemCongestion+"\": the host's; bbr paces loopback and the broker's responses restart it from idle; compare other tools under the same one)")
+	fl.BoolVar(&f.overhead, "overhead", false, "measure the probes' cost: every run probed and unprobed, then a table of ratios (root)")
+	fl.BoolVar(&f.floor, "floor", false, "with --overhead: also measure each run with only an empty sys_exit program attached (the kernel's price for any syscall tracepoint)")
+	fl.BoolVar(&f.noPin, "no-pin", false, "do not pin the data thread to CPU0 and the consumer to CPU1")
+}
+
+// runBench runs copyscope bench: the flags become a bench.Config, the
+// counters are opened, the sweep runs and its results are written.
+func runBench(cmd *cobra.Command, f benchFlags) error {
+	cfg, err := f.config()
+	if err != nil {
+		return err
+	}
+	if !f.asJSON {
+		cfg.Progress = cmd.ErrOrStderr()
+	}
+	closeCounters, err := f.counters(&cfg, cmd.ErrOrStderr())
+	if err != nil {
+		return err
+	}
+	defer closeCounters()
+	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	results, err := bench.Run(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	return f.write(cmd.OutOrStdout(), results)
+}
+
+// splitList splits a comma-separated flag; "" and "all" mean every one.
+func splitList(s string) []string {
+	if s == "" || s == "all" {
+		return nil
+	}
+	var out []string
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// config checks the flags and turns them into a bench.Config.
+func (f benchFlags) config() (bench.Config, error) {
+	cfg := bench.Config{Runs: f.runs, Verify: f.verify, DataDir: f.data, NoPin: f.noPin, FIFO: f.fifo, NoCork: f.noCork,
+		Congestion: f.tcpCC, Paths: splitList(f.paths), Variants: splitList(f.variants)}
+	var err error
+	if cfg.Size, err = parseBytes(f.size); err != nil {
+		return cfg, fmt.Errorf("--size: %w", err)
+	}
+	if cfg.Size == 0 {
+		return cfg, fmt.Errorf("--size 0: give the bytes to produce, e.g. 1GiB")
+	}
+	n, err := parseBytes(f.chunk)
+	if err != nil {
+		return cfg, fmt.Errorf("--chunk: %w", err)
+	}
+	if n <= 0 || n > transfer.MaxChunk {
+		return cfg, fmt.Errorf("--chunk %s: use 1 byte to %d MiB", f.chunk, transfer.MaxChunk>>20)
+	}
+	cfg.Chunk = int(n)
+	if f.rcvlowat != "" {
+		n, err := parseBytes(f.rcvlowat)
+		if err != nil {
+			return cfg, fmt.Errorf("--rcvlowat: %w", err)
+		}
+		if n > 1<<30 {
+			return cfg, fmt.Errorf("--rcvlowat %s: at most 1GiB", f.rcvlowat)
+		}
+		cfg.RcvLowat = int(n)
+	}
+	m, err := parseBytes(f.fetchMax)
+	if err != nil {
+		return cfg, fmt.Errorf("--fetch-max-bytes: %w", err)
+	}
+	if m < 1<<10 || m > 1<<30 {
+		return cfg, fmt.Errorf("--fetch-max-bytes %s: use 1KiB to 1GiB", f.fetchMax)
+	}
+	cfg.FetchMaxBytes = int32(m)
+	if f.floor && !f.overhead {
+		return cfg, fmt.Errorf("--floor is a variant of --overhead: add --overhead")
+	}
+	if f.overhead && f.mode != "auto" && f.mode != "ebpf" {
+		return cfg, fmt.Errorf("--overhead compares the eBPF probes with nothing attached: drop --mode %s", f.mode)
+	}
+	return cfg, nil
+}
+
+// counters sets how cfg counts threads: the probe of --mode, or with
+// --overhead the attachments each run is measured under. It returns what
+// closes the probe.
+func (f benchFlags) counters(cfg *bench.Config, stderr io.Writer) (func(), error) {
+	if !f.overhead {
+		tc, closeProbe, err := openBenchCounters(f.mode, stderr)
+		cfg.Counters = tc
+		return closeProbe, err
+	}
+	// Fail now, not after producing the log.
+	p, err := probes.OpenEBPF(probes.EBPFOptions{})
+	if err != nil {
+		return func() {}, fmt.Errorf("--overhead needs the eBPF probes: %w (run as root, see copyscope doctor)", err)
+	}
+	p.Close()
+	cfg.Overhead = []bench.Attachment{{Name: "probed", Open: func() (bench.ThreadCounters, func() error, error) {
+		p, err := probes.OpenEBPF(probes.EBPFOptions{})
+		if err != nil {
+			return nil, nil, err
+		}
+		return bench.ProbeCounters(p), p.Close, nil
+	}}}
+	if f.floor {
+		cfg.Overhead = append(cfg.Overhead, bench.Attachment{Name: "floor", Open: func() (bench.ThreadCounters, func() error, error) {
+			fl, err := probes.AttachFloor()
 			if err != nil {
-				return fmt.Errorf("--chunk: %w", err)
+				return nil, nil, err
 			}
-			if n <= 0 || n > transfer.MaxChunk {
-				return fmt.Errorf("--chunk %s: use 1 byte to %d MiB", chunk, transfer.MaxChunk>>20)
-			}
-			cfg.Chunk = int(n)
-			if rcvlowat != "" {
-				n, err := parseBytes(rcvlowat)
-				if err != nil {
-					return fmt.Errorf("--rcvlowat: %w", err)
-				}
-				if n > 1<<30 {
-					return fmt.Errorf("--rcvlowat %s: at most 1GiB", rcvlowat)
-				}
-				cfg.RcvLowat = int(n)
-			}
-			m, err := parseBytes(fetchMax)
-			if err != nil {
-				return fmt.Errorf("--fetch-max-bytes: %w", err)
-			}
-			if m < 1<<10 || m > 1<<30 {
-				return fmt.Errorf("--fetch-max-bytes %s: use 1KiB to 1GiB", fetchMax)
-			}
-			cfg.FetchMaxBytes = int32(m)
-			if !asJSON {
-				cfg.Progress = cmd.ErrOrStderr()
-			}
-			if floor && !overhead {
-				return fmt.Errorf("--floor is a variant of --overhead: add --overhead")
-			}
-			if overhead {
-				if mode != "auto" && mode != "ebpf" {
-					return fmt.Errorf("--overhead compares the eBPF probes with nothing attached: drop --mode %s", mode)
-				}
-				// Fail now, not after producing the log.
-				p, err := probes.OpenEBPF(probes.EBPFOptions{})
-				if err != nil {
-					return fmt.Errorf("--overhead needs the eBPF probes: %w (run as root, see copyscope doctor)", err)
-				}
-				p.Close()
-				cfg.Overhead = []bench.Attachment{{Name: "probed", Open: func() (bench.ThreadCounters, func() error, error) {
-					p, err := probes.OpenEBPF(probes.EBPFOptions{})
-					if err != nil {
-						return nil, nil, err
-					}
-					return bench.ProbeCounters(p), p.Close, nil
-				}}}
-				if floor {
-					cfg.Overhead = append(cfg.Overhead, bench.Attachment{Name: "floor", Open: func() (bench.ThreadCounters, func() error, error) {
-						f, err := probes.AttachFloor()
-						if err != nil {
-							return nil, nil, err
-						}
-						return bench.ProcCounters(), f.Close, nil
-					}})
-				}
-			} else {
-				tc, closeProbe, err := openBenchCounters(mode, cmd.ErrOrStderr())
-				if err != nil {
-					return err
-				}
-				defer closeProbe()
-				cfg.Counters = tc
-			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
-			results, err := bench.Run(ctx, cfg)
-			if err != nil {
+			return bench.ProcCounters(), fl.Close, nil
+		}})
+	}
+	return func() {}, nil
+}
+
+// write writes the results: the CSV file if asked, then JSON lines or the
+// summary table (and the overhead table with --overhead).
+func (f benchFlags) write(out io.Writer, results []bench.Result) error {
+	if f.csvFile != "" {
+		if err := writeCSVFile(f.csvFile, results); err != nil {
+			return err
+		}
+	}
+	if f.asJSON {
+		enc := json.NewEncoder(out)
+		for _, r := range results {
+			if err := enc.Encode(r); err != nil {
 				return err
 			}
-			out := cmd.OutOrStdout()
-			if csvFile != "" {
-				f, err := os.Create(csvFile)
-				if err != nil {
-					return fmt.Errorf("--csv: %w", err)
-				}
-				if err := bench.WriteCSV(f, results); err != nil {
-					f.Close()
-					return fmt.Errorf("write %s: %w", csvFile, err)
-				}
-				if err := f.Close(); err != nil {
-					return fmt.Errorf("write %s: %w", csvFile, err)
-				}
-			}
-			if asJSON {
-				enc := json.NewEncoder(out)
-				for _, r := range results {
-					if err := enc.Encode(r); err != nil {
-						return err
-					}
-				}
-				return nil
-			}
-			if overhead {
-				var probed []bench.Result
-				for _, r := range results {
-					if r.Overhead == "probed" {
-						probed = append(probed, r)
-					}
-				}
-				if err := bench.WriteTable(out, bench.Summarize(probed), false); err != nil {
-					return err
-				}
-				fmt.Fprintln(out)
-				return bench.WriteOverhead(out, bench.SummarizeOverhead(results))
-			}
-			mode := metrics.ModeProc
-			if len(results) > 0 {
-				mode = results[0].Mode
-			}
-			return bench.WriteTable(out, bench.Summarize(results), mode == metrics.ModeProc)
-		},
+		}
+		return nil
 	}
-	f := cmd.Flags()
-	f.StringVar(&paths, "paths", "all", "comma-separated transfer paths ("+strings.Join(transfer.Names(), ",")+")")
-	f.StringVar(&mode, "mode", "auto", "thread counters: auto, ebpf (exact, root) or proc (/proc estimates)")
-	f.StringVar(&variants, "variants", "all", "comma-separated variants (broker,raw)")
-	f.StringVar(&size, "size", "1GiB", "bytes of records to produce and consume per run")
-	f.IntVar(&runs, "runs", bench.DefaultRuns, "runs per path and variant (interleaved)")
-	f.StringVar(&chunk, "chunk", "64KiB", "bytes per syscall on the data thread")
-	f.StringVar(&rcvlowat, "rcvlowat", "", "SO_RCVLOWAT bytes on the consumer socket (default: kernel's)")
-	f.StringVar(&fetchMax, "fetch-max-bytes", "64MiB", "Fetch max_bytes (and per-partition max)")
-	f.BoolVar(&verify, "verify", false, "check every record batch's CRC-32C in the broker variant")
-	f.BoolVar(&asJSON, "json", false, "one JSON record per path, variant and run")
-	f.StringVar(&csvFile, "csv", "", "also write one CSV row per path, variant and run to FILE")
-	f.StringVar(&data, "data", "", "log directory (default: a temp dir, removed afterwards)")
-	f.IntVar(&fifo, "fifo", 0, "run data thread and consumer SCHED_FIFO at this priority (1-99, root) so other load cannot preempt them; as chrt -f PRIO does for other tools")
-	f.BoolVar(&noCork, "no-cork", false, "raw variant without TCP_CORK, as a bare syscall loop (needs --variants raw; the broker always corks)")
-	f.StringVar(&tcpCC, "tcp-cc", "", "TCP congestion control of both variants' sending sockets (default "+bench.DefaultCongestion+", or the host's with a note when setting it needs CAP_NET_ADMIN; \""+bench.SystemCongestion+"\": the host's; bbr paces loopback and the broker's responses restart it from idle; compare other tools under the same one)")
-	f.BoolVar(&overhead, "overhead", false, "measure the probes' cost: every run probed and unprobed, then a table of ratios (root)")
-	f.BoolVar(&floor, "floor", false, "with --overhead: also measure each run with only an empty sys_exit program attached (the kernel's price for any syscall tracepoint)")
-	f.BoolVar(&noPin, "no-pin", false, "do not pin the data thread to CPU0 and the consumer to CPU1")
-	return cmd
+	if f.overhead {
+		var probed []bench.Result
+		for _, r := range results {
+			if r.Overhead == "probed" {
+				probed = append(probed, r)
+			}
+		}
+		if err := bench.WriteTable(out, bench.Summarize(probed), false); err != nil {
+			return err
+		}
+		fmt.Fprintln(out)
+		return bench.WriteOverhead(out, bench.SummarizeOverhead(results))
+	}
+	mode := metrics.ModeProc
+	if len(results) > 0 {
+		mode = results[0].Mode
+	}
+	return bench.WriteTable(out, bench.Summarize(results), mode == metrics.ModeProc)
+}
+
+// writeCSVFile writes one CSV row per result to path (--csv).
+func writeCSVFile(path string, results []bench.Result) error {
+	fh, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("--csv: %w", err)
+	}
+	if err := bench.WriteCSV(fh, results); err != nil {
+		fh.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := fh.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
 }
 
 // openBenchCounters picks the thread counters bench reads: the eBPF probe
