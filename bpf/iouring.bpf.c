@@ -136,9 +136,9 @@ int BPF_PROG(uring_submit, struct io_kiocb *r)
 
 /* A SEND_ZC notification: count the bytes of its send as copied if the
  * kernel says it copied them. */
-static __always_inline int uring_notif(__u64 ring, struct io_uring_cqe *cqe)
+static __always_inline int uring_notif(__u64 ring, __u64 user_data, __s32 res)
 {
-	struct uring_zc_key k = {.ring = ring, .user_data = BPF_CORE_READ(cqe, user_data)};
+	struct uring_zc_key k = {.ring = ring, .user_data = user_data};
 	struct uring_zc_val *v = bpf_map_lookup_elem(&uring_zc, &k);
 	if (!v)
 		return 0;
@@ -149,9 +149,24 @@ static __always_inline int uring_notif(__u64 ring, struct io_uring_cqe *cqe)
 	if (!c)
 		return 0;
 	c->zerocopy_notes += 1;
-	if ((__u32)BPF_CORE_READ(cqe, res) & IORING_NOTIF_USAGE_ZC_COPIED)
+	if ((__u32)res & IORING_NOTIF_USAGE_ZC_COPIED)
 		c->zerocopy_copied += bytes;
 	return 0;
+}
+
+/*
+ * A CQE that found the CQ ring full goes to the ring's overflow list
+ * instead (io_uring_complete does not fire for it). SEND_ZC notifications
+ * do that in bursts (a corked response's all at once): count them here.
+ * Other overflowed completions carry no request, so their bytes are lost
+ * to the counts; the paths size their CQ rings to avoid it.
+ */
+SEC("tp_btf/io_uring_cqe_overflow")
+int BPF_PROG(uring_overflow, void *ring, __u64 user_data, __s32 res, __u32 cflags, void *ocqe)
+{
+	if (!(cflags & IORING_CQE_F_NOTIF))
+		return 0;
+	return uring_notif((__u64)ring, user_data, res);
 }
 
 SEC("tp_btf/io_uring_complete")
@@ -162,7 +177,7 @@ int BPF_PROG(uring_complete, void *ring, void *reqp, struct io_uring_cqe *cqe)
 		return 0;
 	__u32 cflags = BPF_CORE_READ(cqe, flags);
 	if (cflags & IORING_CQE_F_NOTIF)
-		return uring_notif((__u64)ring, cqe);
+		return uring_notif((__u64)ring, BPF_CORE_READ(cqe, user_data), BPF_CORE_READ(cqe, res));
 	__u32 *tidp = bpf_map_lookup_elem(&uring_reqs, &req);
 	if (!tidp)
 		return 0;

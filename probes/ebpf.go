@@ -108,6 +108,8 @@ func ebpfPrograms() []progDesc {
 			fields: metrics.FUringOps, lost: "io_uring_ops (operations by opcode) and bytes moved by io_uring operations are not counted"},
 		{obj: "iouring", name: iouringProgUringComplete, group: "io_uring", event: "io_uring_complete", btf: true,
 			fields: metrics.FUringOps, lost: "io_uring_ops (operations by opcode) and bytes moved by io_uring operations are not counted"},
+		{obj: "iouring", name: iouringProgUringOverflow, group: "io_uring", event: "io_uring_cqe_overflow", btf: true,
+			lost: "SEND_ZC notifications that overflowed the CQ ring are not counted (zerocopy_copied_bytes reads low)"},
 	}
 }
 

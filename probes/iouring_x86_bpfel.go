@@ -98,6 +98,7 @@ const (
 	iouringMapWatchedTgids   = "watched_tgids"
 	iouringMapWatchedTids    = "watched_tids"
 	iouringProgUringComplete = "uring_complete"
+	iouringProgUringOverflow = "uring_overflow"
 	iouringProgUringSubmit   = "uring_submit"
 	iouringVarBtfEmitFdClass = "__btf_emit_fd_class"
 )
@@ -145,6 +146,7 @@ type iouringSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type iouringProgramSpecs struct {
 	UringComplete *ebpf.ProgramSpec `ebpf:"uring_complete"`
+	UringOverflow *ebpf.ProgramSpec `ebpf:"uring_overflow"`
 	UringSubmit   *ebpf.ProgramSpec `ebpf:"uring_submit"`
 }
 
@@ -224,12 +226,14 @@ type iouringVariables struct {
 // It can be passed to loadIouringObjects or ebpf.CollectionSpec.LoadAndAssign.
 type iouringPrograms struct {
 	UringComplete *ebpf.Program `ebpf:"uring_complete"`
+	UringOverflow *ebpf.Program `ebpf:"uring_overflow"`
 	UringSubmit   *ebpf.Program `ebpf:"uring_submit"`
 }
 
 func (p *iouringPrograms) Close() error {
 	return _IouringClose(
 		p.UringComplete,
+		p.UringOverflow,
 		p.UringSubmit,
 	)
 }

@@ -19,7 +19,7 @@ const (
 	// uringCQEntries leaves room for SEND_ZC notifications that arrive in
 	// bursts (all of a corked response's at once when it is uncorked);
 	// more are kept by the kernel (overflow) and flushed by the next wait.
-	uringCQEntries = 8 * uringEntries
+	uringCQEntries = 32 * uringEntries
 )
 
 // uringChunks is the number of chunks per io_uring_enter for a chunk size.
