@@ -41,6 +41,13 @@ func TestRunEBPFSyscallArithmetic(t *testing.T) {
 		"splice":   {"splice": 2},
 		"zerocopy": {"sendmsg": 1},
 	}
+	// The io_uring paths make no syscall per chunk: their ops, counted by
+	// the io_uring tracepoints, follow the arithmetic instead.
+	opsPerChunk := map[string]map[string]float64{
+		"uring":        {"READ": 1, "SEND": 1},
+		"uring-splice": {"SPLICE": 2},
+		"uring-zc":     {"SEND_ZC": 1},
+	}
 	for _, r := range res {
 		if r.Syscalls == nil || r.SyscallsByName == nil || r.DeliveredBytes == nil {
 			t.Errorf("%s/%s: no syscall counts from the eBPF probe", r.Path, r.Variant)
@@ -54,9 +61,15 @@ func TestRunEBPFSyscallArithmetic(t *testing.T) {
 				t.Errorf("%s/%s: %s counted %v times by the kernel, arithmetic says %.0f for %d bytes", r.Path, r.Variant, call, got, want, *r.DeliveredBytes)
 			}
 		}
+		for op, k := range opsPerChunk[r.Path] {
+			got, want := float64(r.UringOps[op].Completed), k*chunks
+			if got < want*0.99 || got > want*1.05+64 || r.UringOps[op].Failed != 0 {
+				t.Errorf("%s/%s: io_uring %s completed %v times (%d failed) by the kernel, arithmetic says %.0f for %d bytes", r.Path, r.Variant, op, got, r.UringOps[op].Failed, want, *r.DeliveredBytes)
+			}
+		}
 		if r.Mode != "ebpf" || r.Estimate {
 			t.Errorf("%s/%s: mode %q estimate %v, want exact ebpf", r.Path, r.Variant, r.Mode, r.Estimate)
 		}
-		t.Logf("%s/%s: %v", r.Path, r.Variant, r.SyscallsByName)
+		t.Logf("%s/%s: %v %v", r.Path, r.Variant, r.SyscallsByName, r.UringOps)
 	}
 }

@@ -42,9 +42,16 @@ func dataRecord(path string, mode metrics.Mode, start time.Time, secs float64, d
 			d.Syscalls, d.SyscallsByName = n, led.Calls
 			d.Measured |= metrics.FSyscalls | metrics.FSyscallsByName
 		}
-		if path == "zerocopy" && !d.Measured.Has(metrics.FZerocopy) {
+		if (path == "zerocopy" || path == "uring-zc") && !d.Measured.Has(metrics.FZerocopy) {
 			d.ZerocopyBytes, d.ZerocopyCopiedBytes = led.ZCBytes, led.ZCCopiedByte
 			d.Measured |= metrics.FZerocopy
+		}
+		if led.Ops != nil && !d.Measured.Has(metrics.FUringOps) {
+			d.UringOps = metrics.UringOps{}
+			for op, o := range led.Ops {
+				d.UringOps[op] = metrics.UringOp{Submitted: o.Submitted, Completed: o.Completed, Failed: o.Failed, Bytes: o.Bytes}
+			}
+			d.Measured |= metrics.FUringOps
 		}
 	}
 	return metrics.FromDelta(start.Add(time.Duration(secs*float64(time.Second))), time.Duration(secs*float64(time.Second)), mode,
