@@ -5,6 +5,7 @@ package probes
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -35,6 +36,10 @@ type EBPFOptions struct {
 	// recycled at each Read; a thread beyond the limit is not counted and
 	// Notes says so.
 	MaxThreads int
+	// NoFollowChildren leaves new child processes of watched processes
+	// unwatched. By default a process forked by a process watched whole
+	// (AddProcesses) is watched too, from its first syscall, in the kernel.
+	NoFollowChildren bool
 }
 
 // progDesc says where one BPF program attaches and what is lost without it.
@@ -104,6 +109,10 @@ func ebpfPrograms() []progDesc {
 			fields: metrics.FDiskRead, lost: "disk_read_bytes are missing"},
 		{obj: "faults", name: faultsProgBlockRqComplete, group: "block", event: "block_rq_complete",
 			fields: metrics.FDiskRead, lost: "disk_read_bytes are missing"},
+		{obj: "follow", name: followProgFollowFork, group: "sched", event: "sched_process_fork", btf: true,
+			lost: "child processes of watched processes are not followed, and a new process that reuses an exited watched process's id is counted"},
+		{obj: "follow", name: followProgFollowExec, group: "sched", event: "sched_process_exec", btf: true,
+			lost: "--comm finds new processes only at its rescan, once per interval"},
 		{obj: "iouring", name: iouringProgUringSubmit, group: "io_uring", event: "io_uring_submit_req", btf: true,
 			fields: metrics.FUringOps, lost: "io_uring_ops (operations by opcode) and bytes moved by io_uring operations are not counted"},
 		{obj: "iouring", name: iouringProgUringComplete, group: "io_uring", event: "io_uring_complete", btf: true,
@@ -131,6 +140,9 @@ type ebpfProbe struct {
 	slots *slotTable
 	// Other counter maps; nil when their object did not load.
 	uringCounts, uringOps, schedCounts, faultCounts *ebpf.Map
+	// The following configuration (bpf/follow.bpf.c); nil when it did not load.
+	follow    *ebpf.Map
+	followCfg followFollowCfg
 	// Final syscall counters of exited threads whose slots were recycled.
 	exited map[int]exitedThread
 	// Identities recorded in the kernel, for threads gone from /proc.
@@ -242,6 +254,7 @@ func openEBPF(opts EBPFOptions, descs []progDesc, edit func(obj string, spec *eb
 func (p *ebpfProbe) open(opts EBPFOptions, descs []progDesc, edit func(string, *ebpf.CollectionSpec)) error {
 	specs := map[string]func() (*ebpf.CollectionSpec, error){
 		"syscalls": loadSyscalls, "sched": loadSched, "faults": loadFaults, "iouring": loadIouring,
+		"follow": loadFollow,
 	}
 	byObj := map[string][]progDesc{}
 	var order []string
@@ -315,6 +328,15 @@ func (p *ebpfProbe) open(opts EBPFOptions, descs []progDesc, edit func(string, *
 		}
 		if m := coll.Maps[faultsMapFaultCounts]; m != nil {
 			p.faultCounts = m
+		}
+		if m := coll.Maps[followMapFollow]; m != nil {
+			p.follow = m
+			if !opts.NoFollowChildren {
+				p.followCfg.Children = 1
+			}
+			if err := m.Put(uint32(0), p.followCfg); err != nil {
+				return fmt.Errorf("configure process following: %w", err)
+			}
 		}
 		for _, d := range byObj[obj] {
 			prog := coll.Programs[d.name]
@@ -592,34 +614,59 @@ func (p *ebpfProbe) AddProcesses(pids ...int) error {
 	return nil
 }
 
-// AddCgroup counts every thread in one cgroup v2 directory, for example
-// /sys/fs/cgroup/system.slice/kafka.service. One cgroup at a time.
+// AddCgroup counts every thread in one cgroup v2 directory and in its
+// descendant cgroups, nested at any depth (a systemd slice, a Kubernetes
+// pod), for example /sys/fs/cgroup/system.slice. One cgroup at a time.
 func (p *ebpfProbe) AddCgroup(path string) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
 		return errors.New("add cgroup: probe is closed")
 	}
-	var sfs unix.Statfs_t
-	if err := unix.Statfs(path, &sfs); err != nil {
-		return fmt.Errorf("watch cgroup %s: %w (give a directory under /sys/fs/cgroup)", path, err)
+	id, level, err := cgroupIDLevel(path)
+	if err != nil {
+		return err
 	}
-	if sfs.Type != unix.CGROUP2_SUPER_MAGIC {
-		return fmt.Errorf("watch cgroup %s: not on a cgroup v2 filesystem (give a directory under the cgroup2 mount, usually /sys/fs/cgroup)", path)
-	}
-	var st unix.Stat_t
-	if err := unix.Stat(path, &st); err != nil {
-		return fmt.Errorf("watch cgroup %s: %w", path, err)
-	}
-	if p.cgroupID != 0 && p.cgroupID != st.Ino {
+	if p.cgroupID != 0 && p.cgroupID != id {
 		return fmt.Errorf("watch cgroup %s: already watching another cgroup (id %d); one cgroup per probe", path, p.cgroupID)
 	}
-	cfg := syscallsFilterCfg{CgroupId: st.Ino}
+	cfg := syscallsFilterCfg{CgroupId: id, CgroupLevel: level}
 	if err := p.filter.Put(uint32(0), cfg); err != nil {
 		return fmt.Errorf("watch cgroup %s: update filter map: %w", path, err)
 	}
-	p.cgroupID = st.Ino
+	p.cgroupID = id
 	return nil
+}
+
+// cgroupIDLevel returns a cgroup v2 directory's id (its inode number, the
+// kernel's cgroup id) and its depth below the root of the cgroup2 mount,
+// which the kernel side compares with the same-depth ancestor of each
+// thread's cgroup.
+func cgroupIDLevel(path string) (id uint64, level uint32, err error) {
+	mount := Cgroup2Mount()
+	var sfs unix.Statfs_t
+	if err := unix.Statfs(path, &sfs); err != nil {
+		return 0, 0, fmt.Errorf("watch cgroup %s: %w (give a directory under the cgroup2 mount %s)", path, err, mount)
+	}
+	if sfs.Type != unix.CGROUP2_SUPER_MAGIC {
+		return 0, 0, fmt.Errorf("watch cgroup %s: not on a cgroup v2 filesystem (give a directory under the cgroup2 mount %s)", path, mount)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return 0, 0, fmt.Errorf("watch cgroup %s: %w", path, err)
+	}
+	real, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return 0, 0, fmt.Errorf("watch cgroup %s: %w", path, err)
+	}
+	rel, err := filepath.Rel(mount, real)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+		return 0, 0, fmt.Errorf("watch cgroup %s: not under the cgroup2 mount %s (give a directory below it)", path, mount)
+	}
+	if rel != "." {
+		level = uint32(strings.Count(rel, "/") + 1)
+	}
+	return st.Ino, level, nil
 }
 
 // Read sums every CPU's counters into one Counters per thread. A thread on
@@ -804,4 +851,33 @@ func (p *ebpfProbe) Close() error {
 	}
 	p.colls = nil
 	return errors.Join(errs...)
+}
+
+// FollowComm watches, from its first syscall, every process that execs
+// into a program whose command name (cut at 15 characters, as the kernel
+// keeps it) is name. It is done in the kernel at exec; it does not look
+// for processes already running (AddProcesses does).
+func (p *ebpfProbe) FollowComm(name string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return errors.New("follow command name: probe is closed")
+	}
+	if p.follow == nil {
+		return errors.New("follow command name: the follow programs did not load (see Notes)")
+	}
+	if name == "" {
+		return errors.New("follow command name: empty name")
+	}
+	cfg := p.followCfg
+	cfg.ByComm = 1
+	cfg.Comm = [16]int8{}
+	for i := 0; i < len(name) && i < 15; i++ {
+		cfg.Comm[i] = int8(name[i])
+	}
+	if err := p.follow.Put(uint32(0), cfg); err != nil {
+		return fmt.Errorf("follow command name %q: update the follow map: %w", name, err)
+	}
+	p.followCfg = cfg
+	return nil
 }

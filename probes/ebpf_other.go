@@ -15,6 +15,9 @@ type EBPFOptions struct {
 	SkipOptional bool
 	// MaxThreads is how many threads can be counted at once.
 	MaxThreads int
+	// NoFollowChildren leaves new child processes of watched processes
+	// unwatched.
+	NoFollowChildren bool
 }
 
 // OpenEBPF is only built for linux/amd64: the BPF programs use x86_64

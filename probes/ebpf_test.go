@@ -691,7 +691,7 @@ func firstLineOf(r io.Reader) (string, error) {
 }
 
 // TestEBPFCgroupAndExitedProcess watches a fresh cgroup v2 and runs dd in
-// it: dd's reads of /dev/zero copy nothing, its writes to a file are
+// a cgroup nested two levels below it: dd's reads of /dev/zero copy nothing, its writes to a file are
 // counted byte for byte, dd is still named after it exits, and this test's own
 // threads, outside the cgroup, are not counted.
 func TestEBPFCgroupAndExitedProcess(t *testing.T) {
@@ -706,13 +706,19 @@ func TestEBPFCgroupAndExitedProcess(t *testing.T) {
 		t.Skipf("cannot create a cgroup: %v", err)
 	}
 	t.Cleanup(func() { os.Remove(dir) })
+	// dd runs two levels below the watched cgroup: descendants count.
+	nested := filepath.Join(dir, "pod", "container")
+	if err := os.MkdirAll(nested, 0o755); err != nil {
+		t.Skipf("cannot create nested cgroups: %v", err)
+	}
+	t.Cleanup(func() { os.Remove(nested); os.Remove(filepath.Dir(nested)) })
 	if err := p.AddCgroup(dir); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.AddCgroup("/tmp"); err == nil {
-		t.Errorf("AddCgroup(/tmp): no error for a directory that is not a cgroup")
+	if err := p.AddCgroup("/tmp"); err == nil || !strings.Contains(err.Error(), root) {
+		t.Errorf("AddCgroup(/tmp) = %v, want an error naming the cgroup2 mount %s", err, root)
 	}
-	cg, err := os.Open(dir)
+	cg, err := os.Open(nested)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -36,8 +36,10 @@ type faultsFaultCounters struct {
 }
 
 type faultsFilterCfg struct {
-	_        structs.HostLayout
-	CgroupId uint64
+	_           structs.HostLayout
+	CgroupId    uint64
+	CgroupLevel uint32
+	Pad         uint32
 }
 
 type faultsRqKey struct {

@@ -142,6 +142,18 @@ type Grouper struct {
 type grouped struct {
 	subject  metrics.Subject
 	counters metrics.Counters
+	// base is what the thread had counted when its subject was renamed:
+	// that part stays with the old name, so only the rest counts here.
+	base metrics.Counters
+	pid  int
+}
+
+// share is the thread's part of its current subject.
+func (gr grouped) share() metrics.Counters {
+	if gr.base.Measured == 0 {
+		return gr.counters
+	}
+	return gr.counters.Sub(gr.base)
 }
 
 // NewGrouper groups by thread, process or command name.
@@ -178,8 +190,27 @@ func (g *Grouper) Retire(tids ...int) {
 		if !ok {
 			continue
 		}
-		g.retired[gr.subject] = addCounters(g.retired[gr.subject], gr.counters)
+		g.retired[gr.subject] = addCounters(g.retired[gr.subject], gr.share())
 		delete(g.last, tid)
+	}
+}
+
+// release forgets threads the backend folded into their process's
+// pseudo-thread (tid -pid). A renamed thread's base goes with its counts,
+// so what its old name kept is not counted again under the new one.
+func (g *Grouper) release(tids []int) {
+	for _, tid := range tids {
+		gr, ok := g.last[tid]
+		delete(g.last, tid)
+		if !ok || gr.base.Measured == 0 {
+			continue
+		}
+		ps, ok := g.last[-gr.pid]
+		if !ok {
+			ps = grouped{subject: gr.subject, pid: gr.pid}
+		}
+		ps.base = addCounters(ps.base, gr.base)
+		g.last[-gr.pid] = ps
 	}
 }
 
@@ -187,8 +218,10 @@ func (g *Grouper) Retire(tids ...int) {
 // last reading given to Snapshot.
 func (g *Grouper) Live(s metrics.Subject) bool { return g.live[s] }
 
-// Snapshot groups one reading. A thread keeps the subject it was first
-// grouped into, so a rename (prctl, exec) does not move its history.
+// Snapshot groups one reading. A live thread whose name changed (exec,
+// prctl) moves to its new subject from this reading on; what it counted
+// before stays with the old one. With a caller's mapping (NewGrouperFunc)
+// a thread keeps the subject it was first grouped into.
 func (g *Grouper) Snapshot(r Reading) metrics.Snapshot {
 	subject := g.subject
 	if subject == nil {
@@ -196,29 +229,31 @@ func (g *Grouper) Snapshot(r Reading) metrics.Snapshot {
 	}
 	s := metrics.Snapshot{Time: r.Time, Mode: r.Mode, Subjects: map[metrics.Subject]metrics.Counters{}}
 	clear(g.live)
+	g.release(r.Released)
 	for tid, t := range r.Threads {
 		prev, known := g.last[tid]
-		sub := prev.subject
+		cur := grouped{subject: prev.subject, counters: t.Counters, base: prev.base, pid: t.PID}
 		if !known {
 			var ok bool
-			if sub, ok = subject(t); !ok {
+			if cur.subject, ok = subject(t); !ok {
 				continue
 			}
+		} else if now, ok := subject(t); ok && g.subject == nil && !t.Exited && now != prev.subject {
+			// Renamed: the old subject keeps the thread's counts so far.
+			g.retired[prev.subject] = addCounters(g.retired[prev.subject], cur.share())
+			cur.subject, cur.base = now, t.Counters
 		}
-		g.last[tid] = grouped{subject: sub, counters: t.Counters}
+		g.last[tid] = cur
 		if !t.Exited {
-			g.live[sub] = true
+			g.live[cur.subject] = true
 		}
-		s.Subjects[sub] = addCounters(s.Subjects[sub], t.Counters)
-	}
-	for _, tid := range r.Released {
-		delete(g.last, tid) // counted on in the pseudo-thread -pid
+		s.Subjects[cur.subject] = addCounters(s.Subjects[cur.subject], cur.share())
 	}
 	for tid, gr := range g.last {
 		if _, present := r.Threads[tid]; present {
 			continue
 		}
-		g.retired[gr.subject] = addCounters(g.retired[gr.subject], gr.counters)
+		g.retired[gr.subject] = addCounters(g.retired[gr.subject], gr.share())
 		delete(g.last, tid)
 	}
 	for sub, c := range g.retired {

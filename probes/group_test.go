@@ -153,3 +153,48 @@ func TestGrouperRetire(t *testing.T) {
 		t.Errorf("mmap, the reused id's new subject: %d syscalls, want 3", got)
 	}
 }
+
+// TestGrouperExecRenames: a process that execs is named by its new
+// program from the next record on; what it counted before stays with the
+// old name, and no interval counts anything twice.
+func TestGrouperExecRenames(t *testing.T) {
+	t0 := time.Now()
+	g := NewGrouper(ByProcess)
+	sh := metrics.Subject{Kind: metrics.KindProcess, Name: "sh[5]"}
+	dd := metrics.Subject{Kind: metrics.KindProcess, Name: "dd[5]"}
+	steps := []struct {
+		r    Reading
+		want map[metrics.Subject]uint64 // syscalls in the interval
+	}{
+		{grpReading(t0, grpThread(5, 5, "sh", 10, 0, false)), nil},
+		{grpReading(t0.Add(time.Second), grpThread(5, 5, "sh", 14, 0, false)), map[metrics.Subject]uint64{sh: 4}},
+		// exec: the 6 syscalls up to this reading go to sh, dd starts here.
+		{grpReading(t0.Add(2*time.Second), grpThread(5, 5, "dd", 20, 0, false)), map[metrics.Subject]uint64{sh: 6, dd: 0}},
+		{grpReading(t0.Add(3*time.Second), grpThread(5, 5, "dd", 45, 0, false)), map[metrics.Subject]uint64{sh: 0, dd: 25}},
+	}
+	prev := g.Snapshot(steps[0].r)
+	first := prev
+	for i, st := range steps[1:] {
+		cur := g.Snapshot(st.r)
+		got := map[metrics.Subject]uint64{}
+		for _, rec := range metrics.Records(prev, cur) {
+			got[metrics.Subject{Kind: rec.Kind, Name: rec.Subject}] = *rec.Syscalls
+		}
+		for sub, want := range st.want {
+			if got[sub] != want {
+				t.Errorf("step %d: %s counted %d syscalls, want %d (all: %v)", i+1, sub.Name, got[sub], want, got)
+			}
+		}
+		if len(got) != len(st.want) {
+			t.Errorf("step %d: subjects %v, want %v", i+1, got, st.want)
+		}
+		prev = cur
+	}
+	var total uint64
+	for _, rec := range metrics.Totals(first, prev) {
+		total += *rec.Syscalls
+	}
+	if total != 35 {
+		t.Errorf("the run's totals add up to %d syscalls, want 35 (45 - 10 at the start)", total)
+	}
+}

@@ -35,8 +35,10 @@ const (
 )
 
 type iouringFilterCfg struct {
-	_        structs.HostLayout
-	CgroupId uint64
+	_           structs.HostLayout
+	CgroupId    uint64
+	CgroupLevel uint32
+	Pad         uint32
 }
 
 type iouringIoCounters struct {

@@ -329,9 +329,29 @@ func Cgroup2Mount() string {
 	return "/sys/fs/cgroup"
 }
 
-// procCgroupTids lists the threads of a cgroup v2 directory: cgroup.threads
-// where it exists, else every task of the processes in cgroup.procs.
+// procCgroupTids lists the threads of a cgroup v2 directory and of its
+// descendant cgroups, nested at any depth.
 func procCgroupTids(dir string) ([]int, error) {
+	tids, err := procCgroupOwnTids(dir)
+	if err != nil {
+		return nil, err
+	}
+	_ = filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		if err != nil || !d.IsDir() || path == dir {
+			return nil // a cgroup removed during the walk is skipped
+		}
+		if ts, err := procCgroupOwnTids(path); err == nil {
+			tids = append(tids, ts...)
+		}
+		return nil
+	})
+	return tids, nil
+}
+
+// procCgroupOwnTids lists the threads of one cgroup v2 directory:
+// cgroup.threads where it exists, else every task of the processes in
+// cgroup.procs.
+func procCgroupOwnTids(dir string) ([]int, error) {
 	parse := func(file string) ([]int, error) {
 		b, err := os.ReadFile(filepath.Join(dir, file))
 		if err != nil {

@@ -25,8 +25,10 @@ const (
 )
 
 type schedFilterCfg struct {
-	_        structs.HostLayout
-	CgroupId uint64
+	_           structs.HostLayout
+	CgroupId    uint64
+	CgroupLevel uint32
+	Pad         uint32
 }
 
 type schedSchedCounters struct {

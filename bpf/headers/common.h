@@ -51,9 +51,12 @@ enum drop_reason {
 	NUM_DROPS,
 };
 
-/* The optional cgroup filter: count every thread of one cgroup v2. */
+/* The optional cgroup filter: count every thread of one cgroup v2 and of
+ * its descendants, nested at any depth. */
 struct filter_cfg {
-	__u64 cgroup_id; /* 0: no cgroup filter */
+	__u64 cgroup_id;    /* 0: no cgroup filter */
+	__u32 cgroup_level; /* its depth below the root cgroup */
+	__u32 pad;
 };
 
 struct {
@@ -112,21 +115,22 @@ static __always_inline int tgid_watch(__u32 tgid, __u32 tid)
 	return t && (*t & (1ULL << (tid % 64)));
 }
 
-static __always_inline __u64 cgroup_filter(void)
+static __always_inline struct filter_cfg *cgroup_filter(void)
 {
 	__u32 zero = 0;
 	struct filter_cfg *cfg = bpf_map_lookup_elem(&filter, &zero); /* array: inlined */
-	return cfg ? cfg->cgroup_id : 0;
+	return cfg && cfg->cgroup_id ? cfg : 0;
 }
 
-/* watched_current reports whether the current thread is counted. */
+/* watched_current reports whether the current thread is counted: its
+ * cgroup, or the ancestor at the watched cgroup's depth, is the watched one. */
 static __always_inline bool watched_current(__u64 pid_tgid)
 {
 	int w = tgid_watch(pid_tgid >> 32, (__u32)pid_tgid);
 	if (w >= 0)
 		return w;
-	__u64 cg = cgroup_filter();
-	return cg && bpf_get_current_cgroup_id() == cg;
+	struct filter_cfg *cfg = cgroup_filter();
+	return cfg && bpf_get_current_ancestor_cgroup_id(cfg->cgroup_level) == cfg->cgroup_id;
 }
 
 /* watched_task reports whether a task (not necessarily current) is counted. */
@@ -135,8 +139,17 @@ static __always_inline bool watched_task(struct task_struct *t, __u32 tgid, __u3
 	int w = tgid_watch(tgid, tid);
 	if (w >= 0)
 		return w;
-	__u64 cg = cgroup_filter();
-	return cg && BPF_CORE_READ(t, cgroups, dfl_cgrp, kn, id) == cg;
+	struct filter_cfg *cfg = cgroup_filter();
+	if (!cfg)
+		return false;
+	struct cgroup *cg = BPF_CORE_READ(t, cgroups, dfl_cgrp);
+	__u32 level = cfg->cgroup_level;
+	if (!cg || BPF_CORE_READ(cg, level) < (int)level)
+		return false;
+	struct cgroup *anc = 0;
+	if (bpf_core_read(&anc, sizeof(anc), &cg->ancestors[level & 0xffff]))
+		return false;
+	return anc && BPF_CORE_READ(anc, kn, id) == cfg->cgroup_id;
 }
 
 /*

@@ -122,7 +122,9 @@ struct kernfs_node {
 };
 
 struct cgroup {
+	int level; /* depth below the root cgroup (0) */
 	struct kernfs_node *kn;
+	struct cgroup *ancestors[]; /* by level, this cgroup last */
 };
 
 struct css_set {
@@ -137,6 +139,7 @@ struct task_struct {
 	struct sched_entity se;
 	pid_t pid;
 	pid_t tgid;
+	char comm[16];
 	struct files_struct *files;
 	struct css_set *cgroups;
 	long unsigned int nvcsw;

@@ -30,6 +30,8 @@ type watchFlags struct {
 	json     bool
 	mode     string
 	prom     promFlags
+	// followChildren watches new child processes of watched processes.
+	followChildren bool
 }
 
 func newWatchCmd() *cobra.Command {
@@ -43,11 +45,15 @@ in eBPF mode, bytes delivered to sockets and bytes copied by the CPU, with a
 verdict per subject naming its transfer style.
 
 --mode auto uses eBPF when permitted (root) and falls back to /proc estimates,
-saying so on stderr. New threads of watched processes are picked up; a
+saying so on stderr. New threads of watched processes are picked up. In eBPF
+mode, following happens in the kernel, from the first syscall: a watched
+process's new child processes (a daemon that forks per connection; turn it
+off with --follow-children=false), processes that exec into the --comm name,
+and every cgroup below --cgroup (a systemd slice, a Kubernetes pod). A
 process that exits is reported and the rest go on; when all are gone watch
-exits 0. Output: the live TUI on a terminal, else one table row per subject
-per interval, or JSON lines with --json (the metrics-contract record plus
-"verdict"). /proc figures are marked "~" (estimates). --prometheus ADDR also
+exits 0, after one summary record per subject over the whole run. Output:
+the live TUI on a terminal, else one table row per subject per interval,
+or JSON lines with --json (the metrics-contract record plus "verdict"). /proc figures are marked "~" (estimates). --prometheus ADDR also
 serves the counters at http://ADDR/metrics (loopback unless ADDR names
 another host; see the README for the metric names).`,
 		Args: cobra.NoArgs,
@@ -55,8 +61,9 @@ another host; see the README for the metric names).`,
 	}
 	fl := cmd.Flags()
 	fl.IntSliceVar(&f.pids, "pid", nil, "process ids to watch (repeat or comma-separate)")
-	fl.StringVar(&f.comm, "comm", "", "watch every process with this command name, rescanned each interval")
-	fl.StringVar(&f.cgroup, "cgroup", "", "watch every thread of a cgroup v2 directory (absolute or relative to the cgroup2 mount)")
+	fl.StringVar(&f.comm, "comm", "", "watch every process with this command name: running ones, and (eBPF mode) new ones from their exec")
+	fl.StringVar(&f.cgroup, "cgroup", "", "watch every thread of a cgroup v2 directory and its descendant cgroups (absolute or relative to the cgroup2 mount)")
+	fl.BoolVar(&f.followChildren, "follow-children", true, "watch new child processes of watched processes from their first syscall (eBPF mode)")
 	fl.StringVar(&f.by, "by", "process", "group threads by thread, process or comm")
 	fl.DurationVar(&f.interval, "interval", time.Second, "sampling interval")
 	fl.DurationVar(&f.duration, "duration", 0, "stop after this long (0: until interrupted or every process is gone)")
@@ -83,10 +90,10 @@ func newWatchRecord(r metrics.Record) watchRecord {
 
 // openWatchProbe opens the backend for mode; auto falls back to /proc with
 // a warning on stderr.
-func openWatchProbe(mode string, stderr io.Writer) (probes.Probe, error) {
+func openWatchProbe(mode string, opts probes.EBPFOptions, stderr io.Writer) (probes.Probe, error) {
 	switch mode {
 	case "ebpf":
-		p, err := probes.OpenEBPF(probes.EBPFOptions{})
+		p, err := probes.OpenEBPF(opts)
 		if err != nil {
 			return nil, fmt.Errorf("eBPF probes: %w (run as root, see copyscope doctor, or use --mode proc for estimates)", err)
 		}
@@ -94,7 +101,7 @@ func openWatchProbe(mode string, stderr io.Writer) (probes.Probe, error) {
 	case "proc":
 		return probes.OpenProc()
 	case "auto", "":
-		p, err := probes.OpenEBPF(probes.EBPFOptions{})
+		p, err := probes.OpenEBPF(opts)
 		if err == nil {
 			return p, nil
 		}
@@ -155,7 +162,7 @@ func runWatch(cmd *cobra.Command, f watchFlags) error {
 	if err != nil {
 		return err
 	}
-	p, err := openWatchProbe(f.mode, stderr)
+	p, err := openWatchProbe(f.mode, probes.EBPFOptions{NoFollowChildren: !f.followChildren}, stderr)
 	if err != nil {
 		return err
 	}
@@ -175,6 +182,10 @@ func runWatch(cmd *cobra.Command, f watchFlags) error {
 		if err := p.AddCgroup(cgroupDir); err != nil {
 			return err
 		}
+	}
+	what, err := watchFollow(p, f, len(watched), cgroupDir)
+	if err != nil {
+		return err
 	}
 
 	// Messages go to stderr, except while the TUI owns the terminal: they
@@ -198,14 +209,7 @@ func runWatch(cmd *cobra.Command, f watchFlags) error {
 		}
 	}
 	notes()
-	what := []string{}
-	if len(watched) > 0 {
-		what = append(what, fmt.Sprintf("%d process(es)", len(watched)))
-	}
-	if cgroupDir != "" {
-		what = append(what, "cgroup "+cgroupDir)
-	}
-	say("copyscope: watching %s by %s every %v (mode %s)\n", strings.Join(what, " and "), by, f.interval, p.Mode())
+	say("copyscope: watching %s by %s every %v (mode %s)\n", what, by, f.interval, p.Mode())
 
 	ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -256,8 +260,11 @@ func runWatch(cmd *cobra.Command, f watchFlags) error {
 		// A subject whose threads have all exited is shown for the
 		// interval it ended in, then no more.
 		shown := recs[:0:0]
+		live := false // any subject with a live thread (followed children too)
 		for _, r := range recs {
-			if g.Live(metrics.Subject{Kind: r.Kind, Name: r.Subject}) || watchActive(r) {
+			l := g.Live(metrics.Subject{Kind: r.Kind, Name: r.Subject})
+			live = live || l
+			if l || watchActive(r) {
 				shown = append(shown, r)
 			}
 		}
@@ -302,7 +309,7 @@ func runWatch(cmd *cobra.Command, f watchFlags) error {
 				}
 			}
 		}
-		if len(watched) == 0 && cgroupDir == "" {
+		if len(watched) == 0 && cgroupDir == "" && !live {
 			say("copyscope: every watched process has exited\n")
 			return probes.ErrStopSampling
 		}
@@ -327,6 +334,35 @@ func runWatch(cmd *cobra.Command, f watchFlags) error {
 		err = fmt.Errorf("close probes: %w", cerr)
 	}
 	return err
+}
+
+// watchFollow sets up in-kernel following of new processes by name (eBPF
+// mode) and says, for the start-up message, what is watched.
+func watchFollow(p probes.Probe, f watchFlags, procs int, cgroupDir string) (string, error) {
+	follower, inKernel := p.(interface{ FollowComm(string) error })
+	if f.comm != "" && inKernel {
+		if err := follower.FollowComm(f.comm); err != nil {
+			return "", fmt.Errorf("--comm %s: %w", f.comm, err)
+		}
+	}
+	var what []string
+	if procs > 0 {
+		s := fmt.Sprintf("%d process(es)", procs)
+		switch {
+		case !inKernel:
+			s += " (children not followed in proc mode)"
+		case f.followChildren:
+			s += " and their new child processes"
+		}
+		what = append(what, s)
+	}
+	if f.comm != "" && inKernel {
+		what = append(what, "new "+f.comm+" processes from their exec")
+	}
+	if cgroupDir != "" {
+		what = append(what, "cgroup "+cgroupDir+" with its descendant cgroups")
+	}
+	return strings.Join(what, " and "), nil
 }
 
 // writeTotals prints the summary records over the whole run (one per
