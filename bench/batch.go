@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"hash/crc32"
 
+	"github.com/copyscope/copyscope/broker/log"
 	"github.com/copyscope/copyscope/internal/recordbatch"
 )
 
@@ -16,6 +17,12 @@ type batchBuilder struct {
 	valueSize int
 	buf       []byte
 	seq       uint64
+	// tagged gives every record a tag header for the selectivity sweep
+	// (recordTag); useful then adds up, per tag-bucket cut k, the bytes a
+	// consumer keeping tags below k wants: each batch holding a match
+	// counts its header and its matching records.
+	tagged bool
+	useful map[int]int64
 }
 
 func newBatchBuilder(table *crc32.Table, records, valueSize int) *batchBuilder {
@@ -38,7 +45,10 @@ func (b *batchBuilder) next(nowMs int64) []byte {
 	buf = binary.BigEndian.AppendUint16(buf, 0xffff)        // producerEpoch -1
 	buf = binary.BigEndian.AppendUint32(buf, 0xffffffff)    // baseSequence -1
 	buf = binary.BigEndian.AppendUint32(buf, uint32(b.records))
+	var kept [tagBuckets + 1]int64 // bytes of records by tag bucket
+	var count [tagBuckets + 1]int
 	for i := 0; i < b.records; i++ {
+		bucket := recordTag(b.seq)
 		var body []byte
 		body = append(body, 0)                     // record attributes
 		body = binary.AppendVarint(body, 0)        // timestampDelta
@@ -48,10 +58,33 @@ func (b *batchBuilder) next(nowMs int64) []byte {
 		start := len(body)
 		body = append(body, make([]byte, b.valueSize)...)
 		fillValue(body[start:], b.seq)
-		b.seq++
-		body = binary.AppendVarint(body, 0) // headers
+		b.seq++ // after recordTag: the tag goes with the value's sequence
+		if b.tagged {
+			body = binary.AppendVarint(body, 1) // one header
+			body = binary.AppendVarint(body, int64(len(log.TagHeader)))
+			body = append(body, log.TagHeader...)
+			tag := tagName(bucket)
+			body = binary.AppendVarint(body, int64(len(tag)))
+			body = append(body, tag...)
+		} else {
+			body = binary.AppendVarint(body, 0) // headers
+		}
+		n := len(buf)
 		buf = binary.AppendVarint(buf, int64(len(body)))
 		buf = append(buf, body...)
+		kept[bucket] += int64(len(buf) - n)
+		count[bucket]++
+	}
+	for k := range b.useful {
+		var bytes int64
+		var any bool
+		for bk := 0; bk < k; bk++ {
+			bytes += kept[bk]
+			any = any || count[bk] > 0
+		}
+		if any {
+			b.useful[k] += bytes + recordbatch.HeaderSize
+		}
 	}
 	binary.BigEndian.PutUint32(buf[recordbatch.PosBatchLength:], uint32(len(buf)-recordbatch.LogOverhead))
 	binary.BigEndian.PutUint32(buf[recordbatch.PosCRC:], crc32.Checksum(buf[recordbatch.PosAttributes:], b.table))

@@ -72,6 +72,13 @@ type Config struct {
 	// set (no CAP_NET_ADMIN and not in tcp_allowed_congestion_control);
 	// every record and the table carry it.
 	congestionNote string
+
+	// Selectivity, when not empty, sweeps broker-side filters: records
+	// get tags, and for each fraction (0.01..1) every path's broker
+	// variant consumes through a filter keeping that share (sweep.go);
+	// the raw variant runs at 1 only.
+	Selectivity []float64
+	sel         *selection // the selectivity being run
 }
 
 func (c *Config) normalize() error {
@@ -120,6 +127,9 @@ func (c *Config) normalize() error {
 	}
 	if c.RecordSize == 0 {
 		c.RecordSize = DefaultRecordSize
+	}
+	if err := checkSelectivity(c.Selectivity); err != nil {
+		return err
 	}
 	if c.Counters == nil {
 		c.Counters = ProcCounters()
@@ -191,6 +201,8 @@ type Result struct {
 	TCPCongestion          string   `json:"tcp_congestion,omitempty"` // of the sending socket
 	Overhead               string   `json:"overhead,omitempty"`       // with Config.Overhead: "unprobed" or the Attachment's name
 	Notes                  []string `json:"notes,omitempty"`
+
+	filterFields // with Config.Selectivity (sweep.go)
 }
 
 // Run produces cfg.Size bytes into a fresh log, then for run 1..Runs and
@@ -217,7 +229,7 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 	}
 	defer store.Close()
 	table := crc32.MakeTable(crc32.Castagnoli)
-	part, end, err := produce(store, cfg, table)
+	part, end, useful, err := produce(store, cfg, table)
 	if err != nil {
 		return nil, err
 	}
@@ -238,6 +250,14 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 	}
 	defer srv.stop()
 
+	if len(cfg.Selectivity) > 0 {
+		return sweepRuns(ctx, srv, cfg, spans, end, bytes, useful)
+	}
+	return runs(ctx, srv, cfg, spans, end, bytes)
+}
+
+// runs does cfg.Runs runs of every path and variant.
+func runs(ctx context.Context, srv fetchServer, cfg Config, spans []transfer.Span, end, bytes int64) ([]Result, error) {
 	var out []Result
 	for run := 1; run <= cfg.Runs; run++ {
 		for _, path := range cfg.Paths {
@@ -339,25 +359,34 @@ func measure(ctx context.Context, srv fetchServer, cfg Config, att *Attachment, 
 // produce appends batches of cfg.RecordSize-byte records straight through
 // the log API until the partition holds cfg.Size bytes (a log already in
 // --data counts), and returns the end offset.
-func produce(store *log.Store, cfg Config, table *crc32.Table) (*log.Partition, int64, error) {
+func produce(store *log.Store, cfg Config, table *crc32.Table) (*log.Partition, int64, map[int]int64, error) {
 	if err := store.CreateTopic(topic, 1); err != nil && !errors.Is(err, log.ErrTopicExists) {
-		return nil, 0, fmt.Errorf("create topic %q: %w", topic, err)
+		return nil, 0, nil, fmt.Errorf("create topic %q: %w", topic, err)
 	}
 	part, err := store.Partition(topic, 0)
 	if err != nil {
-		return nil, 0, fmt.Errorf("open %s-0: %w", topic, err)
+		return nil, 0, nil, fmt.Errorf("open %s-0: %w", topic, err)
 	}
 	bb := newBatchBuilder(table, DefaultBatchRecords, cfg.RecordSize)
+	if len(cfg.Selectivity) > 0 {
+		if part.Stats().Bytes > 0 {
+			return nil, 0, nil, fmt.Errorf("--selectivity needs a fresh log (its arithmetic counts the records it writes): give --data an empty directory or leave it out")
+		}
+		bb.tagged, bb.useful = true, map[int]int64{}
+		for _, s := range cfg.Selectivity {
+			bb.useful[bucketCut(s)] = 0
+		}
+	}
 	now := time.Now().UnixMilli()
 	// A reused --data dir keeps its log: top it up to cfg.Size only.
 	for written := part.Stats().Bytes; written < cfg.Size; {
 		b := bb.next(now)
 		if _, err := part.Append(b); err != nil {
-			return nil, 0, fmt.Errorf("append batch at %d of %d bytes: %w", written, cfg.Size, err)
+			return nil, 0, nil, fmt.Errorf("append batch at %d of %d bytes: %w", written, cfg.Size, err)
 		}
 		written += int64(len(b))
 	}
-	return part, part.EndOffset(), nil
+	return part, part.EndOffset(), bb.useful, nil
 }
 
 // logSpans returns the file spans holding offsets [0, end): what the raw

@@ -120,7 +120,11 @@ func consumeOnThread(ctx context.Context, srv fetchServer, cfg Config, events <-
 	}
 	// Made after the "before" counters: its getsockopt of SO_RCVLOWAT is
 	// one of the consumer's syscalls, as it always was.
-	fc, err := kfetch.New(fd, fetchConfig(cfg.FetchMaxBytes, false))
+	kc := fetchConfig(cfg.FetchMaxBytes, false)
+	if cfg.sel != nil {
+		kc.ClientID, kc.Keep = cfg.sel.clientID(), cfg.sel.keep
+	}
+	fc, err := kfetch.New(fd, kc)
 	if err != nil {
 		return Result{}, err
 	}
@@ -150,8 +154,9 @@ func consumeOnThread(ctx context.Context, srv fetchServer, cfg Config, events <-
 	if err != nil {
 		return Result{}, err
 	}
-	if fc.RecordBytes != bytes {
-		return Result{}, fmt.Errorf("consumed %d record bytes, the log holds %d", fc.RecordBytes, bytes)
+	filteredBy, err := checkConsumed(fc, cfg.sel, bytes)
+	if err != nil {
+		return Result{}, err
 	}
 	r := Result{
 		Path: path, Variant: "broker", Chunk: cfg.Chunk, Seconds: secs,
@@ -167,11 +172,14 @@ func consumeOnThread(ctx context.Context, srv fetchServer, cfg Config, events <-
 			r.Notes = append(r.Notes, n)
 		}
 	}
-	r.Record = dataRecord(path, tc.Mode(), start, secs, bytes, dAfter.Sub(dBefore), led)
+	r.Record = dataRecord(path, tc.Mode(), start, secs, fc.RecordBytes, dAfter.Sub(dBefore), led)
 	if path == "zerocopy" && r.ZerocopyBytes == nil {
 		r.Notes = append(r.Notes, "zerocopy: on loopback the kernel copies MSG_ZEROCOPY sends (see the raw variant's zerocopy_copied_bytes; the eBPF probes measure it here)")
 	}
 	consumerFields(&r, cAfter.Sub(cBefore))
+	if cfg.sel != nil {
+		setFilterFields(&r, cfg.sel, fc.UsefulBytes, fc.WastedBytes, filteredBy)
+	}
 	if cfg.Verify {
 		n, err := verifyPass(ctx, addr, cfg.FetchMaxBytes, end, bytes)
 		if err != nil {
@@ -233,4 +241,29 @@ func ledgerSub(a, b transfer.Ledger) transfer.Ledger {
 	d.ZCCopied -= b.ZCCopied
 	d.Notes = a.Notes[min(len(b.Notes), len(a.Notes)):]
 	return d
+}
+
+// checkConsumed compares what the consumer got with the log: every record
+// byte without a filter; with one, exactly the useful bytes the workload's
+// arithmetic says, and either fewer record bytes than the log (the broker
+// filtered: "broker") or all of them (whole batches: "consumer").
+func checkConsumed(fc *kfetch.Client, sel *selection, bytes int64) (string, error) {
+	if sel == nil {
+		if fc.RecordBytes != bytes {
+			return "", fmt.Errorf("consumed %d record bytes, the log holds %d", fc.RecordBytes, bytes)
+		}
+		return "", nil
+	}
+	if fc.UsefulBytes != sel.useful {
+		return "", fmt.Errorf("selectivity %g: the consumer kept %d bytes, the workload's arithmetic says %d", sel.s, fc.UsefulBytes, sel.useful)
+	}
+	switch {
+	case sel.filter == nil:
+		return "", nil
+	case fc.RecordBytes == bytes:
+		return "consumer", nil
+	case fc.RecordBytes < bytes:
+		return "broker", nil
+	}
+	return "", fmt.Errorf("selectivity %g: consumed %d record bytes, more than the log's %d", sel.s, fc.RecordBytes, bytes)
 }

@@ -39,7 +39,7 @@ func newTestBroker(t *testing.T, segBytes, retention, nbytes int64) *testBroker 
 	}
 	tb := &testBroker{store: store, table: crc32.MakeTable(crc32.Castagnoli), addrs: map[string]string{}, reg: transfer.NewRegistry()}
 	t.Cleanup(func() { store.Close() })
-	part, end, err := produce(store, Config{Size: nbytes, RecordSize: DefaultRecordSize}, tb.table)
+	part, end, _, err := produce(store, Config{Size: nbytes, RecordSize: DefaultRecordSize}, tb.table)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,7 +262,7 @@ func TestBrokerHash(t *testing.T) {
 			}
 			defer store.Close()
 			table := crc32.MakeTable(crc32.Castagnoli)
-			part, _, err := produce(store, Config{Size: 6 << 20, RecordSize: 1000}, table)
+			part, _, _, err := produce(store, Config{Size: 6 << 20, RecordSize: 1000}, table)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -285,6 +285,13 @@ type Record struct {
 	// whenever they were measured.
 	UringOps map[string]UringOp `json:"io_uring_ops,omitempty"`
 
+	// UsefulBytes and WastedBytes split the record bytes delivered when a
+	// record filter is measured (bench --selectivity): the bytes the
+	// consumer wanted and those it received only to throw away. Absent
+	// when no filter was measured.
+	UsefulBytes *uint64 `json:"useful_bytes,omitempty"`
+	WastedBytes *uint64 `json:"wasted_bytes,omitempty"`
+
 	// CopiesPerSentByte is SentFlowCopies per delivered byte, absent when
 	// nothing was delivered; CopiesPerReceivedByte is ReceivedFlowCopies
 	// per received byte, absent when nothing was received.

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
-	"hash/fnv"
 	"strings"
 	"sync"
 )
@@ -26,7 +25,7 @@ const TagHeader = "tag"
 
 // Bounds of a filter expression.
 const (
-	MaxFilterTerms = 32
+	MaxFilterTerms = 128
 	MaxFilterTerm  = 249 // bytes of one tag or key prefix
 )
 
@@ -42,7 +41,8 @@ var ErrFilterCompressed = errors.New("filter over a compressed batch")
 type Filter struct {
 	expr     string
 	tags     [][]byte
-	sigs     []uint64 // tagSig of each tag
+	sigs     []uint64            // tagSig of each tag
+	set      map[string]struct{} // the tags, when there are many
 	prefixes [][]byte
 }
 
@@ -75,6 +75,12 @@ func ParseFilter(expr string) (*Filter, error) {
 		f.tags = append(f.tags, []byte(val))
 		f.sigs = append(f.sigs, tagSig([]byte(val)))
 	}
+	if len(f.tags) > 8 {
+		f.set = make(map[string]struct{}, len(f.tags))
+		for _, t := range f.tags {
+			f.set[string(t)] = struct{}{}
+		}
+	}
 	return f, nil
 }
 
@@ -101,7 +107,11 @@ func (f *Filter) String() string { return f.expr }
 // Match reports whether a record with this key and tag (hasTag false: no
 // TagHeader header) is wanted.
 func (f *Filter) Match(key, tag []byte, hasTag bool) bool {
-	if hasTag {
+	if hasTag && f.set != nil {
+		if _, ok := f.set[string(tag)]; ok {
+			return true
+		}
+	} else if hasTag {
 		for _, t := range f.tags {
 			if bytes.Equal(t, tag) {
 				return true
@@ -119,9 +129,11 @@ func (f *Filter) Match(key, tag []byte, hasTag bool) bool {
 // tagSig is a tag's two bits in a 64-bit batch signature (a Bloom filter
 // with k = 2): the tag-hash idea of RocketMQ's ConsumeQueue, per batch.
 func tagSig(tag []byte) uint64 {
-	h := fnv.New64a()
-	h.Write(tag)
-	v := h.Sum64()
+	v := uint64(14695981039346656037) // FNV-1a, inline: hash/fnv allocates per call
+	for _, c := range tag {
+		v ^= uint64(c)
+		v *= 1099511628211
+	}
 	return 1<<(v&63) | 1<<((v>>6)&63)
 }
 

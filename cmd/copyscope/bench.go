@@ -21,6 +21,8 @@ type benchFlags struct {
 	paths, variants, size, chunk, mode, rcvlowat, fetchMax, csvFile, data, tcpCC string
 	runs, fifo                                                                   int
 	verify, asJSON, noPin, noCork, overhead, floor                               bool
+
+	sweep sweepFlags // bench_sweep.go
 }
 
 const benchLong = `bench produces --size bytes of ~1 KiB records into a fresh log, starts the
@@ -67,6 +69,7 @@ func newBenchCmd() *cobra.Command {
 // register declares the flags on cmd.
 func (f *benchFlags) register(cmd *cobra.Command) {
 	fl := cmd.Flags()
+	f.sweep.add(fl)
 	fl.StringVar(&f.paths, "paths", "all", "comma-separated transfer paths ("+strings.Join(transfer.Names(), ",")+")")
 	fl.StringVar(&f.mode, "mode", "auto", "thread counters: auto, ebpf (exact, root) or proc (/proc estimates)")
 	fl.StringVar(&f.variants, "variants", "all", "comma-separated variants (broker,raw)")
@@ -129,6 +132,9 @@ func splitList(s string) []string {
 func (f benchFlags) config() (bench.Config, error) {
 	cfg := bench.Config{Runs: f.runs, Verify: f.verify, DataDir: f.data, NoPin: f.noPin, FIFO: f.fifo, NoCork: f.noCork,
 		Congestion: f.tcpCC, Paths: splitList(f.paths), Variants: splitList(f.variants)}
+	if err := f.sweep.apply(&cfg); err != nil {
+		return cfg, err
+	}
 	var err error
 	if cfg.Size, err = parseBytes(f.size); err != nil {
 		return cfg, fmt.Errorf("--size: %w", err)
@@ -234,6 +240,9 @@ func (f benchFlags) write(out io.Writer, results []bench.Result) error {
 		}
 		fmt.Fprintln(out)
 		return bench.WriteOverhead(out, bench.SummarizeOverhead(results))
+	}
+	if ok, err := f.sweep.write(out, results); ok {
+		return err
 	}
 	mode := metrics.ModeProc
 	if len(results) > 0 {

@@ -48,6 +48,10 @@ type Config struct {
 	// Tap, if set, receives every complete batch's bytes in order (tests
 	// hash them against the log).
 	Tap io.Writer
+	// Keep, if set, is the consumer's own record filter: it gets every
+	// whole batch (contiguous, so batches must fit BufSize) and returns
+	// the bytes of it the consumer wanted; the rest count as wasted.
+	Keep func(batch []byte) (useful int64, err error)
 }
 
 // Client fetches one partition over one blocking socket. Its methods are
@@ -72,6 +76,8 @@ type Client struct {
 	Fetches     uint64
 	RecordBytes int64 // record-set bytes received
 	Batches     uint64
+	UsefulBytes int64 // with Config.Keep: bytes of batches Keep wanted
+	WastedBytes int64 // with Config.Keep: received batch bytes Keep did not want
 }
 
 // Result is one Fetch's answer for the partition.
@@ -522,6 +528,14 @@ func (c *Client) records(n int64) (int64, error) {
 			return next, fmt.Errorf("batch at offset %d: magic %d, this client reads v2 batches only", base, m)
 		}
 		nextOffset := h.NextOffset()
+		if c.cfg.Keep != nil {
+			if err := c.keep(base, total); err != nil {
+				return next, err
+			}
+			next = nextOffset
+			n -= total
+			continue
+		}
 		body := total - recordbatch.HeaderSize
 		tap(h)
 		if c.cfg.Verify {
@@ -544,4 +558,34 @@ func (c *Client) records(n int64) (int64, error) {
 		n -= total
 	}
 	return next, nil
+}
+
+// keep hands the whole batch whose header was just read to Config.Keep,
+// checking its CRC-32C first with Verify.
+func (c *Client) keep(base, total int64) error {
+	if total > int64(len(c.buf)) {
+		return fmt.Errorf("batch at offset %d: %d bytes, larger than the %d-byte buffer a filtering consumer reads whole batches into", base, total, len(c.buf))
+	}
+	c.r -= recordbatch.HeaderSize // the header is still in the buffer: take it with the body
+	b, err := c.need(int(total))
+	if err != nil {
+		return err
+	}
+	if c.cfg.Verify {
+		h := recordbatch.Header(b)
+		if crc := crc32.Checksum(b[recordbatch.PosAttributes:], c.table); crc != h.CRC() {
+			return fmt.Errorf("batch at offset %d: CRC-32C %08x, header says %08x (corrupt record batch)", base, crc, h.CRC())
+		}
+	}
+	if c.cfg.Tap != nil {
+		c.cfg.Tap.Write(b)
+	}
+	useful, err := c.cfg.Keep(b)
+	if err != nil {
+		return fmt.Errorf("batch at offset %d: %w", base, err)
+	}
+	c.Batches++
+	c.UsefulBytes += useful
+	c.WastedBytes += total - useful
+	return nil
 }

@@ -1,0 +1,82 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"math"
+	"testing"
+)
+
+// TestSelectivitySweep: on read and mmap the broker filters, so the record
+// bytes delivered follow the selectivity (within 5% of the useful bytes:
+// the rest are empty batches standing for runs without a match); on the
+// by-reference paths every byte arrives and wasted is the difference. The
+// useful share is checked against the workload's own arithmetic: s of the
+// records, all of one size.
+func TestSelectivitySweep(t *testing.T) {
+	var progress bytes.Buffer
+	cfg := Config{Size: 8 << 20, Runs: 1, Selectivity: []float64{1, 0.1, 0.01}, DataDir: t.TempDir(), Progress: &progress,
+		Paths: []string{"read", "mmap", "sendfile", "splice", "zerocopy"}, FetchMaxBytes: 1 << 20}
+	res, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("Run: %v\n%s", err, progress.String())
+	}
+	var logBytes uint64
+	for _, r := range res {
+		if r.Variant == "raw" && r.DeliveredBytes != nil {
+			logBytes = *r.DeliveredBytes
+		}
+	}
+	if logBytes == 0 {
+		t.Fatalf("no raw record at selectivity 1:\n%s", progress.String())
+	}
+	for _, r := range res {
+		if r.Variant != "broker" {
+			continue
+		}
+		if r.Selectivity == nil || r.UsefulBytes == nil || r.WastedBytes == nil || r.DeliveredBytes == nil {
+			t.Fatalf("%s: sweep fields missing: %+v", r.Path, r)
+		}
+		s, useful, wasted, delivered := *r.Selectivity, float64(*r.UsefulBytes), *r.WastedBytes, *r.DeliveredBytes
+		if got := useful / float64(logBytes); math.Abs(got-s) > 0.02*s+0.002 {
+			t.Errorf("%s at %g: useful share %.4f of the log", r.Path, s, got)
+		}
+		viewer := r.Path == "read" || r.Path == "mmap"
+		switch {
+		case s == 1:
+			if delivered != logBytes || wasted != 0 {
+				t.Errorf("%s at 1: delivered %d of %d, wasted %d", r.Path, delivered, logBytes, wasted)
+			}
+		case viewer:
+			if r.FilteredBy != "broker" || math.Abs(float64(delivered)-useful) > 0.05*useful {
+				t.Errorf("%s at %g: filtered by %q, delivered %d, useful %.0f: want broker, within 5%%", r.Path, s, r.FilteredBy, delivered, useful)
+			}
+		default:
+			if r.FilteredBy != "consumer" || delivered != logBytes || float64(wasted) != float64(delivered)-useful {
+				t.Errorf("%s at %g: filtered by %q, delivered %d of %d, wasted %d, useful %.0f", r.Path, s, r.FilteredBy, delivered, logBytes, wasted, useful)
+			}
+		}
+	}
+	var out bytes.Buffer
+	if err := WriteSweep(&out, SummarizeSweep(res), false); err != nil {
+		t.Fatal(err)
+	}
+	t.Log("\n" + out.String())
+}
+
+func TestCrossover(t *testing.T) {
+	f := func(v float64) *float64 { return &v }
+	pts := []SweepPoint{
+		{Path: "mmap", Selectivity: 1, TotalCPU: f(6)}, {Path: "sendfile", Selectivity: 1, TotalCPU: f(4)},
+		{Path: "mmap", Selectivity: 0.1, TotalCPU: f(50)}, {Path: "sendfile", Selectivity: 0.1, TotalCPU: f(60)},
+		{Path: "mmap", Selectivity: 0.01, TotalCPU: f(200)}, {Path: "sendfile", Selectivity: 0.01, TotalCPU: f(600)},
+	}
+	s, ok, _ := Crossover(pts, "mmap", "sendfile")
+	// d(0.1) = -10, d(1) = 2: log-linear, 10/12 of the way from 0.1 to 1.
+	if want := math.Pow(10, -1+10.0/12); !ok || math.Abs(s-want) > 1e-9 {
+		t.Errorf("crossover %v (%v), want %v", s, ok, want)
+	}
+	if _, ok, below := Crossover(pts[2:], "mmap", "sendfile"); ok || !below {
+		t.Errorf("mmap cheaper everywhere: ok %v below %v", ok, below)
+	}
+}

@@ -1,0 +1,47 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/pflag"
+
+	"github.com/copyscope/copyscope/bench"
+	"github.com/copyscope/copyscope/metrics"
+)
+
+// sweepFlags are bench's sweep options: the selectivity of broker-side
+// filters (and, with it, the sweep table instead of the path table).
+type sweepFlags struct {
+	selectivity string
+}
+
+func (s *sweepFlags) add(f *pflag.FlagSet) {
+	f.StringVar(&s.selectivity, "selectivity", "", "comma-separated shares of records a tag filter keeps (e.g. 1,0.1,0.01): records get tags, read and mmap filter in the broker, sendfile/splice/zerocopy send whole batches and the consumer filters; reports useful and wasted bytes and CPU per useful GB, and the mmap/sendfile crossover")
+}
+
+// apply puts the parsed sweep into cfg.
+func (s *sweepFlags) apply(cfg *bench.Config) error {
+	if s.selectivity == "" {
+		return nil
+	}
+	for _, f := range strings.Split(s.selectivity, ",") {
+		v, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+		if err != nil {
+			return fmt.Errorf("--selectivity %q: %q is not a number (write fractions such as 1,0.1,0.01)", s.selectivity, f)
+		}
+		cfg.Selectivity = append(cfg.Selectivity, v)
+	}
+	return nil
+}
+
+// write prints the sweep table when a sweep ran; false when it did not.
+func (s *sweepFlags) write(out io.Writer, results []bench.Result) (bool, error) {
+	if s.selectivity == "" {
+		return false, nil
+	}
+	estimate := len(results) > 0 && results[0].Mode == metrics.ModeProc
+	return true, bench.WriteSweep(out, bench.SummarizeSweep(results), estimate)
+}
