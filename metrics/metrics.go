@@ -17,6 +17,10 @@ const (
 	ModeEBPF Mode = "ebpf"
 	// ModeProc counts are estimates from /proc task counters.
 	ModeProc Mode = "proc"
+	// ModeEBPFLow counts come from the low-cost eBPF probes (socket and
+	// page-cache tracepoints, no syscall tracepoint): some are estimates,
+	// and records are marked as such.
+	ModeEBPFLow Mode = "ebpf-low"
 )
 
 // Kind names what a subject is.
@@ -316,7 +320,7 @@ func FromDelta(ts time.Time, interval time.Duration, mode Mode, s Subject, d Cou
 		TS:        ts.UTC(),
 		IntervalS: interval.Seconds(),
 		Mode:      mode,
-		Estimate:  mode == ModeProc,
+		Estimate:  mode == ModeProc || mode == ModeEBPFLow,
 		Kind:      s.Kind,
 		Subject:   s.Name,
 	}

@@ -31,6 +31,10 @@ type EBPFOptions struct {
 	// disk); only syscalls and sched_switch are attached. For overhead
 	// measurements of the core set.
 	SkipOptional bool
+	// LowCost attaches no syscall tracepoint (bpf/lowcost.bpf.c): bytes
+	// by transfer style from socket and page-cache tracepoints, some as
+	// estimates, no syscall counts or faults; the mode is ModeEBPFLow.
+	LowCost bool
 	// MaxThreads is how many threads can be counted at once (default
 	// 4096; 4.2 KiB of kernel memory each). Exited threads' slots are
 	// recycled at each Read; a thread beyond the limit is not counted and
@@ -139,7 +143,9 @@ type ebpfProbe struct {
 	// Per-thread syscall counters (bpf/syscalls.bpf.c).
 	slots *slotTable
 	// Other counter maps; nil when their object did not load.
-	uringCounts, uringOps, schedCounts, faultCounts *ebpf.Map
+	uringCounts, uringOps, schedCounts, faultCounts, lowCounts *ebpf.Map
+	// low: the low-cost mode (ebpf_lowcost.go).
+	low bool
 	// The following configuration (bpf/follow.bpf.c); nil when it did not load.
 	follow    *ebpf.Map
 	followCfg followFollowCfg
@@ -254,8 +260,9 @@ func openEBPF(opts EBPFOptions, descs []progDesc, edit func(obj string, spec *eb
 func (p *ebpfProbe) open(opts EBPFOptions, descs []progDesc, edit func(string, *ebpf.CollectionSpec)) error {
 	specs := map[string]func() (*ebpf.CollectionSpec, error){
 		"syscalls": loadSyscalls, "sched": loadSched, "faults": loadFaults, "iouring": loadIouring,
-		"follow": loadFollow,
+		"follow": loadFollow, "lowcost": loadLowcost,
 	}
+	descs = selectCost(opts.LowCost, descs)
 	byObj := map[string][]progDesc{}
 	var order []string
 	p.countOnExit = !opts.CountAtEntry
@@ -275,6 +282,12 @@ func (p *ebpfProbe) open(opts EBPFOptions, descs []progDesc, edit func(string, *
 			order = append(order, d.obj)
 		}
 		byObj[d.obj] = append(byObj[d.obj], d)
+	}
+	if opts.LowCost {
+		p.low, p.measured = true, lowCostMeasured
+		p.notes = append(p.notes, lowCostNote)
+		order = append([]string{"syscalls"}, order...) // maps only
+		opts.MaxThreads = 1                                 // no syscall slots are used
 	}
 	if opts.SkipOptional {
 		p.measured &^= metrics.FPageFaults | metrics.FFileFaults | metrics.FPageCache | metrics.FDiskRead | metrics.FUringOps
@@ -328,6 +341,9 @@ func (p *ebpfProbe) open(opts EBPFOptions, descs []progDesc, edit func(string, *
 		}
 		if m := coll.Maps[faultsMapFaultCounts]; m != nil {
 			p.faultCounts = m
+		}
+		if m := coll.Maps[lowcostMapLowCounts]; m != nil {
+			p.lowCounts = m
 		}
 		if m := coll.Maps[followMapFollow]; m != nil {
 			p.follow = m
@@ -437,8 +453,13 @@ func attach(d progDesc, prog *ebpf.Program) (link.Link, error) {
 	return link.Tracepoint(d.group, d.event, prog, nil)
 }
 
-// Mode reports ModeEBPF: counts are exact.
-func (p *ebpfProbe) Mode() metrics.Mode { return metrics.ModeEBPF }
+// Mode reports ModeEBPF (exact counts), or ModeEBPFLow in the low-cost mode.
+func (p *ebpfProbe) Mode() metrics.Mode {
+	if p.low {
+		return metrics.ModeEBPFLow
+	}
+	return metrics.ModeEBPF
+}
 
 // Measured is every metric whose programs are attached.
 func (p *ebpfProbe) Measured() metrics.Field {
@@ -682,7 +703,7 @@ func (p *ebpfProbe) Read() (Reading, error) {
 		return Reading{}, fmt.Errorf("read monotonic clock: %w", err)
 	}
 	now := uint64(ts.Nano())
-	r := Reading{Time: time.Now(), Mode: metrics.ModeEBPF, Threads: map[int]Thread{}}
+	r := Reading{Time: time.Now(), Mode: p.Mode(), Threads: map[int]Thread{}}
 	// Map values are read into locals, then stored back: a map of structs
 	// cannot be updated in place.
 	update := func(tid uint32, f func(c *metrics.Counters)) {
@@ -707,6 +728,9 @@ func (p *ebpfProbe) Read() (Reading, error) {
 		return Reading{}, err
 	}
 	if err := readPerCPU(p, p.faultCounts, update, addFaults); err != nil {
+		return Reading{}, err
+	}
+	if err := readPerCPU(p, p.lowCounts, update, addLow); err != nil {
 		return Reading{}, err
 	}
 	p.addExited(&r, schedLive, update)

@@ -11,6 +11,7 @@ package probes
 //go:generate go tool bpf2go -tags linux -target amd64 -cc clang -type fd_class iouring ../bpf/iouring.bpf.c -- -I../bpf/headers -O2 -g -Wall -Werror
 //go:generate go tool bpf2go -tags linux -target amd64 -cc clang follow ../bpf/follow.bpf.c -- -I../bpf/headers -O2 -g -Wall -Werror -mcpu=v3
 //go:generate go tool bpf2go -tags linux -target amd64 -cc clang floor ../bpf/floor.bpf.c -- -I../bpf/headers -O2 -g -Wall -Werror
+//go:generate go tool bpf2go -tags linux -target amd64 -cc clang lowcost ../bpf/lowcost.bpf.c -- -I../bpf/headers -O2 -g -Wall -Werror
 
 // The syscall-name table, from the UAPI header that numbers the syscalls.
 //go:generate go run ../internal/gensysnames -arch amd64 -header /usr/include/x86_64-linux-gnu/asm/unistd_64.h -o ebpf_sysnames_amd64.go

@@ -98,6 +98,13 @@ struct socket {
 	struct sock *sk;
 };
 
+/* Starts with struct sock in the kernel (inet_connection_sock first). */
+struct tcp_sock {
+	u64 bytes_received; /* bytes the connection received (lowcost.bpf.c) */
+	u32 rcv_nxt;        /* what we want to receive next */
+	u32 copied_seq;     /* head of yet unread data */
+};
+
 enum sock_flags {
 	SOCK_ZEROCOPY = 18,
 };

@@ -86,7 +86,7 @@ func (f *benchFlags) register(cmd *cobra.Command) {
 	fl.BoolVar(&f.noCork, "no-cork", false, "raw variant without TCP_CORK, as a bare syscall loop (needs --variants raw; the broker always corks)")
 	fl.StringVar(&f.tcpCC, "tcp-cc", "", "TCP congestion control of both variants' sending sockets (default "+bench.DefaultCongestion+", or the host's with a note when setting it needs CAP_NET_ADMIN; \""+bench.SystemCongestion+"\": the host's; bbr paces loopback and the broker's responses restart it from idle; compare other tools under the same one)")
 	fl.BoolVar(&f.overhead, "overhead", false, "measure the probes' cost: every run probed and unprobed, then a table of ratios (root)")
-	fl.BoolVar(&f.floor, "floor", false, "with --overhead: also measure each run with only an empty sys_exit program attached (the kernel's price for any syscall tracepoint)")
+	fl.BoolVar(&f.floor, "floor", false, "with --overhead: also measure each run with only an empty sys_exit program attached (the kernel's price for any syscall tracepoint), and with the low-cost probes (--cost low, labelled \"low\")")
 	fl.BoolVar(&f.noPin, "no-pin", false, "do not pin the data thread to CPU0 and the consumer to CPU1")
 }
 
@@ -200,6 +200,7 @@ func (f benchFlags) counters(cfg *bench.Config, stderr io.Writer) (func(), error
 		return bench.ProbeCounters(p), p.Close, nil
 	}}}
 	if f.floor {
+		cfg.Overhead = append(cfg.Overhead, lowCostAttachment())
 		cfg.Overhead = append(cfg.Overhead, bench.Attachment{Name: "floor", Open: func() (bench.ThreadCounters, func() error, error) {
 			fl, err := probes.AttachFloor()
 			if err != nil {

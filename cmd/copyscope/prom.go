@@ -6,6 +6,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/copyscope/copyscope/bench"
 	"github.com/copyscope/copyscope/demo"
 	"github.com/copyscope/copyscope/metrics"
 	"github.com/copyscope/copyscope/metrics/promexport"
@@ -37,7 +38,11 @@ func startExporter(f promFlags, p probes.Probe, grouping string, say func(string
 	if f.addr == "" {
 		return nil, nil
 	}
-	col := promexport.NewCollector(f.maxSubjects, p.Mode(), grouping, "exact")
+	cost := "exact"
+	if p.Mode() == metrics.ModeEBPFLow {
+		cost = "low"
+	}
+	col := promexport.NewCollector(f.maxSubjects, p.Mode(), grouping, cost)
 	srv, err := promexport.Listen(f.addr, col)
 	if err != nil {
 		return nil, err
@@ -85,4 +90,34 @@ func (e *exporter) close() error {
 		return fmt.Errorf("stop Prometheus exporter: %w", err)
 	}
 	return nil
+}
+
+// costHelp documents --cost.
+const costHelp = `probe cost: exact (syscall tracepoints: every count exact; every thread of the machine pays the kernel's syscall-tracepoint price) ` +
+	`or low (socket and page-cache tracepoints only, for production: transfer style and copies per byte, some estimates, no syscall counts or faults)`
+
+// costOptions turns --cost into probe options.
+func costOptions(cost, mode string) (probes.EBPFOptions, error) {
+	switch cost {
+	case "exact", "":
+		return probes.EBPFOptions{}, nil
+	case "low":
+		if mode == "proc" {
+			return probes.EBPFOptions{}, fmt.Errorf("--cost low is an eBPF mode: drop --mode proc")
+		}
+		return probes.EBPFOptions{LowCost: true}, nil
+	}
+	return probes.EBPFOptions{}, fmt.Errorf("unknown --cost %q (use exact or low)", cost)
+}
+
+// lowCostAttachment measures bench --overhead runs with the low-cost
+// probes attached (records labelled "low").
+func lowCostAttachment() bench.Attachment {
+	return bench.Attachment{Name: "low", Open: func() (bench.ThreadCounters, func() error, error) {
+		p, err := probes.OpenEBPF(probes.EBPFOptions{LowCost: true})
+		if err != nil {
+			return nil, nil, err
+		}
+		return bench.ProbeCounters(p), p.Close, nil
+	}}
 }

@@ -32,6 +32,7 @@ type watchFlags struct {
 	prom     promFlags
 	// followChildren watches new child processes of watched processes.
 	followChildren bool
+	cost           string
 }
 
 func newWatchCmd() *cobra.Command {
@@ -70,6 +71,7 @@ another host; see the README for the metric names).`,
 	fl.BoolVar(&f.json, "json", false, "print JSON lines (one object per subject per interval)")
 	fl.StringVar(&f.mode, "mode", "auto", "probe backend: auto, ebpf (exact, root) or proc (estimates, no privileges)")
 	f.prom.register(fl)
+	fl.StringVar(&f.cost, "cost", "exact", costHelp)
 	return cmd
 }
 
@@ -162,7 +164,12 @@ func runWatch(cmd *cobra.Command, f watchFlags) error {
 	if err != nil {
 		return err
 	}
-	p, err := openWatchProbe(f.mode, probes.EBPFOptions{NoFollowChildren: !f.followChildren}, stderr)
+	opts, err := costOptions(f.cost, f.mode)
+	if err != nil {
+		return err
+	}
+	opts.NoFollowChildren = !f.followChildren
+	p, err := openWatchProbe(f.mode, opts, stderr)
 	if err != nil {
 		return err
 	}

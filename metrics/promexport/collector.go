@@ -75,7 +75,7 @@ func NewCollector(maxSubjects int, mode metrics.Mode, grouping, cost string) *Co
 	}
 	return &Collector{
 		max:   maxSubjects,
-		info:  probeInfo{mode: mode, estimate: mode == metrics.ModeProc, grouping: grouping, cost: cost},
+		info:  probeInfo{mode: mode, estimate: mode != metrics.ModeEBPF, grouping: grouping, cost: cost},
 		cur:   map[metrics.Subject]metrics.Counters{},
 		own:   map[metrics.Subject]metrics.Counters{},
 		other: map[metrics.Kind]*folded{},
@@ -90,7 +90,7 @@ func (c *Collector) Update(s metrics.Snapshot, keep func(metrics.Subject) bool) 
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if s.Mode != "" {
-		c.info.mode, c.info.estimate = s.Mode, s.Mode == metrics.ModeProc
+		c.info.mode, c.info.estimate = s.Mode, s.Mode != metrics.ModeEBPF
 	}
 	// Subjects that went away free their place.
 	for sub := range c.own {
