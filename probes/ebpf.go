@@ -287,7 +287,7 @@ func (p *ebpfProbe) open(opts EBPFOptions, descs []progDesc, edit func(string, *
 		p.low, p.measured = true, lowCostMeasured
 		p.notes = append(p.notes, lowCostNote)
 		order = append([]string{"syscalls"}, order...) // maps only
-		opts.MaxThreads = 1                                 // no syscall slots are used
+		opts.MaxThreads = 1                            // no syscall slots are used
 	}
 	if opts.SkipOptional {
 		p.measured &^= metrics.FPageFaults | metrics.FFileFaults | metrics.FPageCache | metrics.FDiskRead | metrics.FUringOps
