@@ -746,11 +746,10 @@ func (p *ebpfProbe) Read() (Reading, error) {
 		}
 		ti := p.identify(tid)
 		t.PID, t.Comm, t.Exited = ti.pid, ti.comm, ti.exited
-		if e, ok := p.exited[tid]; ok {
-			t.Exited = true
-			if t.PID == 0 {
-				t.PID, t.Comm = e.tgid, e.comm
-			}
+		if e, ok := p.exited[tid]; ok && e.tgid > 0 {
+			// The kernel's record of who it was: /proc may already show
+			// a new thread that reuses the id.
+			t.PID, t.Comm, t.Exited = e.tgid, e.comm, true
 		}
 		r.Threads[tid] = t
 	}

@@ -87,6 +87,9 @@ func (p *ebpfProbe) readSched(now uint64, update func(uint32, func(*metrics.Coun
 				c.CPUNs += now - x.LastIn // the slice running now
 			}
 		}
+		if x.Dead == 0 && p.lingering(k) {
+			x.Dead = 1
+		}
 		if x.Dead != 0 {
 			if _, ok := p.exited[int(k)]; !ok {
 				// Known to the kernel even when /proc has forgotten it.
@@ -103,6 +106,19 @@ func (p *ebpfProbe) readSched(now uint64, update func(uint32, func(*metrics.Coun
 		return nil, fmt.Errorf("read sched_counts: %w", err)
 	}
 	return live, deleteKeys(p.schedCounts, dead)
+}
+
+// lingering reports whether a sched_counts entry not marked dead belongs
+// to a thread that has exited and been reported so: its last switch was
+// not seen (for example a program run the kernel skipped), so the entry is
+// final and would otherwise hold its thread's release back forever.
+func (p *ebpfProbe) lingering(tid uint32) bool {
+	e, ok := p.exited[int(tid)]
+	if !ok || !e.reported {
+		return false
+	}
+	ti, err := readThreadInfo(int(tid))
+	return err != nil || ti.exited || ti.pid != e.tgid
 }
 
 // readPerCPU adds a per-CPU counters map to the reading; entries of exited
