@@ -18,6 +18,7 @@ func (p *ebpfProbe) readUringOps(update func(tid uint32, f func(c *metrics.Count
 	if p.uringOps == nil {
 		return nil
 	}
+	var released []iouringUringOpKey
 	err := eachPerCPU(p.uringOps, func(k iouringUringOpKey, v []iouringUringOpCounts) {
 		var o metrics.UringOp
 		for _, x := range v {
@@ -29,15 +30,31 @@ func (p *ebpfProbe) readUringOps(update func(tid uint32, f func(c *metrics.Count
 		if o == (metrics.UringOp{}) {
 			return
 		}
-		update(k.Tid, func(c *metrics.Counters) {
+		add := func(c *metrics.Counters) {
 			if c.UringOps == nil {
 				c.UringOps = metrics.UringOps{}
 			}
-			c.UringOps[uring.Op(k.Op).String()] = o
-		})
+			name := uring.Op(k.Op).String()
+			x := c.UringOps[name]
+			c.UringOps[name] = metrics.UringOp{Submitted: x.Submitted + o.Submitted, Completed: x.Completed + o.Completed,
+				Failed: x.Failed + o.Failed, Bytes: x.Bytes + o.Bytes}
+		}
+		// An exited thread's entries are folded into its totals and
+		// deleted (ebpf_release.go).
+		if p.gone(k.Tid) {
+			p.foldExited(k.Tid, add)
+			released = append(released, k)
+			return
+		}
+		update(k.Tid, add)
 	})
 	if err != nil {
 		return fmt.Errorf("read uring_ops: %w", err)
+	}
+	for _, k := range released {
+		if err := p.uringOps.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("release exited thread %d from uring_ops: %w", k.Tid, err)
+		}
 	}
 	return nil
 }

@@ -70,6 +70,7 @@ func TestCollectorSeries(t *testing.T) {
 	cnt := metrics.Counters{Measured: metrics.FAll, DeliveredBytes: 100, ReceivedBytes: 50, CPUNs: 2e9, CtxVoluntary: 3, CtxInvoluntary: 4,
 		SyscallsByName: map[string]uint64{"sendfile": 7}}
 	cnt.CopiedToUser[metrics.ClassFile] = 11
+	cnt.UringOps = metrics.UringOps{"SEND_ZC": {Submitted: 5, Completed: 4, Failed: 1, Bytes: 4096}}
 	c.Update(snap(map[metrics.Subject]metrics.Counters{proc("nginx[42]"): cnt}), all)
 	c.SetCost(probes.Cost{Dropped: map[string]uint64{"map_full": 0}, Entries: map[string]int{"sched_counts": 5}})
 	fams := gather(t, c)
@@ -96,6 +97,8 @@ func TestCollectorSeries(t *testing.T) {
 		{"copyscope_context_switches_total", with("kind", "involuntary"), 4},
 		{"copyscope_syscalls_total", with("syscall", "sendfile"), 7},
 		{"copyscope_cpu_copied_bytes_total", with("direction", "to_user", "fd_class", "file"), 11},
+		{"copyscope_io_uring_operations_total", with("op", "SEND_ZC", "state", "failed"), 1},
+		{"copyscope_io_uring_bytes_total", with("op", "SEND_ZC"), 4096},
 		{"copyscope_probe_info", map[string]string{"mode": "ebpf", "estimate": "false", "grouping": "process"}, 1},
 		{"copyscope_probe_map_entries", map[string]string{"map": "sched_counts"}, 5},
 		{"copyscope_probe_dropped_events_total", map[string]string{"reason": "map_full"}, 0},

@@ -30,6 +30,9 @@ var (
 	descCacheMisses = subjectDesc("copyscope_page_cache_misses_total", "Pages added to the page cache (misses).")
 	descDiskRead    = subjectDesc("copyscope_disk_read_bytes_total", "Bytes read from block devices for the subject.")
 
+	descUringOps   = subjectDesc("copyscope_io_uring_operations_total", "io_uring operations by opcode and state (submitted, completed, failed).", "op", "state")
+	descUringBytes = subjectDesc("copyscope_io_uring_bytes_total", "Bytes io_uring operations moved (positive results), by opcode.", "op")
+
 	descInfo   = prometheus.NewDesc("copyscope_probe_info", "The probes behind the counters: mode (ebpf exact, proc estimates), estimate, grouping and cost level.", []string{"mode", "estimate", "grouping", "cost"}, nil)
 	descFolded = prometheus.NewDesc("copyscope_exporter_subjects_folded", "Subjects summed into subject=\"_other\" because of the subject limit.", nil, nil)
 
@@ -101,6 +104,14 @@ func collectSubject(ch chan<- prometheus.Metric, labels []string, c metrics.Coun
 	}
 	if m.Has(metrics.FDiskRead) {
 		counter(descDiskRead, float64(c.DiskReadBytes))
+	}
+	if m.Has(metrics.FUringOps) {
+		for op, o := range c.UringOps {
+			counter(descUringOps, float64(o.Submitted), op, "submitted")
+			counter(descUringOps, float64(o.Completed), op, "completed")
+			counter(descUringOps, float64(o.Failed), op, "failed")
+			counter(descUringBytes, float64(o.Bytes), op)
+		}
 	}
 }
 
