@@ -118,8 +118,10 @@ func (c *conn) logClose(err error) {
 	switch {
 	case errors.Is(err, io.EOF):
 	case errors.Is(err, errIdle):
+		c.srv.counts.idle.Add(1)
 		c.srv.limitLog.logf(c.srv.logf, "idle", "connection %s: %v; closing it", c.peer, err)
 	case errors.Is(err, errRequestTimeout):
+		c.srv.counts.timeouts.Add(1)
 		c.srv.limitLog.logf(c.srv.logf, "request-timeout", "connection %s: %v; closing it", c.peer, err)
 	default:
 		c.srv.logf("connection %s: %v; closing it", c.peer, err)
@@ -143,6 +145,7 @@ func (c *conn) reserve(need int) error {
 	short := b.avail < more
 	b.mu.Unlock()
 	if short {
+		c.srv.counts.waits.Add(1)
 		c.srv.limitLog.logf(c.srv.logf, "buffered-bytes", "connection %s: a %d-byte request waits for buffer memory (--max-buffered-request-bytes %d in use)", c.peer, need, c.srv.cfg.MaxBufferedRequestBytes)
 	}
 	if err := b.acquire(more, deadline, c.srv.closing); err != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -219,4 +220,27 @@ func normalizeLimits(cfg *Config) error {
 		return fmt.Errorf("max buffered request bytes %d is below one request of max request bytes %d (raise it, or lower --max-request-bytes)", b, cfg.MaxRequestBytes)
 	}
 	return nil
+}
+
+// LimitStats counts what the limits did since the server started.
+type LimitStats struct {
+	Open            int    // connections open now
+	Refused         uint64 // connections closed at accept by a connection limit
+	IdleClosed      uint64 // connections closed by the idle timeout
+	RequestTimeouts uint64 // connections cut at the request deadline (slow, stalled, or waiting for buffer memory)
+	BufferWaits     uint64 // requests that had to wait for the buffered-bytes cap
+}
+
+// limitCounters are LimitStats' counters, updated by the connections.
+type limitCounters struct {
+	refused, idle, timeouts, waits atomic.Uint64
+}
+
+// LimitStats returns what the limits did so far.
+func (s *Server) LimitStats() LimitStats {
+	s.adm.mu.Lock()
+	open := s.adm.total
+	s.adm.mu.Unlock()
+	return LimitStats{Open: open, Refused: s.counts.refused.Load(), IdleClosed: s.counts.idle.Load(),
+		RequestTimeouts: s.counts.timeouts.Load(), BufferWaits: s.counts.waits.Load()}
 }

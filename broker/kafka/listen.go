@@ -120,6 +120,7 @@ func (s *Server) acceptLoop(l *rawListener) {
 func (s *Server) adopt(fd int, peer string, l *rawListener) (*conn, error) {
 	ip := peerIP(peer)
 	if err := s.adm.admit(ip, s.cfg.MaxConnections, s.cfg.MaxConnectionsPerIP); err != nil {
+		s.counts.refused.Add(1)
 		s.limitLog.logf(s.logf, "connections", "refused connection from %s: %v", peer, err)
 		unix.Close(fd)
 		return nil, nil

@@ -141,6 +141,7 @@ type Server struct {
 	budget     *byteBudget // nil: no cap on buffered request bytes
 	rcvTimeout time.Duration
 	limitLog   limitLog
+	counts     limitCounters
 }
 
 // NewServer checks cfg and returns a server for store; Start binds it.

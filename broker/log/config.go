@@ -95,6 +95,9 @@ type Config struct {
 	Produce            ProduceMode   // default ProduceWrite
 	LogAppendTime      bool          // stamp batches with broker time (Kafka message.timestamp.type=LogAppendTime)
 	ProducerExpiration time.Duration // idempotent producers idle this long are forgotten; default 24h (Kafka producer.id.expiration.ms), <0 never
+	// Logf, if set, receives one line per notable event: recovery
+	// truncations, skipped partitions, the data directory lost.
+	Logf func(format string, args ...any)
 }
 
 // DefaultConfig returns Kafka's defaults: 1 GiB segments, an index entry

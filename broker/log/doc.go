@@ -13,6 +13,10 @@
 //	00000000000000005678.snapshot producer state as of offset 5678
 //
 // and DIR/.lock (flock, owner pid) and DIR/.clean-shutdown (Close's marker).
+// A partition recovery could not open is moved to DIR/<topic>-<n>.quarantined.
+// An abstract unix socket named after DIR's canonical path locks the path
+// itself, and a watcher refuses appends (ErrStorage) once DIR is removed or
+// replaced (dirwatch.go).
 //
 // Recovery. After a clean Close nothing is scanned: the marker says every
 // segment was synced and trimmed. Otherwise the active segment is scanned
@@ -24,7 +28,8 @@
 // checks (increasing entries, sampled entries on batch headers, the headers
 // after the last entry chaining exactly to the end of the file); any other
 // is scanned and re-indexed. Segments that no longer follow on from a
-// truncated one are removed, as Kafka does.
+// truncated one are removed, as Kafka does. Every cut is reported
+// (Store.Recovery, Config.Logf).
 //
 // Producer state is snapshotted rather than rebuilt by scanning the whole
 // log: a snapshot is a few dozen bytes per producer, written off the append

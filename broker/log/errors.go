@@ -28,6 +28,9 @@ var (
 	ErrInvalidProducerEpoch = errors.New("invalid producer epoch")
 	// ErrRecordTooLarge: a batch larger than a segment.
 	ErrRecordTooLarge = errors.New("record batch too large")
+	// ErrStorage: the log cannot make appends durable (a sync failed, or
+	// the data directory was removed or replaced while running).
+	ErrStorage = errors.New("storage error")
 )
 
 // lockedError is the message a second broker on the same directory gets.

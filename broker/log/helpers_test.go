@@ -121,6 +121,7 @@ func crash(s *Store) {
 		}
 	}
 	_ = s.lock.Close()
+	_ = s.pathLock.release()
 }
 
 // stored is one batch as read back from the log.

@@ -30,7 +30,8 @@ type Partition struct {
 	flushing  chan struct{}            // (append) closed when the last roll's background flush is done
 	failed    atomic.Pointer[failure]  // a sync failed: durability is lost
 
-	recoveredAt int64 // ms, when openPartition ran: the last-seen time of replayed producers
+	recoveredAt int64        // ms, when openPartition ran: the last-seen time of replayed producers
+	recovery    []Truncation // what openPartition cut off
 
 	tags TagIndex // batch tag signatures for filtered reads (filter.go)
 
@@ -42,7 +43,10 @@ type Partition struct {
 	closed  bool
 }
 
-type failure struct{ err error }
+type failure struct {
+	err     error
+	dirLost bool // the data directory was removed or replaced, not a sync error
+}
 
 // pendingProducer is a producer's state as it would be after the batches
 // of the Append being checked.
@@ -121,7 +125,7 @@ func (p *Partition) Append(records []byte) (AppendResult, error) {
 		return AppendResult{}, p.errClosed()
 	}
 	if f := p.failed.Load(); f != nil {
-		return AppendResult{}, fmt.Errorf("append to %s refused: an earlier sync failed (%v); restart the broker so recovery can truncate to durable data", p.name(), f.err)
+		return AppendResult{}, f.refusal(p.name())
 	}
 	infos, err := validateBatches(records, p.infos[:0])
 	p.infos = infos[:0]
@@ -209,8 +213,13 @@ func (p *Partition) Append(records []byte) (AppendResult, error) {
 	if p.cfg.Fsync == FsyncAlways {
 		if err := unix.Fdatasync(int(seg.log.Fd())); err != nil {
 			err = fmt.Errorf("fdatasync %s: %w", seg.logPath, err)
-			p.failed.Store(&failure{err})
+			p.failed.Store(&failure{err: err})
 			return AppendResult{}, err
+		}
+		if err := seg.checkLinked(); err != nil {
+			f := &failure{err: dirLostError(p.dir, "lost its files ("+err.Error()+")"), dirLost: true}
+			p.failed.Store(f)
+			return AppendResult{}, f.refusal(p.name())
 		}
 	}
 	for i := range p.pend {
@@ -263,7 +272,7 @@ func (p *Partition) pending(id int64) *pendingProducer {
 func (p *Partition) roll(minCap int64) (*segment, error) {
 	old := p.segs[len(p.segs)-1]
 	if err := old.seal(false); err != nil {
-		p.failed.Store(&failure{err})
+		p.failed.Store(&failure{err: err})
 		return nil, fmt.Errorf("roll %s: %w", p.name(), err)
 	}
 	ns, err := createSegment(p.dir, p.end, p.cfg, minCap)
@@ -295,7 +304,7 @@ func (p *Partition) roll(minCap int64) (*segment, error) {
 			err = writeSnapshotBytes(p.dir, base, snap)
 		}
 		if err != nil {
-			p.failed.Store(&failure{fmt.Errorf("flush rolled segment of %s: %w", p.name(), err)})
+			p.failed.Store(&failure{err: fmt.Errorf("flush rolled segment of %s: %w", p.name(), err)})
 		}
 	}()
 	return ns, nil
@@ -591,7 +600,7 @@ func (p *Partition) sync() error {
 	defer s.release()
 	if err := unix.Fdatasync(int(s.log.Fd())); err != nil {
 		err = fmt.Errorf("fdatasync %s: %w", s.logPath, err)
-		p.failed.Store(&failure{err})
+		p.failed.Store(&failure{err: err})
 		return err
 	}
 	return nil
@@ -675,8 +684,7 @@ func openPartition(dir, topic string, id int32, cfg *Config, clean bool) (*Parti
 			// The chain breaks here (a corrupt or truncated segment before
 			// it): what follows cannot be served in order, as in Kafka.
 			for _, b := range bases[i:] {
-				_ = os.Remove(filepath.Join(dir, segmentName(b, ".log")))
-				_ = os.Remove(filepath.Join(dir, segmentName(b, ".index")))
+				p.dropSegment(b, "it no longer follows on from the truncated segment before it")
 			}
 			break
 		}
@@ -702,9 +710,12 @@ func openPartition(dir, topic string, id int32, cfg *Config, clean bool) (*Parti
 					return fail(fmt.Errorf("recover producer state of %s: %w", p.name(), err))
 				}
 			}
-		} else if err := s.rebuild(st.Size(), cfg, replay); err != nil {
+		} else if r, err := s.rebuild(st.Size(), cfg, replay); err != nil {
 			s.release()
 			return fail(err)
+		} else if r.validEnd < st.Size() {
+			p.recovery = append(p.recovery, Truncation{Partition: p.name(), Segment: s.logPath,
+				FromOffset: r.next, Position: r.validEnd, Bytes: st.Size() - r.validEnd, Zero: r.zero, Reason: r.why})
 		}
 		s.sealed = true
 		p.segs = append(p.segs, s)
@@ -737,27 +748,27 @@ func openPartition(dir, topic string, id int32, cfg *Config, clean bool) (*Parti
 
 // rebuild scans a segment whose index cannot be trusted, truncating a torn
 // tail and writing a fresh index.
-func (s *segment) rebuild(fileSize int64, cfg *Config, fn func(h header)) error {
+func (s *segment) rebuild(fileSize int64, cfg *Config, fn func(h header)) (scanResult, error) {
 	if err := s.mapIndex(cfg.indexCapacity(max(cfg.SegmentBytes, fileSize)), true); err != nil {
-		return err
+		return scanResult{}, err
 	}
 	r, err := s.scan(fileSize, cfg, true, fn)
 	if err != nil {
-		return err
+		return r, err
 	}
 	s.size, s.next, s.maxTs = r.validEnd, r.next, r.maxTs
 	if r.validEnd < fileSize {
 		if err := s.log.Truncate(r.validEnd); err != nil {
-			return fmt.Errorf("truncate torn tail of %s at position %d: %w (check permissions)", s.logPath, r.validEnd, err)
+			return r, fmt.Errorf("truncate torn tail of %s at position %d: %w (check permissions)", s.logPath, r.validEnd, err)
 		}
 	}
 	if err := s.trim(); err != nil {
-		return err
+		return r, err
 	}
 	if err := unix.Fdatasync(int(s.log.Fd())); err != nil {
-		return fmt.Errorf("fdatasync %s after recovery: %w", s.logPath, err)
+		return r, fmt.Errorf("fdatasync %s after recovery: %w", s.logPath, err)
 	}
-	return nil
+	return r, nil
 }
 
 // recoverProducers loads the newest producer snapshot at or below the end

@@ -315,7 +315,9 @@ type scanResult struct {
 	validEnd int64 // position after the last good batch
 	next     int64 // offset after the last good batch
 	maxTs    int64
-	torn     bool // bytes after validEnd were not a good batch
+	torn     bool   // bytes after validEnd were not a good batch
+	why      string // what was wrong with them, when torn
+	zero     bool   // they were all zero (preallocated space, no records)
 }
 
 // scan maps the file and checks every batch from position 0 (length,
@@ -339,12 +341,14 @@ func (s *segment) scan(fileSize int64, cfg *Config, rebuildIndex bool, fn func(h
 	for pos < fileSize {
 		avail := fileSize - pos
 		if avail < batchHeaderSize {
+			r.why, r.zero = tornReason(m[pos:], header{}, r.next, false)
 			r.torn = true
 			break
 		}
 		h := parseHeader(m[pos:])
 		if !h.plausible(r.next, avail) ||
 			crc32.Checksum(m[pos+posAttributes:pos+h.size], castagnoli) != binary.BigEndian.Uint32(m[pos+posCRC:]) {
+			r.why, r.zero = tornReason(m[pos:], h, r.next, true)
 			r.torn = true
 			break
 		}

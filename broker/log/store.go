@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -31,9 +32,13 @@ const deletedSuffix = ".deleted"
 
 // Store is a data directory of topic-partition logs, owned by one process.
 type Store struct {
-	dir  string
-	cfg  Config
-	lock *os.File
+	dir      string
+	cfg      Config
+	lock     *os.File
+	pathLock *pathLock
+	dirInfo  os.FileInfo             // the directory Open locked, to notice it removed or replaced
+	lost     atomic.Pointer[failure] // set once the directory is gone: appends are refused
+	recovery RecoveryStats           // what Open's recovery cut off
 
 	mu     sync.RWMutex
 	topics map[string][]*Partition
@@ -53,11 +58,16 @@ func Open(dir string, cfg Config) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create data directory %s: %w (use --data to a writable directory)", dir, err)
 	}
-	lock, err := lockDir(dir)
+	pl, err := lockPath(dir)
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{dir: dir, cfg: cfg, lock: lock, topics: map[string][]*Partition{},
+	lock, err := lockDir(dir)
+	if err != nil {
+		_ = pl.release()
+		return nil, err
+	}
+	s := &Store{dir: dir, cfg: cfg, lock: lock, pathLock: pl, topics: map[string][]*Partition{},
 		stop: make(chan struct{}), done: make(chan struct{})}
 	fail := func(err error) (*Store, error) {
 		for _, ps := range s.topics {
@@ -68,7 +78,14 @@ func Open(dir string, cfg Config) (*Store, error) {
 			}
 		}
 		_ = lock.Close()
+		_ = pl.release()
 		return nil, err
+	}
+	if s.dirInfo, err = lock.Stat(); err == nil {
+		s.dirInfo, err = os.Stat(dir)
+	}
+	if err != nil {
+		return fail(fmt.Errorf("stat data directory %s: %w", dir, err))
 	}
 	marker := filepath.Join(dir, cleanMarker)
 	_, statErr := os.Stat(marker)
@@ -123,13 +140,9 @@ func Open(dir string, cfg Config) (*Store, error) {
 	}
 	close(work)
 	wg.Wait()
-	var firstErr error
 	for _, f := range parts {
 		if f.err != nil {
-			if firstErr == nil {
-				firstErr = fmt.Errorf("recover %s: %w", f.name, f.err)
-			}
-			continue
+			s.setAside(f.name, f.err) // f.p stays nil: fillGaps decides
 		}
 		ps := s.topics[f.topic]
 		for int32(len(ps)) <= f.id {
@@ -138,18 +151,8 @@ func Open(dir string, cfg Config) (*Store, error) {
 		ps[f.id] = f.p
 		s.topics[f.topic] = ps
 	}
-	if firstErr != nil {
-		return fail(firstErr)
-	}
-	for topic, ps := range s.topics { // a crash inside CreateTopic can leave gaps
-		for id, p := range ps {
-			if p == nil {
-				if ps[id], err = openPartition(partitionDir(dir, topic, int32(id)), topic, int32(id), &s.cfg, false); err != nil {
-					return fail(err)
-				}
-			}
-		}
-	}
+	s.fillGaps()
+	s.logRecovery()
 	go s.background()
 	return s, nil
 }
@@ -197,10 +200,16 @@ func (s *Store) background() {
 	}
 	ret := time.NewTicker(s.cfg.RetentionCheck)
 	defer ret.Stop()
+	watch := time.NewTicker(dirCheckInterval)
+	defer watch.Stop()
 	for {
 		select {
 		case <-s.stop:
 			return
+		case <-watch.C:
+			if err := s.checkDir(); err != nil {
+				s.dirLost(err)
+			}
 		case <-flush:
 			for _, p := range s.partitions() {
 				_ = p.sync() // a failure is kept by the partition and refuses later appends
@@ -259,18 +268,29 @@ func (s *Store) CreateTopic(name string, partitions int32) error {
 	if s.closed {
 		return fmt.Errorf("create topic %s: the store is closed", name)
 	}
+	if f := s.lost.Load(); f != nil {
+		return fmt.Errorf("%w: create topic %s refused: %v", ErrStorage, name, f.err)
+	}
 	if _, ok := s.topics[name]; ok {
 		return fmt.Errorf("%w: %s", ErrTopicExists, name)
 	}
 	ps := make([]*Partition, partitions)
 	for i := range ps {
-		p, err := openPartition(partitionDir(s.dir, name, int32(i)), name, int32(i), &s.cfg, false)
+		dir := partitionDir(s.dir, name, int32(i))
+		_, statErr := os.Lstat(dir)
+		p, err := openPartition(dir, name, int32(i), &s.cfg, false)
 		if err != nil {
+			// Remove everything this creation made, so neither this
+			// broker nor the next start finds half a topic.
 			for _, q := range ps[:i] {
 				_ = q.shutdown(false)
 				_ = os.RemoveAll(q.dir)
 			}
-			return fmt.Errorf("create topic %s: %w", name, err)
+			if errors.Is(statErr, os.ErrNotExist) {
+				_ = os.RemoveAll(dir)
+			}
+			_ = syncDir(s.dir)
+			return fmt.Errorf("create topic %s: %w (nothing of it was kept)", name, err)
 		}
 		ps[i] = p
 	}
@@ -340,6 +360,12 @@ func (s *Store) Partition(topic string, p int32) (*Partition, error) {
 	return ps[p], nil
 }
 
+func (s *Store) logf(format string, args ...any) {
+	if s.cfg.Logf != nil {
+		s.cfg.Logf(format, args...)
+	}
+}
+
 // Dir is the data directory.
 func (s *Store) Dir() string { return s.dir }
 
@@ -373,6 +399,9 @@ func (s *Store) Close() error {
 			errs = append(errs, err)
 		}
 	}
+	if f := s.lost.Load(); f != nil {
+		errs = append(errs, f.err) // no clean marker in a directory that is not ours
+	}
 	if len(errs) == 0 {
 		if err := os.WriteFile(filepath.Join(s.dir, cleanMarker), nil, 0o644); err != nil {
 			errs = append(errs, fmt.Errorf("write clean-shutdown marker: %w", err))
@@ -383,5 +412,6 @@ func (s *Store) Close() error {
 	if err := s.lock.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("release lock of %s: %w", s.dir, err))
 	}
+	_ = s.pathLock.release()
 	return errors.Join(errs...)
 }

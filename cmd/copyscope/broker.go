@@ -14,6 +14,7 @@ import (
 	"github.com/copyscope/copyscope/broker/kafka"
 	"github.com/copyscope/copyscope/broker/log"
 	"github.com/copyscope/copyscope/broker/transfer"
+	"github.com/copyscope/copyscope/metrics/promexport"
 	"github.com/spf13/cobra"
 )
 
@@ -37,6 +38,7 @@ type brokerFlags struct {
 	maxConns, maxConnsPerIP     int
 	idleTimeout, requestTimeout time.Duration
 	maxBufferedRequestBytes     string
+	prometheus                  string
 }
 
 func newBrokerCmd() *cobra.Command {
@@ -88,7 +90,7 @@ connections close, the log is synced.`,
 	fl.StringVar(&f.fetchPath, "fetch-path", "sendfile", "transfer path of listeners that name none")
 	fl.StringVar(&f.producePath, "produce-path", "write", "how produced batches reach the segment: write (pwrite) or mmap (copy into a mapped segment)")
 	fl.StringVar(&f.chunk, "chunk", "64KiB", "bytes a transfer path moves per syscall")
-	fl.StringVar(&f.fsync, "fsync", "interval", "when to fsync: always (before acks=-1 is answered), interval (every second) or never")
+	fl.StringVar(&f.fsync, "fsync", "interval", "when to fsync: always (fdatasync before a produce is answered: nothing acknowledged is lost on power loss), interval (every second: a power loss loses up to the last second) or never (the kernel's writeback); a process crash loses nothing acknowledged in any mode")
 	fl.Int32Var(&f.partitions, "partitions", 1, "partitions of auto-created topics")
 	fl.StringVar(&f.segmentBytes, "segment-bytes", "1GiB", "segment size before a new segment is rolled")
 	fl.StringVar(&f.retentionBytes, "retention-bytes", "-1", "per-partition size kept; oldest segments are deleted beyond it (-1: unlimited)")
@@ -101,6 +103,7 @@ connections close, the log is synced.`,
 	fl.IntVar(&f.maxConnsPerIP, "max-connections-per-ip", kafka.DefaultMaxConnectionsPerIP, "connections open at once from one client address (-1: no cap)")
 	fl.DurationVar(&f.idleTimeout, "idle-timeout", kafka.DefaultIdleTimeout, "close a connection that sent no request for this long (Kafka's connections.max.idle.ms; -1s: never)")
 	fl.DurationVar(&f.requestTimeout, "request-timeout", kafka.DefaultRequestTimeout, "close a connection whose request has not fully arrived this long after its first byte (-1s: never)")
+	fl.StringVar(&f.prometheus, "prometheus", "", "serve the broker's health metrics (recovery truncations, connection limits, data directory) at http://ADDR/metrics; a bare :PORT binds to loopback")
 	fl.StringVar(&f.maxBufferedRequestBytes, "max-buffered-request-bytes", "256MiB", "bytes of large requests being read at once, over all connections (Kafka's queued.max.request.bytes; -1: no cap); a request waits for room before its body is read")
 	return cmd
 }
@@ -199,6 +202,7 @@ func runBroker(cmd *cobra.Command, f brokerFlags) error {
 		fmt.Fprintf(errOut, "%s copyscope broker: %s\n", time.Now().Format("15:04:05.000"), fmt.Sprintf(format, args...))
 	}
 	kc.Logf = logf
+	lc.Logf = logf
 
 	if err := os.MkdirAll(f.data, 0o755); err != nil {
 		return fmt.Errorf("create data directory %s: %v (choose a writable directory with --data)", f.data, err)
@@ -218,6 +222,16 @@ func runBroker(cmd *cobra.Command, f brokerFlags) error {
 	if err := srv.Start(); err != nil {
 		store.Close()
 		return err
+	}
+	if f.prometheus != "" {
+		ps, err := serveBrokerMetrics(f.prometheus, store, srv)
+		if err != nil {
+			srv.Shutdown(context.Background())
+			store.Close()
+			return err
+		}
+		defer ps.Close()
+		logf("health metrics at http://%s/metrics", ps.Addr())
 	}
 	ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -278,4 +292,19 @@ func limitConfig(f brokerFlags, kc *kafka.Config) error {
 	}
 	kc.MaxBufferedRequestBytes = b
 	return nil
+}
+
+// serveBrokerMetrics exposes the store's recovery and the server's limit
+// counters for Prometheus.
+func serveBrokerMetrics(addr string, store *log.Store, srv *kafka.Server) (*promexport.Server, error) {
+	rec := store.Recovery()
+	col := promexport.NewBrokerCollector(func() promexport.BrokerCounters {
+		ls := srv.LimitStats()
+		return promexport.BrokerCounters{
+			RecoveryTruncations: uint64(len(rec.Truncations)), RecoveryDroppedBytes: uint64(rec.BytesDropped),
+			ConnectionsOpen: ls.Open, ConnectionsRefused: ls.Refused, IdleClosed: ls.IdleClosed,
+			RequestTimeouts: ls.RequestTimeouts, BufferWaits: ls.BufferWaits, DataDirLost: store.DirLost(),
+		}
+	})
+	return promexport.Serve(addr, col)
 }

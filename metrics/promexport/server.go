@@ -50,7 +50,11 @@ func ListenAddr(addr string) (string, error) {
 }
 
 // Listen binds addr (see ListenAddr) and serves c at /metrics until Close.
-func Listen(addr string, c *Collector) (*Server, error) {
+func Listen(addr string, c *Collector) (*Server, error) { return Serve(addr, c) }
+
+// Serve binds addr (see ListenAddr) and serves the collectors at /metrics
+// until Close, with the process's own metrics.
+func Serve(addr string, cs ...prometheus.Collector) (*Server, error) {
 	a, err := ListenAddr(addr)
 	if err != nil {
 		return nil, err
@@ -60,7 +64,7 @@ func Listen(addr string, c *Collector) (*Server, error) {
 		return nil, fmt.Errorf("--prometheus: listen on %s: %w (pick a free port, or :0 for any)", a, err)
 	}
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(c, collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), collectors.NewGoCollector())
+	reg.MustRegister(append(cs, collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), collectors.NewGoCollector())...)
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 		MaxRequestsInFlight: maxInFlight,
