@@ -17,20 +17,6 @@ import (
 	"github.com/copyscope/copyscope/metrics"
 )
 
-// Tracepoint is one kernel event the eBPF backend attaches a program to.
-type Tracepoint struct {
-	Program  string        `json:"program"`  // BPF program name
-	Attach   string        `json:"attach"`   // "tracepoint" or "tp_btf"
-	Group    string        `json:"group"`    // tracefs events/<group>/<event>
-	Event    string        `json:"event"`    // event (for tp_btf, the BTF raw tracepoint name)
-	Required bool          `json:"required"` // eBPF mode is impossible without it
-	Fields   metrics.Field `json:"-"`        // metrics it feeds
-	Lost     string        `json:"lost,omitempty"`
-}
-
-// Name is "group/event", as under tracefs events/.
-func (t Tracepoint) Name() string { return t.Group + "/" + t.Event }
-
 // Tracepoints lists every event the eBPF backend uses, in attach order,
 // from the same table OpenEBPF attaches from, as the default counting mode
 // (syscalls counted as they return) uses them: a program only the other
@@ -51,42 +37,6 @@ func Tracepoints() []Tracepoint {
 		out = append(out, t)
 	}
 	return out
-}
-
-// Check is one line of the doctor's report.
-type Check struct {
-	Name   string `json:"name"`
-	Status string `json:"status"` // ok, warn, fail or info
-	Value  string `json:"value"`
-	Fix    string `json:"fix,omitempty"`
-}
-
-// TracepointCheck says whether one tracepoint exists and can carry a program.
-type TracepointCheck struct {
-	Tracepoint
-	Feeds  []string `json:"feeds"`
-	Exists string   `json:"exists"` // yes, no, or unknown (why)
-	Status string   `json:"status"` // ok, fail (required) or warn (optional)
-	Fix    string   `json:"fix,omitempty"`
-}
-
-// MetricStatus says how one metric will be measured.
-type MetricStatus struct {
-	Metric string `json:"metric"`
-	Status string `json:"status"` // exact, estimated or missing
-	Source string `json:"source"`
-	Fix    string `json:"fix,omitempty"`
-}
-
-// Report is what this kernel and these privileges allow.
-type Report struct {
-	Kernel       string            `json:"kernel"`
-	Checks       []Check           `json:"checks"`
-	Tracepoints  []TracepointCheck `json:"tracepoints"`
-	Metrics      []MetricStatus    `json:"metrics"`
-	EBPFPossible bool              `json:"ebpf_possible"`
-	Mode         metrics.Mode      `json:"mode"` // what watch --mode auto would use
-	Why          string            `json:"why,omitempty"`
 }
 
 // metricFields names each metrics-contract field and its Field bit.
@@ -133,177 +83,214 @@ const fixRoot = "run as root (sudo), or: sudo setcap cap_bpf,cap_perfmon+ep $(wh
 // metric will be measured. It loads only tiny asm-built programs and
 // detaches them before returning.
 func Diagnose() Report {
-	var rep Report
-	add := func(c Check) { rep.Checks = append(rep.Checks, c) }
+	var d diagnosis
+	d.system()
+	d.attachKinds()
+	lost, broken := d.tracepoints()
+	d.verdict(broken)
+	d.metrics(lost)
+	return d.rep
+}
 
+// diagnosis is a Report being built, with what its phases learn.
+type diagnosis struct {
+	rep             Report
+	btfErr, tfErr   error  // BTF, tracefs
+	tracefs         string // where tracefs is mounted
+	tpErr, btfTPErr error  // a tiny tracepoint / tp_btf program
+	fixEBPF         string // the fix for what keeps eBPF from working
+}
+
+func (d *diagnosis) add(c Check) { d.rep.Checks = append(d.rep.Checks, c) }
+
+// system checks the kernel, BTF, lockdown, capabilities, tracefs, cgroup
+// v2 and the BPF sysctls.
+func (d *diagnosis) system() {
 	var u unix.Utsname
 	if err := unix.Uname(&u); err == nil {
-		rep.Kernel = unix.ByteSliceToString(u.Release[:]) + " " + unix.ByteSliceToString(u.Version[:])
-		add(Check{Name: "kernel", Status: "info", Value: rep.Kernel})
+		d.rep.Kernel = unix.ByteSliceToString(u.Release[:]) + " " + unix.ByteSliceToString(u.Version[:])
+		d.add(Check{Name: "kernel", Status: StatusInfo, Value: d.rep.Kernel})
 	} else {
-		add(Check{Name: "kernel", Status: "warn", Value: "uname: " + err.Error()})
+		d.add(Check{Name: "kernel", Status: StatusWarn, Value: "uname: " + err.Error()})
 	}
-
-	_, btfErr := os.Stat("/sys/kernel/btf/vmlinux")
-	if btfErr == nil {
-		add(Check{Name: "btf", Status: "ok", Value: "/sys/kernel/btf/vmlinux present"})
+	_, d.btfErr = os.Stat("/sys/kernel/btf/vmlinux")
+	if d.btfErr == nil {
+		d.add(Check{Name: "btf", Status: StatusOK, Value: "/sys/kernel/btf/vmlinux present"})
 	} else {
-		add(Check{Name: "btf", Status: "fail", Value: btfErr.Error(),
+		d.add(Check{Name: "btf", Status: StatusFail, Value: d.btfErr.Error(),
 			Fix: "boot a kernel built with CONFIG_DEBUG_INFO_BTF=y (most distribution kernels since 2021)"})
 	}
-
-	add(lockdownCheck())
-
-	caps, capErr := effectiveCaps()
-	hasCap := func(bit uint) bool { return caps&(1<<bit) != 0 }
-	if capErr != nil {
-		add(Check{Name: "capabilities", Status: "warn", Value: capErr.Error()})
-	} else {
-		var have, miss []string
-		for _, c := range []struct {
-			name string
-			bit  uint
-		}{{"CAP_BPF", capBPF}, {"CAP_PERFMON", capPerfmon}, {"CAP_SYS_ADMIN", capSysAdmin}} {
-			if hasCap(c.bit) {
-				have = append(have, c.name)
-			} else {
-				miss = append(miss, c.name)
-			}
-		}
-		c := Check{Name: "capabilities", Status: "ok", Value: fmt.Sprintf("CapEff %#x: have %s", caps, strings.Join(have, " "))}
-		if len(have) == 0 {
-			c.Value = fmt.Sprintf("CapEff %#x: none of CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN", caps)
-		}
-		if !(hasCap(capBPF) && hasCap(capPerfmon)) && !hasCap(capSysAdmin) {
-			c.Status, c.Fix = "fail", fixRoot
-			c.Value += "; missing " + strings.Join(miss, " ")
-		}
-		add(c)
-	}
-
-	tracefs, tfErr := tracefsMount()
+	d.add(lockdownCheck())
+	d.add(capabilityCheck())
+	d.tracefs, d.tfErr = tracefsMount()
 	switch {
-	case errors.Is(tfErr, errTracefsUnreadable):
-		add(Check{Name: "tracefs", Status: "fail", Value: tfErr.Error(), Fix: fixRoot})
-	case tfErr != nil:
-		add(Check{Name: "tracefs", Status: "fail", Value: tfErr.Error(), Fix: "mount -t tracefs nodev /sys/kernel/tracing"})
+	case errors.Is(d.tfErr, errTracefsUnreadable):
+		d.add(Check{Name: "tracefs", Status: StatusFail, Value: d.tfErr.Error(), Fix: fixRoot})
+	case d.tfErr != nil:
+		d.add(Check{Name: "tracefs", Status: StatusFail, Value: d.tfErr.Error(), Fix: "mount -t tracefs nodev /sys/kernel/tracing"})
 	default:
-		add(Check{Name: "tracefs", Status: "ok", Value: "mounted at " + tracefs})
+		d.add(Check{Name: "tracefs", Status: StatusOK, Value: "mounted at " + d.tracefs})
 	}
-
 	if cg := Cgroup2Mount(); fileExists(cg + "/cgroup.procs") {
-		add(Check{Name: "cgroup v2", Status: "ok", Value: "mounted at " + cg + " (watch --cgroup)"})
+		d.add(Check{Name: "cgroup v2", Status: StatusOK, Value: "mounted at " + cg + " (watch --cgroup)"})
 	} else {
-		add(Check{Name: "cgroup v2", Status: "warn", Value: "not mounted: watch --cgroup will not work",
+		d.add(Check{Name: "cgroup v2", Status: StatusWarn, Value: "not mounted: watch --cgroup will not work",
 			Fix: "mount -t cgroup2 none /sys/fs/cgroup"})
 	}
-
 	for _, c := range []struct{ name, path, meaning string }{
 		{"unprivileged_bpf_disabled", "kernel/unprivileged_bpf_disabled", "0: anyone may load socket filters; 1 or 2: BPF needs privileges (copyscope needs them anyway)"},
 		{"perf_event_paranoid", "kernel/perf_event_paranoid", "tracepoint programs need CAP_PERFMON whatever its value"},
 	} {
 		v, err := procfs.Sysctl(c.path)
 		if err != nil {
-			add(Check{Name: c.name, Status: "info", Value: "unreadable: " + err.Error()})
+			d.add(Check{Name: c.name, Status: StatusInfo, Value: "unreadable: " + err.Error()})
 			continue
 		}
-		add(Check{Name: c.name, Status: "info", Value: v + " (" + c.meaning + ")"})
+		d.add(Check{Name: c.name, Status: StatusInfo, Value: v + " (" + c.meaning + ")"})
 	}
+}
 
-	// Try a tiny program on each attach kind the probes use.
-	tpErr := tryTracepoint("raw_syscalls", "sys_enter")
-	btfTPErr := tryTPBTF("sched_switch")
-	add(attachCheck("tracepoint program (raw_syscalls/sys_enter)", tpErr, "fail"))
-	add(attachCheck("tp_btf program (sched_switch via BTF)", btfTPErr, "fail"))
-	kpErr := tryKprobe("vfs_read")
-	feErr := tryFentry("vfs_read")
-	add(attachCheck("kprobe (informational, never required)", kpErr, "info"))
-	add(attachCheck("fentry (informational, never required)", feErr, "info"))
+// capabilityCheck says whether this process has what loading BPF needs:
+// CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN.
+func capabilityCheck() Check {
+	caps, err := effectiveCaps()
+	if err != nil {
+		return Check{Name: "capabilities", Status: StatusWarn, Value: err.Error()}
+	}
+	hasCap := func(bit uint) bool { return caps&(1<<bit) != 0 }
+	var have, miss []string
+	for _, c := range []struct {
+		name string
+		bit  uint
+	}{{"CAP_BPF", capBPF}, {"CAP_PERFMON", capPerfmon}, {"CAP_SYS_ADMIN", capSysAdmin}} {
+		if hasCap(c.bit) {
+			have = append(have, c.name)
+		} else {
+			miss = append(miss, c.name)
+		}
+	}
+	c := Check{Name: "capabilities", Status: StatusOK, Value: fmt.Sprintf("CapEff %#x: have %s", caps, strings.Join(have, " "))}
+	if len(have) == 0 {
+		c.Value = fmt.Sprintf("CapEff %#x: none of CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN", caps)
+	}
+	if !(hasCap(capBPF) && hasCap(capPerfmon)) && !hasCap(capSysAdmin) {
+		c.Status, c.Fix = StatusFail, fixRoot
+		c.Value += "; missing " + strings.Join(miss, " ")
+	}
+	return c
+}
 
-	// Tracepoints, one by one.
-	lost := metrics.Field(0) // fields whose feeding event is unusable
-	var requiredBroken []string
+// attachKinds tries a tiny program on each attach kind the probes use,
+// and on kprobe and fentry for information.
+func (d *diagnosis) attachKinds() {
+	d.tpErr = tryTracepoint("raw_syscalls", "sys_enter")
+	d.btfTPErr = tryTPBTF("sched_switch")
+	d.add(attachCheck("tracepoint program (raw_syscalls/sys_enter)", d.tpErr, StatusFail))
+	d.add(attachCheck("tp_btf program (sched_switch via BTF)", d.btfTPErr, StatusFail))
+	d.add(attachCheck("kprobe (informational, never required)", tryKprobe("vfs_read"), StatusInfo))
+	d.add(attachCheck("fentry (informational, never required)", tryFentry("vfs_read"), StatusInfo))
+	d.fixEBPF = fixFor(firstErr(d.btfTPErr, d.tpErr), d.tfErr, d.btfErr)
+}
+
+// tracepoints checks every event the probes use, one by one, and returns
+// the fields whose feeding event is unusable and the required events that
+// cannot be attached.
+func (d *diagnosis) tracepoints() (lost metrics.Field, broken []string) {
 	for _, tp := range Tracepoints() {
-		tc := TracepointCheck{Tracepoint: tp, Status: "ok"}
+		tc := TracepointCheck{Tracepoint: tp, Status: StatusOK}
 		for _, mf := range metricFields() {
 			if tp.Fields&mf.field != 0 {
 				tc.Feeds = append(tc.Feeds, mf.name)
 			}
 		}
-		attachErr := tpErr
+		attachErr := d.tpErr
 		if tp.Attach == "tp_btf" {
-			attachErr = btfTPErr
+			attachErr = d.btfTPErr
 		}
-		switch {
-		case errors.Is(tfErr, errTracefsUnreadable):
-			tc.Exists = "unknown (tracefs not readable)"
-		case tfErr != nil:
-			tc.Exists = "unknown (tracefs not mounted)"
-		default:
-			_, err := os.Stat(tracefs + "/events/" + tp.Group + "/" + tp.Event)
-			switch {
-			case err == nil:
-				tc.Exists = "yes"
-			case errors.Is(err, os.ErrNotExist):
-				tc.Exists = "no"
-				attachErr = fmt.Errorf("event %s does not exist in this kernel", tp.Name())
-			default:
-				tc.Exists = "unknown (" + err.Error() + ")"
-			}
+		var missing error
+		tc.Exists, missing = d.eventExists(tp)
+		if missing != nil {
+			attachErr = missing
 		}
 		if attachErr != nil {
-			// The attach checks above carry the fix for a generic failure.
-			tc.Status, tc.Fix = "warn", "see the "+tp.Attach+" program check"
+			// The attach checks carry the fix for a generic failure.
+			tc.Status, tc.Fix = StatusWarn, "see the "+tp.Attach+" program check"
 			if tc.Exists == "no" {
 				tc.Fix = "this kernel lacks the event (CONFIG for " + tp.Group + "); " + tp.Lost
 			}
 			if tp.Required {
-				tc.Status = "fail"
-				requiredBroken = append(requiredBroken, tp.Name())
+				tc.Status = StatusFail
+				broken = append(broken, tp.Name())
 			}
 			lost |= tp.Fields
 		}
-		rep.Tracepoints = append(rep.Tracepoints, tc)
+		d.rep.Tracepoints = append(d.rep.Tracepoints, tc)
 	}
-	rep.EBPFPossible = len(requiredBroken) == 0
-	rep.Mode = metrics.ModeProc
-	if rep.EBPFPossible {
-		rep.Mode = metrics.ModeEBPF
-	} else {
-		why := firstErr(btfTPErr, tpErr)
-		if why == nil {
-			why = errors.New("the events do not exist in this kernel")
-		}
-		rep.Why = fmt.Sprintf("eBPF mode is impossible: required %s cannot be attached: %s (fix: %s)",
-			strings.Join(requiredBroken, ", "), ErrorSummary(why), fixFor(why, tfErr, btfErr))
-	}
+	return lost, broken
+}
 
+// eventExists looks the event up under tracefs: yes, no (with the error
+// an attach would meet) or unknown (why).
+func (d *diagnosis) eventExists(tp Tracepoint) (string, error) {
+	switch {
+	case errors.Is(d.tfErr, errTracefsUnreadable):
+		return "unknown (tracefs not readable)", nil
+	case d.tfErr != nil:
+		return "unknown (tracefs not mounted)", nil
+	}
+	_, err := os.Stat(d.tracefs + "/events/" + tp.Group + "/" + tp.Event)
+	switch {
+	case err == nil:
+		return "yes", nil
+	case errors.Is(err, os.ErrNotExist):
+		return "no", fmt.Errorf("event %s does not exist in this kernel", tp.Name())
+	}
+	return "unknown (" + err.Error() + ")", nil
+}
+
+// verdict says which mode watch --mode auto would use, and why not eBPF.
+func (d *diagnosis) verdict(broken []string) {
+	d.rep.EBPFPossible = len(broken) == 0
+	d.rep.Mode = metrics.ModeProc
+	if d.rep.EBPFPossible {
+		d.rep.Mode = metrics.ModeEBPF
+		return
+	}
+	why := firstErr(d.btfTPErr, d.tpErr)
+	if why == nil {
+		why = errors.New("the events do not exist in this kernel")
+	}
+	d.rep.Why = fmt.Sprintf("eBPF mode is impossible: required %s cannot be attached: %s (fix: %s)",
+		strings.Join(broken, ", "), ErrorSummary(why), fixFor(why, d.tfErr, d.btfErr))
+}
+
+// metrics says how each metric of the contract will be measured.
+func (d *diagnosis) metrics(lost metrics.Field) {
 	for _, mf := range metricFields() {
 		ms := MetricStatus{Metric: mf.name}
 		switch {
-		case rep.EBPFPossible && lost&mf.field == 0:
-			ms.Status, ms.Source = "exact", "ebpf"
+		case d.rep.EBPFPossible && lost&mf.field == 0:
+			ms.Status, ms.Source = QualityExact, "ebpf"
 		case procMeasured&mf.field != 0:
-			ms.Status, ms.Source = "estimated", "proc"
+			ms.Status, ms.Source = QualityEstimated, "proc"
 			if mf.field == metrics.FSyscalls {
 				ms.Source = "proc: syscr+syscw, read/write family only (a lower bound)"
 			}
-			ms.Fix = fixFor(firstErr(btfTPErr, tpErr), tfErr, btfErr)
+			ms.Fix = d.fixEBPF
 		default:
-			ms.Status, ms.Source = "missing", "needs eBPF"
-			ms.Fix = fixFor(firstErr(btfTPErr, tpErr), tfErr, btfErr)
+			ms.Status, ms.Source = QualityMissing, "needs eBPF"
+			ms.Fix = d.fixEBPF
 		}
-		if rep.EBPFPossible && lost&mf.field != 0 {
-			for _, tc := range rep.Tracepoints {
-				if tc.Fields&mf.field != 0 && tc.Status != "ok" {
+		if d.rep.EBPFPossible && lost&mf.field != 0 {
+			for _, tc := range d.rep.Tracepoints {
+				if tc.Fields&mf.field != 0 && tc.Status != StatusOK {
 					ms.Fix = tc.Name() + ": " + tc.Fix
 					break
 				}
 			}
 		}
-		rep.Metrics = append(rep.Metrics, ms)
+		d.rep.Metrics = append(d.rep.Metrics, ms)
 	}
-	return rep
 }
 
 func firstErr(errs ...error) error {
@@ -330,9 +317,9 @@ func fixFor(err, tracefsErr, btfErr error) string {
 	return "see the error above (" + ErrorSummary(err) + ")"
 }
 
-func attachCheck(name string, err error, failStatus string) Check {
+func attachCheck(name string, err error, failStatus Status) Check {
 	if err == nil {
-		return Check{Name: name, Status: "ok", Value: "loaded and attached"}
+		return Check{Name: name, Status: StatusOK, Value: "loaded and attached"}
 	}
 	c := Check{Name: name, Status: failStatus, Value: ErrorSummary(err)}
 	switch {
@@ -343,7 +330,7 @@ func attachCheck(name string, err error, failStatus string) Check {
 	case errors.Is(err, unix.ENOENT) || errors.Is(err, os.ErrNotExist):
 		c.Value += " (ENOENT: not available in this kernel)"
 	}
-	if failStatus != "info" {
+	if failStatus != StatusInfo {
 		c.Fix = fixFor(err, nil, nil)
 	}
 	return c
@@ -357,7 +344,7 @@ func lockdownCheck() Check {
 		if i, j := strings.IndexByte(mode, '['), strings.IndexByte(mode, ']'); i >= 0 && j > i {
 			mode = mode[i+1 : j]
 		}
-		c := Check{Name: "lockdown", Status: "info", Value: mode}
+		c := Check{Name: "lockdown", Status: StatusInfo, Value: mode}
 		if mode != "none" {
 			c.Value += " (kprobes and fentry refused; tracepoints and tp_btf still work)"
 		}
@@ -365,10 +352,10 @@ func lockdownCheck() Check {
 	}
 	var st unix.Statfs_t
 	if unix.Statfs("/sys/kernel/security", &st) != nil || st.Type != unix.SECURITYFS_MAGIC {
-		return Check{Name: "lockdown", Status: "info", Value: "unknown (securityfs not mounted)",
+		return Check{Name: "lockdown", Status: StatusInfo, Value: "unknown (securityfs not mounted)",
 			Fix: "mount -t securityfs securityfs /sys/kernel/security && cat /sys/kernel/security/lockdown (the kprobe/fentry lines below show its effect)"}
 	}
-	return Check{Name: "lockdown", Status: "info", Value: "unknown (" + err.Error() + "; kernel without CONFIG_SECURITY_LOCKDOWN_LSM?)"}
+	return Check{Name: "lockdown", Status: StatusInfo, Value: "unknown (" + err.Error() + "; kernel without CONFIG_SECURITY_LOCKDOWN_LSM?)"}
 }
 
 // effectiveCaps reads CapEff from /proc/self/status.

@@ -53,16 +53,25 @@ Exit status 2 when eBPF mode is impossible (copyscope then falls back to
 // writeDoctorTable prints the report as aligned plain-text tables, each
 // fix on its own line under what it fixes.
 func writeDoctorTable(w io.Writer, rep probes.Report) error {
-	mark := func(status string) string {
+	mark := func(status probes.Status) string {
 		switch status {
-		case "ok", "exact":
+		case probes.StatusOK:
 			return "ok"
-		case "fail", "missing":
+		case probes.StatusFail:
 			return "FAIL"
-		case "warn", "estimated":
+		case probes.StatusWarn:
 			return "warn"
 		}
 		return "info"
+	}
+	quality := func(q probes.Quality) string {
+		switch q {
+		case probes.QualityExact:
+			return "ok"
+		case probes.QualityMissing:
+			return "FAIL"
+		}
+		return "warn"
 	}
 	section := func(header string, rows [][]string, fixes []string) error {
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
@@ -108,7 +117,7 @@ func writeDoctorTable(w io.Writer, rep probes.Report) error {
 	}
 	rows, fixes = nil, nil
 	for _, m := range rep.Metrics {
-		rows = append(rows, []string{m.Metric, mark(m.Status), m.Status + " (" + m.Source + ")"})
+		rows = append(rows, []string{m.Metric, quality(m.Status), string(m.Status) + " (" + m.Source + ")"})
 		fixes = append(fixes, m.Fix)
 	}
 	if err := section("METRIC\t\tHOW", rows, fixes); err != nil {
