@@ -326,7 +326,7 @@ func (c *conn) handle(frame []byte) error {
 	case *kmsg.MetadataRequest:
 		resp = c.srv.metadata(r, c.local)
 	case *kmsg.ProduceRequest:
-		pr, failed := c.srv.produce(r)
+		pr, failed := c.produceDeadLetters(r) // dlq.go, then srv.produce
 		if r.Acks == 0 {
 			if failed != nil {
 				// Kafka's way of telling an acks=0 producer: close.
