@@ -21,13 +21,15 @@ generate: ## regenerate the bpf2go objects from bpf/*.bpf.c (needs clang, llvm, 
 generate-check: generate ## regenerate and fail if the committed objects differ
 	@git diff --exit-code --stat -- '*_bpfel.go' '*_bpfel.o' || { echo "generated BPF objects are stale: run make generate and commit"; exit 1; }
 
-test: build ## vet, race-enabled tests (privileged ones run as root), short fuzzing
+test: build ## vet, race-enabled tests (privileged ones run as root), itest/ (client libraries), short fuzzing
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 40m ./...
+	cd itest && $(GO) vet ./... && $(GO) test -count=1 -timeout 20m ./... # no -race: kcat-vs-kfake times real speed
 	$(MAKE) fuzz
 
 test-short: ## quick tests without race detector or fuzzing
 	$(GO) test -short -count=1 ./...
+	cd itest && $(GO) test -short -count=1 ./...
 
 fuzz: ## run every fuzz target for FUZZTIME each
 	@set -e; for pkg in $$($(GO) list ./...); do \
