@@ -32,7 +32,22 @@ type testBroker struct {
 
 func startBroker(t testing.TB, dir string, mod func(*Config)) *testBroker {
 	t.Helper()
-	store, err := log.Open(dir, log.DefaultConfig())
+	return startBrokerWith(t, dir, nil, mod)
+}
+
+// startBrokerLog starts a broker whose log config logMod changes.
+func startBrokerLog(t testing.TB, dir string, logMod func(*log.Config)) *testBroker {
+	t.Helper()
+	return startBrokerWith(t, dir, logMod, nil)
+}
+
+func startBrokerWith(t testing.TB, dir string, logMod func(*log.Config), mod func(*Config)) *testBroker {
+	t.Helper()
+	lc := log.DefaultConfig()
+	if logMod != nil {
+		logMod(&lc)
+	}
+	store, err := log.Open(dir, lc)
 	if err != nil {
 		t.Fatalf("open store: %v", err)
 	}

@@ -95,6 +95,10 @@ type Config struct {
 	Produce            ProduceMode   // default ProduceWrite
 	LogAppendTime      bool          // stamp batches with broker time (Kafka message.timestamp.type=LogAppendTime)
 	ProducerExpiration time.Duration // idempotent producers idle this long are forgotten; default 24h (Kafka producer.id.expiration.ms), <0 never
+	// MaxPartitions caps the partitions of all topics together (0:
+	// DefaultMaxPartitions, -1: no cap); a CreateTopic beyond it is
+	// refused whole.
+	MaxPartitions int
 	// Logf, if set, receives one line per notable event: recovery
 	// truncations, skipped partitions, the data directory lost.
 	Logf func(format string, args ...any)
@@ -117,6 +121,11 @@ func DefaultConfig() Config {
 		ProducerExpiration: 24 * time.Hour,
 	}
 }
+
+// DefaultMaxPartitions is the default cap on partitions over all topics:
+// each costs a directory, open descriptors and mappings for its active
+// segment, and a little memory.
+const DefaultMaxPartitions = 4096
 
 // minSegmentBytes keeps segments large enough to hold a batch header and an
 // index page.
@@ -143,6 +152,9 @@ func (c Config) normalize() (Config, error) {
 	}
 	if c.ProducerExpiration == 0 {
 		c.ProducerExpiration = d.ProducerExpiration
+	}
+	if c.MaxPartitions == 0 {
+		c.MaxPartitions = DefaultMaxPartitions
 	}
 	switch {
 	case c.SegmentBytes < minSegmentBytes || c.SegmentBytes > math.MaxInt32:

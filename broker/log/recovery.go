@@ -162,3 +162,19 @@ func (s *Store) logRecovery() {
 // Recovery returns what Open's recovery cut off (empty after a clean
 // shutdown or a crash that lost nothing).
 func (s *Store) Recovery() RecoveryStats { return s.recovery }
+
+// checkPartitionCap refuses a topic of n partitions that would take the
+// store past Config.MaxPartitions. Called with s.mu held.
+func (s *Store) checkPartitionCap(topic string, n int32) error {
+	if s.cfg.MaxPartitions < 0 {
+		return nil
+	}
+	have := 0
+	for _, ps := range s.topics {
+		have += len(ps)
+	}
+	if have+int(n) > s.cfg.MaxPartitions {
+		return fmt.Errorf("%w: topic %s of %d partitions refused: the store holds %d and its limit is %d (--max-partitions); delete topics or raise the limit", ErrInvalidPartitions, topic, n, have, s.cfg.MaxPartitions)
+	}
+	return nil
+}

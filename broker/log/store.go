@@ -274,6 +274,9 @@ func (s *Store) CreateTopic(name string, partitions int32) error {
 	if _, ok := s.topics[name]; ok {
 		return fmt.Errorf("%w: %s", ErrTopicExists, name)
 	}
+	if err := s.checkPartitionCap(name, partitions); err != nil {
+		return err
+	}
 	ps := make([]*Partition, partitions)
 	for i := range ps {
 		dir := partitionDir(s.dir, name, int32(i))

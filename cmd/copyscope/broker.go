@@ -39,6 +39,7 @@ type brokerFlags struct {
 	idleTimeout, requestTimeout time.Duration
 	maxBufferedRequestBytes     string
 	prometheus                  string
+	maxPartitions               int
 }
 
 func newBrokerCmd() *cobra.Command {
@@ -103,6 +104,7 @@ connections close, the log is synced.`,
 	fl.IntVar(&f.maxConnsPerIP, "max-connections-per-ip", kafka.DefaultMaxConnectionsPerIP, "connections open at once from one client address (-1: no cap)")
 	fl.DurationVar(&f.idleTimeout, "idle-timeout", kafka.DefaultIdleTimeout, "close a connection that sent no request for this long (Kafka's connections.max.idle.ms; -1s: never)")
 	fl.DurationVar(&f.requestTimeout, "request-timeout", kafka.DefaultRequestTimeout, "close a connection whose request has not fully arrived this long after its first byte (-1s: never)")
+	fl.IntVar(&f.maxPartitions, "max-partitions", log.DefaultMaxPartitions, "partitions of all topics together; a topic creation beyond it is refused whole (-1: no cap)")
 	fl.StringVar(&f.prometheus, "prometheus", "", "serve the broker's health metrics (recovery truncations, connection limits, data directory) at http://ADDR/metrics; a bare :PORT binds to loopback")
 	fl.StringVar(&f.maxBufferedRequestBytes, "max-buffered-request-bytes", "256MiB", "bytes of large requests being read at once, over all connections (Kafka's queued.max.request.bytes; -1: no cap); a request waits for room before its body is read")
 	return cmd
@@ -152,6 +154,10 @@ func brokerConfigs(f brokerFlags) (log.Config, kafka.Config, error) {
 		lc.RetentionAge = time.Duration(f.retentionMs) * time.Millisecond
 	}
 	lc.LogAppendTime = f.logAppendTime
+	if f.maxPartitions == 0 || f.maxPartitions < -1 {
+		return lc, kc, fmt.Errorf("--max-partitions %d: use a positive count, or -1 for no cap", f.maxPartitions)
+	}
+	lc.MaxPartitions = f.maxPartitions
 
 	chunk, err := parseBytes(f.chunk)
 	if err != nil {
