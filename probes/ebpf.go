@@ -257,14 +257,45 @@ func openEBPF(opts EBPFOptions, descs []progDesc, edit func(obj string, spec *eb
 	return p, nil
 }
 
+// open loads and attaches the probes in phases: choose the programs for
+// the options, then per BPF object prepare its spec, load it, adopt its
+// maps and attach its programs.
 func (p *ebpfProbe) open(opts EBPFOptions, descs []progDesc, edit func(string, *ebpf.CollectionSpec)) error {
-	specs := map[string]func() (*ebpf.CollectionSpec, error){
-		"syscalls": loadSyscalls, "sched": loadSched, "faults": loadFaults, "iouring": loadIouring,
-		"follow": loadFollow, "lowcost": loadLowcost,
+	order, byObj := p.plan(&opts, descs)
+	for _, obj := range order {
+		spec, err := p.prepare(obj, opts, edit)
+		if err != nil {
+			return err
+		}
+		coll, err := p.loadObject(obj, spec, byObj[obj])
+		if err != nil {
+			return err
+		}
+		if coll == nil {
+			continue
+		}
+		p.colls = append(p.colls, coll)
+		if err := p.adopt(obj, coll, opts); err != nil {
+			return err
+		}
+		if err := p.attachAll(coll, byObj[obj]); err != nil {
+			return err
+		}
 	}
+	return nil
+}
+
+// ebpfObjects are the embedded BPF objects by bpf2go name.
+var ebpfObjects = map[string]func() (*ebpf.CollectionSpec, error){
+	"syscalls": loadSyscalls, "sched": loadSched, "faults": loadFaults, "iouring": loadIouring,
+	"follow": loadFollow, "lowcost": loadLowcost,
+}
+
+// plan chooses the programs the options ask for, grouped by object in load
+// order, and sets the measured fields and notes that follow from them.
+func (p *ebpfProbe) plan(opts *EBPFOptions, descs []progDesc) (order []string, byObj map[string][]progDesc) {
 	descs = selectCost(opts.LowCost, descs)
-	byObj := map[string][]progDesc{}
-	var order []string
+	byObj = map[string][]progDesc{}
 	p.countOnExit = !opts.CountAtEntry
 	mode := countAtEntry
 	if p.countOnExit {
@@ -293,82 +324,90 @@ func (p *ebpfProbe) open(opts EBPFOptions, descs []progDesc, edit func(string, *
 		p.measured &^= metrics.FPageFaults | metrics.FFileFaults | metrics.FPageCache | metrics.FDiskRead | metrics.FUringOps
 		p.notes = append(p.notes, "optional fault, page cache, disk and io_uring programs skipped on request")
 	}
-	for _, obj := range order {
-		spec, err := specs[obj]()
-		if err != nil {
-			return fmt.Errorf("read embedded BPF object %s: %w (run make generate)", obj, err)
+	return order, byObj
+}
+
+// prepare reads one embedded object's spec and sets it up for loading:
+// slot map sizes, the caller's edit, the counting mode.
+func (p *ebpfProbe) prepare(obj string, opts EBPFOptions, edit func(string, *ebpf.CollectionSpec)) (*ebpf.CollectionSpec, error) {
+	spec, err := ebpfObjects[obj]()
+	if err != nil {
+		return nil, fmt.Errorf("read embedded BPF object %s: %w (run make generate)", obj, err)
+	}
+	if obj == "syscalls" {
+		if err := sizeSlotMaps(spec, opts.MaxThreads); err != nil {
+			return nil, err
 		}
-		if obj == "syscalls" {
-			if err := sizeSlotMaps(spec, opts.MaxThreads); err != nil {
-				return err
-			}
+	}
+	if edit != nil {
+		edit(obj, spec)
+	}
+	if v := spec.Variables[syscallsVarCountOnExit]; v != nil {
+		var on uint8
+		if p.countOnExit {
+			on = 1
 		}
-		if edit != nil {
-			edit(obj, spec)
+		if err := v.Set(on); err != nil {
+			return nil, fmt.Errorf("set count_on_exit in BPF object %s: %w", obj, err)
 		}
-		if v := spec.Variables[syscallsVarCountOnExit]; v != nil {
-			var on uint8
-			if p.countOnExit {
-				on = 1
-			}
-			if err := v.Set(on); err != nil {
-				return fmt.Errorf("set count_on_exit in BPF object %s: %w", obj, err)
-			}
-		}
-		coll, err := p.loadObject(obj, spec, byObj[obj])
-		if err != nil {
+	}
+	return spec, nil
+}
+
+// adopt takes the maps the probe reads and writes from a loaded object.
+func (p *ebpfProbe) adopt(obj string, coll *ebpf.Collection, opts EBPFOptions) error {
+	if obj == "syscalls" {
+		p.tgids = coll.Maps[syscallsMapWatchedTgids]
+		p.tids = coll.Maps[syscallsMapWatchedTids]
+		p.filter = coll.Maps[syscallsMapFilter]
+		p.drops = coll.Maps[syscallsMapDrops]
+		var err error
+		if p.slots, err = newSlotTable(coll); err != nil {
 			return err
 		}
-		if coll == nil {
+	}
+	if m := coll.Maps[iouringMapUringCounts]; m != nil {
+		p.uringCounts = m
+		p.uringOps = coll.Maps[iouringMapUringOps]
+	}
+	if m := coll.Maps[schedMapSchedCounts]; m != nil {
+		p.schedCounts = m
+	}
+	if m := coll.Maps[faultsMapFaultCounts]; m != nil {
+		p.faultCounts = m
+	}
+	if m := coll.Maps[lowcostMapLowCounts]; m != nil {
+		p.lowCounts = m
+	}
+	if m := coll.Maps[followMapFollow]; m != nil {
+		p.follow = m
+		if !opts.NoFollowChildren {
+			p.followCfg.Children = 1
+		}
+		if err := m.Put(uint32(0), p.followCfg); err != nil {
+			return fmt.Errorf("configure process following: %w", err)
+		}
+	}
+	return nil
+}
+
+// attachAll attaches an object's programs; a failing optional one is
+// noted and its fields dropped, a failing required one is an error.
+func (p *ebpfProbe) attachAll(coll *ebpf.Collection, descs []progDesc) error {
+	for _, d := range descs {
+		prog := coll.Programs[d.name]
+		if prog == nil {
+			continue // dropped at load; already noted
+		}
+		l, err := attach(d, prog)
+		if err != nil {
+			if d.required {
+				return fmt.Errorf("attach required program %s to %s: %w (doctor explains what this kernel allows)", d.name, d.where(), err)
+			}
+			p.degrade(d, fmt.Sprintf("attach %s: %v", d.where(), err))
 			continue
 		}
-		p.colls = append(p.colls, coll)
-		if obj == "syscalls" {
-			p.tgids = coll.Maps[syscallsMapWatchedTgids]
-			p.tids = coll.Maps[syscallsMapWatchedTids]
-			p.filter = coll.Maps[syscallsMapFilter]
-			p.drops = coll.Maps[syscallsMapDrops]
-			if p.slots, err = newSlotTable(coll); err != nil {
-				return err
-			}
-		}
-		if m := coll.Maps[iouringMapUringCounts]; m != nil {
-			p.uringCounts = m
-			p.uringOps = coll.Maps[iouringMapUringOps]
-		}
-		if m := coll.Maps[schedMapSchedCounts]; m != nil {
-			p.schedCounts = m
-		}
-		if m := coll.Maps[faultsMapFaultCounts]; m != nil {
-			p.faultCounts = m
-		}
-		if m := coll.Maps[lowcostMapLowCounts]; m != nil {
-			p.lowCounts = m
-		}
-		if m := coll.Maps[followMapFollow]; m != nil {
-			p.follow = m
-			if !opts.NoFollowChildren {
-				p.followCfg.Children = 1
-			}
-			if err := m.Put(uint32(0), p.followCfg); err != nil {
-				return fmt.Errorf("configure process following: %w", err)
-			}
-		}
-		for _, d := range byObj[obj] {
-			prog := coll.Programs[d.name]
-			if prog == nil {
-				continue // dropped at load; already noted
-			}
-			l, err := attach(d, prog)
-			if err != nil {
-				if d.required {
-					return fmt.Errorf("attach required program %s to %s: %w (doctor explains what this kernel allows)", d.name, d.where(), err)
-				}
-				p.degrade(d, fmt.Sprintf("attach %s: %v", d.where(), err))
-				continue
-			}
-			p.links = append(p.links, l)
-		}
+		p.links = append(p.links, l)
 	}
 	return nil
 }
