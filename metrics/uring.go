@@ -1,5 +1,7 @@
 package metrics
 
+import "fmt"
+
 // UringOp is one io_uring opcode's operations for a subject, as the
 // kernel's io_uring_submit_req and io_uring_complete tracepoints saw them.
 type UringOp struct {
@@ -40,4 +42,31 @@ func (a UringOps) sub(prev UringOps) UringOps {
 		}
 	}
 	return r
+}
+
+// uringSendVerdict names an io_uring sender's style when io_uring ops
+// moved at least half of the delivered bytes, else "".
+func uringSendVerdict(r Record, del uint64) string {
+	ops := func(names ...string) uint64 {
+		var n uint64
+		for _, name := range names {
+			n += r.UringOps[name].Bytes
+		}
+		return n
+	}
+	zc, send := min(ops("SEND_ZC", "SENDMSG_ZC"), del), min(ops("SEND", "SENDMSG", "WRITE", "WRITEV"), del)
+	switch {
+	case zc*2 >= del:
+		copied := deref(r.ZerocopyCopiedBytes)
+		why := ""
+		if copied*10 >= zc*9 {
+			why = " (loopback, or a device without zero-copy)"
+		}
+		return fmt.Sprintf("sends: %.0f%% by io_uring SEND_ZC, kernel copied %.0f%%%s", pct(zc, del), pct(copied, zc), why)
+	case send*2 >= del && r.CopiesPerSentByte != nil:
+		return fmt.Sprintf("sends: %.0f%% by io_uring SEND, %.1f copies per sent byte", pct(send, del), *r.CopiesPerSentByte)
+	case ops("SPLICE", "TEE") > 0 && min(r.MovedInKernelByClass["socket"], del)*2 >= del:
+		return fmt.Sprintf("sends: %.0f%% by reference through io_uring SPLICE", pct(min(r.MovedInKernelByClass["socket"], del), del))
+	}
+	return ""
 }

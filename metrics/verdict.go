@@ -65,6 +65,9 @@ func SendVerdict(r Record) string {
 	if del == 0 || r.CopiesPerSentByte == nil {
 		return ""
 	}
+	if s := uringSendVerdict(r, del); s != "" {
+		return s
+	}
 	zc, zcCopied := deref(r.ZerocopyBytes), deref(r.ZerocopyCopiedBytes)
 	if zc > 0 && zc*2 >= del {
 		if zcCopied*10 >= zc*9 {
