@@ -83,11 +83,22 @@ type Config struct {
 
 func (c *Config) normalize() error {
 	if len(c.Paths) == 0 {
-		c.Paths = transfer.Names()
+		// Every path that can run here; the io_uring ones are left out
+		// with the reason where io_uring is unavailable.
+		var skipped map[string]error
+		c.Paths, skipped = transfer.Usable(transfer.Names())
+		for _, p := range transfer.Names() {
+			if err := skipped[p]; err != nil && c.Progress != nil {
+				fmt.Fprintf(c.Progress, "skipping %s: %v\n", p, err)
+			}
+		}
 	}
 	for _, p := range c.Paths {
 		if !slices.Contains(transfer.Names(), p) {
 			return fmt.Errorf("unknown path %q in --paths (valid: %v)", p, transfer.Names())
+		}
+		if err := transfer.Supported(p); err != nil {
+			return fmt.Errorf("--paths: %w (leave it out)", err)
 		}
 	}
 	if len(c.Variants) == 0 {

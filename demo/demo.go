@@ -48,8 +48,9 @@ type Config struct {
 
 // DefaultConfig is the demo as `make demo` runs it.
 func DefaultConfig() Config {
+	paths, _ := transfer.Usable(transfer.Names()) // validate names what is left out, if asked for
 	return Config{
-		Paths:       transfer.Names(),
+		Paths:       paths,
 		Chunk:       64 << 10,
 		Rate:        200e6,
 		Mode:        ModeFair,
@@ -71,6 +72,9 @@ func (c Config) validate() error {
 	for _, p := range c.Paths {
 		if !slices.Contains(transfer.Names(), p) {
 			return fmt.Errorf("demo: unknown transfer path %q (valid: %v)", p, transfer.Names())
+		}
+		if err := transfer.Supported(p); err != nil {
+			return fmt.Errorf("demo: %w (leave it out of --paths)", err)
 		}
 	}
 	if c.Mode != ModeFair && c.Mode != ModeRace {

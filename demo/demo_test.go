@@ -95,7 +95,8 @@ func TestDemoPhysics(t *testing.T) {
 		t.Fatalf("probe mode %s, want ebpf", d.ProbeMode())
 	}
 	ss := collect(t, d, 4)
-	want := map[string][2]float64{"read": {1.9, 2.1}, "mmap": {0.9, 1.1}, "sendfile": {0, 0.05}, "splice": {0, 0.05}, "zerocopy": {0, 0.05}}
+	want := map[string][2]float64{"read": {1.9, 2.1}, "mmap": {0.9, 1.1}, "sendfile": {0, 0.05}, "splice": {0, 0.05}, "zerocopy": {0, 0.05},
+		"uring": {1.9, 2.1}, "uring-splice": {0, 0.05}, "uring-zc": {0, 0.05}}
 	for _, p := range d.cfg.Paths {
 		del, toUser, fromUser, zc, zcCopied, consCtx := sum(ss, p)
 		if del < 10e6 {
@@ -106,7 +107,7 @@ func TestDemoPhysics(t *testing.T) {
 		if w := want[p]; amp < w[0] || amp > w[1] {
 			t.Errorf("%s: %.3f CPU copies per delivered byte, want %.2f..%.2f", p, amp, w[0], w[1])
 		}
-		if p == "zerocopy" && (zc == 0 || zcCopied == 0) {
+		if (p == "zerocopy" || p == "uring-zc") && (zc == 0 || zcCopied == 0) {
 			t.Errorf("zerocopy: %d bytes sent with MSG_ZEROCOPY, %d reported copied; want both > 0 on loopback", zc, zcCopied)
 		}
 		if consCtx == 0 {

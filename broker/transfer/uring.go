@@ -202,3 +202,20 @@ func errno(res int32) error { return unix.Errno(-res) }
 // uringStall bounds how many chains in a row may deliver nothing before a
 // path gives up (EINTR storms, a socket that never drains).
 const uringStall = 1000
+
+// Usable splits names into the paths that can run here and, for the
+// others, why not (see Supported), so a default of every path can skip the
+// io_uring ones with the reason where io_uring is unavailable.
+func Usable(names []string) (ok []string, skipped map[string]error) {
+	for _, n := range names {
+		if err := Supported(n); err != nil {
+			if skipped == nil {
+				skipped = map[string]error{}
+			}
+			skipped[n] = err
+			continue
+		}
+		ok = append(ok, n)
+	}
+	return ok, skipped
+}

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/copyscope/copyscope/broker/transfer"
 )
 
 // buildBinary builds copyscope into a temp dir for tests that run it.
@@ -167,7 +169,7 @@ func TestDemoInTmux(t *testing.T) {
 	}
 	bin := buildBinary(t)
 	tmp := t.TempDir()
-	paths := []string{"read", "mmap", "sendfile", "splice", "zerocopy"}
+	paths, _ := transfer.Usable(transfer.Names())
 	// The flags make demo uses (none) but the probe, so this is `make demo`.
 	s := newTmux(t, 120, 40, fmt.Sprintf("env TMPDIR=%s %s demo --probe %s 2>%s/stderr", tmp, bin, probe, tmp))
 	start := time.Now()
