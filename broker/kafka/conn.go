@@ -372,12 +372,12 @@ func (c *conn) unsupported(h header, why error) error {
 		return why
 	}
 	resp.SetVersion(h.version)
-	f := reflect.ValueOf(resp).Elem().FieldByName("ErrorCode")
-	if !f.IsValid() || f.Kind() != reflect.Int16 || !f.CanSet() {
-		return why
+	if f := reflect.ValueOf(resp).Elem().FieldByName("ErrorCode"); f.IsValid() && f.Kind() == reflect.Int16 && f.CanSet() {
+		f.SetInt(int64(kerr.UnsupportedVersion.Code))
+	} // else an empty response: per-item errors have no items to go on
+	if c.srv.unsupported.firstTime(h.key, h.version) {
+		c.srv.logf("connection %s (client id %q): %v; answered UNSUPPORTED_VERSION (logged once per API and version)", c.peer, h.clientID, why)
 	}
-	f.SetInt(int64(kerr.UnsupportedVersion.Code))
-	c.srv.logf("connection %s: %v; answered UNSUPPORTED_VERSION", c.peer, why)
 	c.out = appendResponse(c.out[:0], h, resp)
 	return c.send(c.out)
 }

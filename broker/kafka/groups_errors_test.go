@@ -125,3 +125,27 @@ func TestGroupBadRequests(t *testing.T) {
 		}
 	}
 }
+
+// TestUnsupportedAnswered checks that APIs the broker does not serve are
+// answered, never by closing the connection: with UNSUPPORTED_VERSION
+// where the response has a top-level error code, else with an empty
+// response; the connection then serves the next request.
+func TestUnsupportedAnswered(t *testing.T) {
+	b := startBroker(t, t.TempDir(), nil)
+	conn := dialRaw(t, b.addr)
+	acls := kmsg.NewPtrDescribeACLsRequest()
+	acls.SetVersion(1)
+	wantCode(t, "DescribeAcls", rawRequest(t, conn, acls).(*kmsg.DescribeACLsResponse).ErrorCode, kerr.UnsupportedVersion)
+	dr := kmsg.NewPtrDeleteRecordsRequest() // no top-level error code
+	dr.SetVersion(1)
+	dr.Topics = []kmsg.DeleteRecordsRequestTopic{{Topic: "t", Partitions: []kmsg.DeleteRecordsRequestTopicPartition{{Partition: 0, Offset: 1}}}}
+	if r := rawRequest(t, conn, dr).(*kmsg.DeleteRecordsResponse); len(r.Topics) != 0 {
+		t.Fatalf("DeleteRecords: %+v, want an empty response", r)
+	}
+	fc := kmsg.NewPtrFindCoordinatorRequest()
+	fc.SetVersion(2)
+	fc.CoordinatorKey = "g"
+	if r := rawRequest(t, conn, fc).(*kmsg.FindCoordinatorResponse); r.ErrorCode != 0 || r.NodeID != 0 {
+		t.Fatalf("FindCoordinator on the same connection after unsupported requests: %+v", r)
+	}
+}

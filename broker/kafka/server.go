@@ -127,7 +127,8 @@ type Server struct {
 	// million are handed out per second of uptime.
 	nextPID atomic.Int64
 
-	groups *coordinator
+	groups      *coordinator
+	unsupported seenAPIs
 
 	mu      sync.Mutex
 	started bool
