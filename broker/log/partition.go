@@ -121,29 +121,55 @@ func (p *Partition) errClosed() error {
 func (p *Partition) Append(records []byte) (AppendResult, error) {
 	p.appendMu.Lock()
 	defer p.appendMu.Unlock()
-	if p.down {
-		return AppendResult{}, p.errClosed()
-	}
-	if f := p.failed.Load(); f != nil {
-		return AppendResult{}, f.refusal(p.name())
-	}
-	infos, err := validateBatches(records, p.infos[:0])
-	p.infos = infos[:0]
+	infos, err := p.validate(records)
 	if err != nil {
-		return AppendResult{}, fmt.Errorf("append to %s: %w", p.name(), err)
+		return AppendResult{}, err
 	}
-	for _, b := range infos {
-		if int64(b.size) > p.cfg.SegmentBytes {
-			return AppendResult{}, fmt.Errorf("%w: batch of %d bytes for %s exceeds the segment size %d", ErrRecordTooLarge, b.size, p.name(), p.cfg.SegmentBytes)
-		}
-	}
-
 	appendTime := int64(-1)
 	if p.cfg.LogAppendTime {
 		appendTime = time.Now().UnixMilli()
 	}
+	if dup, err := p.checkProducers(infos, appendTime); err != nil || dup != nil {
+		if dup != nil {
+			return *dup, nil
+		}
+		return AppendResult{}, err
+	}
+	w, err := p.write(records, infos, appendTime)
+	if err != nil {
+		return AppendResult{}, err
+	}
+	first := p.end
+	p.commit(w)
+	return AppendResult{BaseOffset: first, LastOffset: w.next - 1, LogAppendTime: appendTime}, nil
+}
 
-	// Idempotent producers: check every batch before writing anything.
+// validate refuses an append to a closed or failed partition and checks
+// every batch of the record set (layout, CRC, size against a segment).
+func (p *Partition) validate(records []byte) ([]batchInfo, error) {
+	if p.down {
+		return nil, p.errClosed()
+	}
+	if f := p.failed.Load(); f != nil {
+		return nil, f.refusal(p.name())
+	}
+	infos, err := validateBatches(records, p.infos[:0])
+	p.infos = infos[:0]
+	if err != nil {
+		return nil, fmt.Errorf("append to %s: %w", p.name(), err)
+	}
+	for _, b := range infos {
+		if int64(b.size) > p.cfg.SegmentBytes {
+			return nil, fmt.Errorf("%w: batch of %d bytes for %s exceeds the segment size %d", ErrRecordTooLarge, b.size, p.name(), p.cfg.SegmentBytes)
+		}
+	}
+	return infos, nil
+}
+
+// checkProducers checks every idempotent producer's batch before anything
+// is written, into p.pend (committed only once the write succeeded). A
+// retried batch already in the log is returned as the duplicate's result.
+func (p *Partition) checkProducers(infos []batchInfo, appendTime int64) (*AppendResult, error) {
 	p.pend = p.pend[:0]
 	seen := int64(-1)
 	off := p.end
@@ -158,10 +184,10 @@ func (p *Partition) Append(records []byte) (AppendResult, error) {
 			lastSeq := lastSequence(b.baseSeq, b.lastDelta)
 			dup, err := st.check(b.producerID, b.epoch, b.baseSeq, lastSeq)
 			if err != nil {
-				return AppendResult{}, fmt.Errorf("append to %s: %w", p.name(), err)
+				return nil, fmt.Errorf("append to %s: %w", p.name(), err)
 			}
 			if dup != nil {
-				return AppendResult{BaseOffset: dup.firstOffset, LastOffset: dup.lastOffset, LogAppendTime: -1, Duplicate: true}, nil
+				return &AppendResult{BaseOffset: dup.firstOffset, LastOffset: dup.lastOffset, LogAppendTime: -1, Duplicate: true}, nil
 			}
 			if !pp.known {
 				pp.known, pp.st = true, producerState{epoch: b.epoch}
@@ -173,55 +199,83 @@ func (p *Partition) Append(records []byte) (AppendResult, error) {
 		}
 		off = last + 1
 	}
+	return nil, nil
+}
 
-	total := int64(len(records))
+// written is what write put into the active segment, for commit.
+type written struct {
+	seg        *segment
+	pos, total int64 // where in the segment, how many bytes
+	next       int64 // the offset after the last record
+	maxTs      int64
+}
+
+// write stamps the batches with their offsets (and the append time),
+// writes them at the end of the active segment (rolling it when full),
+// indexes them and, with FsyncAlways, syncs them. Readers see nothing
+// until commit.
+func (p *Partition) write(records []byte, infos []batchInfo, appendTime int64) (written, error) {
+	w := written{total: int64(len(records))}
 	seg := p.segs[len(p.segs)-1]
-	if (seg.size > 0 && seg.size+total > p.cfg.SegmentBytes) || seg.indexFull(len(infos)) || seg.sealed {
+	var err error
+	if (seg.size > 0 && seg.size+w.total > p.cfg.SegmentBytes) || seg.indexFull(len(infos)) || seg.sealed {
 		// (sealed: an earlier roll failed after sealing; retry it)
-		if seg, err = p.roll(total); err != nil {
-			return AppendResult{}, err
+		if seg, err = p.roll(w.total); err != nil {
+			return w, err
 		}
 	}
-	if p.cfg.Produce == ProduceMmap && seg.size+total > int64(len(seg.data)) {
-		if err := seg.mapData(seg.size + total); err != nil {
-			return AppendResult{}, err
+	if p.cfg.Produce == ProduceMmap && seg.size+w.total > int64(len(seg.data)) {
+		if err := seg.mapData(seg.size + w.total); err != nil {
+			return w, err
 		}
 	}
-
-	pos := seg.size
-	off = p.end
-	maxTs := seg.maxTs
+	w.seg, w.pos, w.maxTs = seg, seg.size, seg.maxTs
+	off := p.end
 	for _, b := range infos {
 		stampBatch(records[b.pos:b.pos+b.size], off, appendTime)
 		if appendTime >= 0 {
-			maxTs = max(maxTs, appendTime)
+			w.maxTs = max(w.maxTs, appendTime)
 		} else {
-			maxTs = max(maxTs, b.maxTs)
+			w.maxTs = max(w.maxTs, b.maxTs)
 		}
 		off += int64(b.lastDelta) + 1
 	}
 	if p.cfg.Produce == ProduceMmap {
-		copy(seg.data[pos:], records)
-	} else if _, err := seg.log.WriteAt(records, pos); err != nil {
-		return AppendResult{}, fmt.Errorf("append %d bytes to %s at position %d: %w (disk full or read-only?)", total, seg.logPath, pos, err)
+		copy(seg.data[w.pos:], records)
+	} else if _, err := seg.log.WriteAt(records, w.pos); err != nil {
+		return w, fmt.Errorf("append %d bytes to %s at position %d: %w (disk full or read-only?)", w.total, seg.logPath, w.pos, err)
 	}
 	off = p.end
 	for _, b := range infos {
-		seg.addIndex(off, pos+int64(b.pos), p.cfg.IndexIntervalBytes, int64(b.size))
+		seg.addIndex(off, w.pos+int64(b.pos), p.cfg.IndexIntervalBytes, int64(b.size))
 		off += int64(b.lastDelta) + 1
 	}
+	w.next = off
 	if p.cfg.Fsync == FsyncAlways {
-		if err := unix.Fdatasync(int(seg.log.Fd())); err != nil {
-			err = fmt.Errorf("fdatasync %s: %w", seg.logPath, err)
-			p.failed.Store(&failure{err: err})
-			return AppendResult{}, err
-		}
-		if err := seg.checkLinked(); err != nil {
-			f := &failure{err: dirLostError(p.dir, "lost its files ("+err.Error()+")"), dirLost: true}
-			p.failed.Store(f)
-			return AppendResult{}, f.refusal(p.name())
-		}
+		return w, p.syncAppend(seg)
 	}
+	return w, nil
+}
+
+// syncAppend makes an append durable (FsyncAlways); a failure fails the
+// partition, since what is on disk is no longer known.
+func (p *Partition) syncAppend(seg *segment) error {
+	if err := unix.Fdatasync(int(seg.log.Fd())); err != nil {
+		err = fmt.Errorf("fdatasync %s: %w", seg.logPath, err)
+		p.failed.Store(&failure{err: err})
+		return err
+	}
+	if err := seg.checkLinked(); err != nil {
+		f := &failure{err: dirLostError(p.dir, "lost its files ("+err.Error()+")"), dirLost: true}
+		p.failed.Store(f)
+		return f.refusal(p.name())
+	}
+	return nil
+}
+
+// commit applies the checked producer states and publishes the write:
+// the new end offset, then wakes long-polling readers.
+func (p *Partition) commit(w written) {
 	for i := range p.pend {
 		pp := &p.pend[i]
 		st := p.producers[pp.id]
@@ -231,20 +285,17 @@ func (p *Partition) Append(records []byte) (AppendResult, error) {
 		}
 		*st = pp.st
 	}
-
-	first := p.end
 	p.mu.Lock()
-	seg.size = pos + total
-	seg.next = off
-	seg.maxTs = maxTs
-	seg.idxN = seg.idxW
-	p.end = off
+	w.seg.size = w.pos + w.total
+	w.seg.next = w.next
+	w.seg.maxTs = w.maxTs
+	w.seg.idxN = w.seg.idxW
+	p.end = w.next
 	if p.changed != nil {
 		close(p.changed)
 		p.changed = nil
 	}
 	p.mu.Unlock()
-	return AppendResult{BaseOffset: first, LastOffset: off - 1, LogAppendTime: appendTime}, nil
 }
 
 // pending returns the in-Append state of producer id, starting from the
