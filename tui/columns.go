@@ -341,17 +341,71 @@ func firstFit(w int, texts ...string) string {
 // view renders the column table and, when height allows, the copy diagrams,
 // in at most height lines of the terminal width.
 func (m columnsModel) view(height int) string {
-	st := m.c.st
 	names := m.visible()
 	labelW, colW, fits := m.layout(len(names))
-	if len(names) == 0 {
+	if len(names) == 0 || m.samples == 0 {
 		if m.samples == 0 {
-			return st.dim.Render("waiting for the first sample…")
+			return m.c.st.dim.Render("waiting for the first sample…")
 		}
-		return st.dim.Render("no subject to show (press 1-6 to enable paths)")
+		return m.c.st.dim.Render("no subject to show (press 1-6 to enable paths)")
 	}
 	off := min(max(0, m.offset), len(names)-fits)
-	shown := names[off : off+fits]
+	f := frame{labelW: labelW, colW: colW, w: colW - 1} // one blank between columns
+	f.shown = names[off : off+fits]
+	f.cells = m.cells(f.shown)
+
+	lines := []string{m.headings(f, off, len(names))}
+	rows, missing := m.measuredRows(f)
+	diagH, noteH := 0, 0
+	if f.haveCopies() {
+		diagH = diagramLines
+	}
+	if len(missing) > 0 {
+		noteH = 1
+	}
+	// Sparklines grow taller when the terminal has room for them.
+	sparkH := min(4, max(1, height-(1+len(rows)+diagH+noteH)))
+	for _, r := range rows {
+		lines = append(lines, m.rowLine(r, f.cells, labelW, f.w))
+		if r.sparkline {
+			lines = append(lines, m.sparkLines(f, sparkH)...)
+		}
+	}
+	// Copy diagrams, when copies are measured and all their lines fit.
+	if diagH > 0 && len(lines)+diagH+noteH <= height {
+		lines = append(lines, m.diagrams(f)...)
+	}
+	// With room to spare: the busiest syscalls per MB and the verdict.
+	lines = append(lines, m.extraLines(f.cells, labelW, f.w, height-len(lines)-noteH)...)
+	if noteH > 0 {
+		lines = append(lines, m.missingNote(missing))
+	}
+	if len(lines) > height {
+		lines = lines[:height]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// frame is the geometry of one drawing of the columns view and the
+// subjects it shows.
+type frame struct {
+	labelW, colW, w int // label column, subject column, and its text width
+	shown           []string
+	cells           []cell
+}
+
+func (f frame) haveCopies() bool {
+	for _, c := range f.cells {
+		if c.st.tot.haveCopies {
+			return true
+		}
+	}
+	return false
+}
+
+// cells is what each shown subject's column draws: its latest record, or
+// in the demo's race mode, while it waits its turn, its peak interval.
+func (m columnsModel) cells(shown []string) []cell {
 	cells := make([]cell, len(shown))
 	for i, n := range shown {
 		s := m.subjects[n]
@@ -364,20 +418,20 @@ func (m columnsModel) view(height int) string {
 		}
 		cells[i] = c
 	}
-	w := colW - 1 // one blank between columns
-	var lines []string
-	if m.samples == 0 {
-		return st.dim.Render("waiting for the first sample…")
-	}
+	return cells
+}
 
-	// Column headings.
+// headings is the line of column titles (the demo's numbered by their
+// key), with the visible range when columns scroll.
+func (m columnsModel) headings(f frame, off, total int) string {
+	st := m.c.st
 	var b strings.Builder
 	more := ""
-	if fits < len(names) {
-		more = fmt.Sprintf("%d-%d/%d", off+1, off+fits, len(names))
+	if len(f.shown) < total {
+		more = fmt.Sprintf("%d-%d/%d", off+1, off+len(f.shown), total)
 	}
-	b.WriteString(fit(st.dim.Render(more), labelW))
-	for i, n := range shown {
+	b.WriteString(fit(st.dim.Render(more), f.labelW))
+	for i, n := range f.shown {
 		title := n
 		if m.c.cfg.Demo {
 			for k, s := range m.c.cfg.Subjects {
@@ -386,22 +440,22 @@ func (m columnsModel) view(height int) string {
 				}
 			}
 		}
-		if cells[i].held {
-			b.WriteString(fit(st.dim.Render(fit(title, w)), colW))
+		if f.cells[i].held {
+			b.WriteString(fit(st.dim.Render(fit(title, f.w)), f.colW))
 			continue
 		}
-		b.WriteString(fit(st.name.Render(fit(title, w)), colW))
+		b.WriteString(fit(st.name.Render(fit(title, f.w)), f.colW))
 	}
-	lines = append(lines, b.String())
+	return b.String()
+}
 
-	// Rows no shown subject has a value for (fields the probe mode cannot
-	// measure) are left out and named once at the bottom.
-	var rows []row
-	var missing []string
+// measuredRows are the rows some shown subject has a value for; the others
+// (fields the probe mode cannot measure) are named once at the bottom.
+func (m columnsModel) measuredRows(f frame) (rows []row, missing []string) {
 	for _, r := range m.rows() {
 		measured := false
-		for _, c := range cells {
-			if t, _, _ := r.cell(c, w); t != na {
+		for _, c := range f.cells {
+			if t, _, _ := r.cell(c, f.w); t != na {
 				measured = true
 				break
 			}
@@ -412,78 +466,65 @@ func (m columnsModel) view(height int) string {
 			missing = append(missing, r.label)
 		}
 	}
-	haveCopies := false
-	for _, c := range cells {
-		haveCopies = haveCopies || c.st.tot.haveCopies
-	}
-	diagH := 0
-	if haveCopies {
-		diagH = diagramLines
-	}
-	noteH := 0
-	if len(missing) > 0 {
-		noteH = 1
-	}
-	// Sparklines grow taller when the terminal has room for them.
-	sparkH := min(4, max(1, height-(1+len(rows)+diagH+noteH)))
-	for _, r := range rows {
-		lines = append(lines, m.rowLine(r, cells, labelW, w))
-		if !r.sparkline {
-			continue
-		}
-		spark := make([][]string, len(cells))
-		for i, c := range cells {
-			spark[i] = sparkRows(c.st.hist.last(w), w, sparkH, 0)
-		}
-		for l := 0; l < sparkH; l++ {
-			b.Reset()
-			b.WriteString(strings.Repeat(" ", labelW))
-			for i, c := range cells {
-				t := st.good.Render(spark[i][l])
-				if c.held || !c.active() {
-					t = st.dim.Render(spark[i][l])
-				}
-				b.WriteString(t + " ")
-			}
-			lines = append(lines, fit(b.String(), m.c.width))
-		}
-	}
+	return rows, missing
+}
 
-	// Copy diagrams, when copies are measured and all their lines fit.
-	if diagH > 0 && len(lines)+diagH+noteH <= height {
-		diag := make([][]string, len(cells))
-		for i, c := range cells {
-			diag[i] = diagram(c.st.tot, w, st)
-		}
-		labels := []string{"copy path", "(bytes", "since", "reset)"}
-		for l := 0; l < diagramLines; l++ {
-			b.Reset()
-			lab := ""
-			if l < len(labels) {
-				lab = labels[l]
+// sparkLines draws each subject's throughput history, h lines tall.
+func (m columnsModel) sparkLines(f frame, h int) []string {
+	st := m.c.st
+	spark := make([][]string, len(f.cells))
+	for i, c := range f.cells {
+		spark[i] = sparkRows(c.st.hist.last(f.w), f.w, h, 0)
+	}
+	lines := make([]string, 0, h)
+	var b strings.Builder
+	for l := 0; l < h; l++ {
+		b.Reset()
+		b.WriteString(strings.Repeat(" ", f.labelW))
+		for i, c := range f.cells {
+			t := st.good.Render(spark[i][l])
+			if c.held || !c.active() {
+				t = st.dim.Render(spark[i][l])
 			}
-			b.WriteString(fit(st.label.Render(lab), labelW))
-			for i := range cells {
-				b.WriteString(fit(diag[i][l], w) + " ")
-			}
-			lines = append(lines, fit(b.String(), m.c.width))
+			b.WriteString(t + " ")
 		}
+		lines = append(lines, fit(b.String(), m.c.width))
 	}
-	// With room to spare: the busiest syscalls per MB and the verdict.
-	if extra := m.extraLines(cells, labelW, w, height-len(lines)-noteH); len(extra) > 0 {
-		lines = append(lines, extra...)
+	return lines
+}
+
+// diagrams draws each subject's copy diagram side by side.
+func (m columnsModel) diagrams(f frame) []string {
+	st := m.c.st
+	diag := make([][]string, len(f.cells))
+	for i, c := range f.cells {
+		diag[i] = diagram(c.st.tot, f.w, st)
 	}
-	if noteH > 0 {
-		mode := "this probe mode"
-		if m.sample.Mode() == metrics.ModeProc {
-			mode = "/proc mode (run as root for eBPF)"
+	labels := []string{"copy path", "(bytes", "since", "reset)"}
+	lines := make([]string, 0, diagramLines)
+	var b strings.Builder
+	for l := 0; l < diagramLines; l++ {
+		b.Reset()
+		lab := ""
+		if l < len(labels) {
+			lab = labels[l]
 		}
-		lines = append(lines, fit(st.dim.Render("not measured in "+mode+": "+strings.Join(missing, ", ")), m.c.width))
+		b.WriteString(fit(st.label.Render(lab), f.labelW))
+		for i := range f.cells {
+			b.WriteString(fit(diag[i][l], f.w) + " ")
+		}
+		lines = append(lines, fit(b.String(), m.c.width))
 	}
-	if len(lines) > height {
-		lines = lines[:height]
+	return lines
+}
+
+// missingNote names the rows left out because nothing measured them.
+func (m columnsModel) missingNote(missing []string) string {
+	mode := "this probe mode"
+	if m.sample.Mode() == metrics.ModeProc {
+		mode = "/proc mode (run as root for eBPF)"
 	}
-	return strings.Join(lines, "\n")
+	return fit(m.c.st.dim.Render("not measured in "+mode+": "+strings.Join(missing, ", ")), m.c.width)
 }
 
 // topSyscalls is how many syscall names the wide view lists per subject.
