@@ -71,7 +71,7 @@ func (c *coordinator) join(g *group, req *kmsg.JoinGroupRequest, clientID, host 
 	if len(g.members) > 0 && (req.ProtocolType != g.protocolType || !sharesProtocol(g.candidates(), req.Protocols)) {
 		return fail(kerr.InconsistentGroupProtocol.Code)
 	}
-	m, code := c.joiningMember(g, req, clientID, now)
+	m, replaced, code := c.joiningMember(g, req, clientID, now)
 	if code != 0 || m == nil {
 		r, _ := fail(code)
 		if code == kerr.MemberIDRequired.Code {
@@ -80,7 +80,9 @@ func (c *coordinator) join(g *group, req *kmsg.JoinGroupRequest, clientID, host 
 		return r, nil
 	}
 	_, known := g.members[m.id]
-	changed := !known || !sameProtocols(m.protocols, req.Protocols)
+	// A static member's new incarnation with the same subscription takes
+	// over its assignment without a rebalance (KIP-345), unless it leads.
+	changed := !(known || replaced) || !sameProtocols(m.protocols, req.Protocols)
 	m.clientID, m.clientHost = clientID, host
 	m.protocols = cloneProtocols(req.Protocols)
 	m.session = time.Duration(req.SessionTimeoutMillis) * time.Millisecond
@@ -113,10 +115,10 @@ func (c *coordinator) join(g *group, req *kmsg.JoinGroupRequest, clientID, host 
 	return nil, ch
 }
 
-// joiningMember finds or makes the member a JoinGroup is for. For a v4+
-// member without an id it returns the id to rejoin with and
-// MEMBER_ID_REQUIRED.
-func (c *coordinator) joiningMember(g *group, req *kmsg.JoinGroupRequest, clientID string, now time.Time) (*member, int16) {
+// joiningMember finds or makes the member a JoinGroup is for; replaced
+// says it is a static member's new incarnation. For a v4+ member without
+// an id it returns the id to rejoin with and MEMBER_ID_REQUIRED.
+func (c *coordinator) joiningMember(g *group, req *kmsg.JoinGroupRequest, clientID string, now time.Time) (m *member, replaced bool, code int16) {
 	session := time.Duration(req.SessionTimeoutMillis) * time.Millisecond
 	full := len(g.members)+len(g.pending) >= maxGroupMembers
 	switch {
@@ -126,28 +128,29 @@ func (c *coordinator) joiningMember(g *group, req *kmsg.JoinGroupRequest, client
 			// The instance restarted: the new member takes over and the
 			// old id is fenced.
 			if old := g.members[oldID]; old != nil {
-				m.assignment = old.assignment
+				m.assignment, m.protocols = old.assignment, old.protocols
 				g.remove(old, kerr.FencedInstanceID.Code)
 				if g.leader == oldID {
 					g.leader = m.id
 				}
+				replaced = true
 			}
 		} else if full {
-			return nil, kerr.GroupMaxSizeReached.Code
+			return nil, false, kerr.GroupMaxSizeReached.Code
 		}
-		return m, 0
+		return m, replaced, 0
 	case req.MemberID == "":
 		if full {
-			return nil, kerr.GroupMaxSizeReached.Code
+			return nil, false, kerr.GroupMaxSizeReached.Code
 		}
 		id := newMemberID(clientID)
 		if req.Version >= 4 {
 			g.pending[id] = now.Add(session)
-			return &member{id: id}, kerr.MemberIDRequired.Code
+			return &member{id: id}, false, kerr.MemberIDRequired.Code
 		}
-		return &member{id: id}, 0
+		return &member{id: id}, false, 0
 	}
-	m, code := g.checkMember(req.MemberID, req.InstanceID)
+	m, code = g.checkMember(req.MemberID, req.InstanceID)
 	if code == kerr.UnknownMemberID.Code {
 		if _, ok := g.pending[req.MemberID]; ok {
 			delete(g.pending, req.MemberID)
@@ -157,7 +160,7 @@ func (c *coordinator) joiningMember(g *group, req *kmsg.JoinGroupRequest, client
 			}
 		}
 	}
-	return m, code
+	return m, false, code
 }
 
 func sharesProtocol(cands []string, ps []kmsg.JoinGroupRequestProtocol) bool {

@@ -5,6 +5,7 @@ import (
 	"math"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -148,4 +149,74 @@ func TestUnsupportedAnswered(t *testing.T) {
 	if r := rawRequest(t, conn, fc).(*kmsg.FindCoordinatorResponse); r.ErrorCode != 0 || r.NodeID != 0 {
 		t.Fatalf("FindCoordinator on the same connection after unsupported requests: %+v", r)
 	}
+}
+
+// TestStaticRestartNoRebalance checks KIP-345's point: a static follower
+// that restarts (joins again with its instance id and no member id) gets
+// its assignment back in the same generation, without a rebalance, and
+// its old member id is fenced.
+func TestStaticRestartNoRebalance(t *testing.T) {
+	b := startBroker(t, t.TempDir(), nil)
+	lc, fc := newClient(t, b.addr), newClient(t, b.addr) // one connection each: a JoinGroup blocks its own
+	ctx := context.Background()
+	join := func(cl *kgo.Client, member, instance string) *kmsg.JoinGroupResponse {
+		t.Helper()
+		r := joinReq("st", member, 6000, 6000, []byte(instance))
+		r.InstanceID = kmsg.StringPtr(instance)
+		resp, err := r.RequestWith(ctx, cl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	sync := func(cl *kgo.Client, gen int32, member, instance string, assign map[string]string) *kmsg.SyncGroupResponse {
+		t.Helper()
+		r := kmsg.NewPtrSyncGroupRequest()
+		r.Group, r.Generation, r.MemberID, r.InstanceID = "st", gen, member, kmsg.StringPtr(instance)
+		for m, a := range assign {
+			r.GroupAssignment = append(r.GroupAssignment, kmsg.SyncGroupRequestGroupAssignment{MemberID: m, MemberAssignment: []byte(a)})
+		}
+		resp, err := r.RequestWith(ctx, cl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	hb := func(cl *kgo.Client, gen int32, member, instance string) int16 {
+		t.Helper()
+		r := kmsg.NewPtrHeartbeatRequest()
+		r.Group, r.Generation, r.MemberID, r.InstanceID = "st", gen, member, kmsg.StringPtr(instance)
+		resp, err := r.RequestWith(ctx, cl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.ErrorCode
+	}
+	l := join(lc, "", "l")
+	wantCode(t, "leader joins", l.ErrorCode, nil)
+	wantCode(t, "leader syncs", sync(lc, l.Generation, l.MemberID, "l", map[string]string{l.MemberID: "a"}).ErrorCode, nil)
+	fch := make(chan *kmsg.JoinGroupResponse, 1)
+	go func() { fch <- join(fc, "", "f") }()
+	for hb(lc, l.Generation, l.MemberID, "l") != kerr.RebalanceInProgress.Code {
+		time.Sleep(10 * time.Millisecond)
+	}
+	l = join(lc, l.MemberID, "l")
+	f := <-fch
+	if l.Generation != 2 || f.Generation != 2 || l.LeaderID != l.MemberID {
+		t.Fatalf("second generation: leader %+v follower %+v", l, f)
+	}
+	wantCode(t, "leader assigns", sync(lc, 2, l.MemberID, "l", map[string]string{l.MemberID: "a", f.MemberID: "b"}).ErrorCode, nil)
+	if s := sync(fc, 2, f.MemberID, "f", nil); string(s.MemberAssignment) != "b" {
+		t.Fatalf("follower's assignment %q, want b", s.MemberAssignment)
+	}
+
+	f2 := join(fc, "", "f") // the follower restarted
+	if f2.ErrorCode != 0 || f2.Generation != 2 || f2.MemberID == f.MemberID {
+		t.Fatalf("restarted static follower: error %v generation %d member %q, want generation 2 and a new member id", kerr.ErrorForCode(f2.ErrorCode), f2.Generation, f2.MemberID)
+	}
+	if s := sync(fc, 2, f2.MemberID, "f", nil); s.ErrorCode != 0 || string(s.MemberAssignment) != "b" {
+		t.Fatalf("restarted follower's sync: error %v assignment %q, want its assignment b", kerr.ErrorForCode(s.ErrorCode), s.MemberAssignment)
+	}
+	wantCode(t, "leader's heartbeat after the restart (no rebalance)", hb(lc, 2, l.MemberID, "l"), nil)
+	wantCode(t, "the old incarnation's heartbeat", hb(fc, 2, f.MemberID, "f"), kerr.FencedInstanceID)
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // produceSeq produces n records to each of partitions partitions of
@@ -107,5 +108,62 @@ func TestGroupKgo(t *testing.T) {
 			}
 			got++
 		})
+	}
+}
+
+// TestGroupStaticMember checks static membership (group.instance.id,
+// KIP-345): a static consumer that goes away without leaving is replaced
+// by its next incarnation at once, not after its session timeout, and the
+// new one resumes at the committed offsets.
+func TestGroupStaticMember(t *testing.T) {
+	b := startBroker(t, t.TempDir(), nil)
+	const topic, partitions, n = "static", 2, 500
+	createTopic(t, newClient(t, b.addr), topic, partitions)
+	produceSeq(t, b.addr, topic, partitions, n)
+	consume := func(first int64) time.Duration {
+		t.Helper()
+		start := time.Now()
+		cl, err := kgo.NewClient(kgo.SeedBrokers(b.addr), kgo.ConsumerGroup("sg"), kgo.ConsumeTopics(topic),
+			kgo.InstanceID("instance-1"), kgo.SessionTimeout(30*time.Second),
+			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		got := 0
+		for got < partitions*n {
+			fs := cl.PollFetches(ctx)
+			if ctx.Err() != nil {
+				t.Fatalf("static member consumed %d of %d records: %v", got, partitions*n, ctx.Err())
+			}
+			fs.EachRecord(func(r *kgo.Record) {
+				if r.Offset < first {
+					t.Fatalf("static member re-read %s-%d offset %d: committed offset %d ignored", r.Topic, r.Partition, r.Offset, first)
+				}
+				got++
+			})
+		}
+		if err := cl.CommitUncommittedOffsets(ctx); err != nil {
+			t.Fatal(err)
+		}
+		took := time.Since(start)
+		cl.Close() // a static member does not leave the group on close
+		return took
+	}
+	consume(0)
+	produceSeq(t, b.addr, topic, partitions, n)
+	if took := consume(n); took > 10*time.Second {
+		t.Fatalf("the static member's next incarnation took %v, as if it waited for the 30 s session timeout", took)
+	}
+	cl := newClient(t, b.addr)
+	req := kmsg.NewPtrDescribeGroupsRequest()
+	req.Groups = []string{"sg"}
+	resp, err := req.RequestWith(context.Background(), cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g := resp.Groups[0]; len(g.Members) != 1 || g.Members[0].InstanceID == nil || *g.Members[0].InstanceID != "instance-1" {
+		t.Fatalf("group sg after two incarnations of one static member: %+v, want one member instance-1", g)
 	}
 }
