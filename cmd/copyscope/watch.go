@@ -56,7 +56,10 @@ exits 0, after one summary record per subject over the whole run. Output:
 the live TUI on a terminal, else one table row per subject per interval,
 or JSON lines with --json (the metrics-contract record plus "verdict"). /proc figures are marked "~" (estimates). --prometheus ADDR also
 serves the counters at http://ADDR/metrics (loopback unless ADDR names
-another host; see the README for the metric names).`,
+another host; see the README for the metric names). --cost low attaches no
+syscall tracepoint (for long runs beside production servers): transfer
+style and copies per byte from socket and page-cache events, records
+marked estimates, no syscall counts or faults.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runWatch(cmd, f) },
 	}
