@@ -78,7 +78,10 @@ type Config struct {
 	// variant consumes through a filter keeping that share (sweep.go);
 	// the raw variant runs at 1 only.
 	Selectivity []float64
-	sel         *selection // the selectivity being run
+	// Chunks, when not empty, repeats everything for each chunk size
+	// (the broker restarted with it); Chunk is then unused.
+	Chunks []int
+	sel    *selection // the selectivity being run
 }
 
 func (c *Config) normalize() error {
@@ -141,6 +144,11 @@ func (c *Config) normalize() error {
 	}
 	if err := checkSelectivity(c.Selectivity); err != nil {
 		return err
+	}
+	for _, ch := range c.Chunks {
+		if ch <= 0 || ch > transfer.MaxChunk {
+			return fmt.Errorf("chunk %d in --chunks out of range 1..%d", ch, transfer.MaxChunk)
+		}
 	}
 	if c.Counters == nil {
 		c.Counters = ProcCounters()
@@ -255,12 +263,31 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 	if _, recvCPU := cfg.cpus(); recvCPU >= 0 {
 		defer confineOthers(recvCPU)()
 	}
+	chunks := cfg.Chunks
+	if len(chunks) == 0 {
+		chunks = []int{cfg.Chunk}
+	}
+	var out []Result
+	for _, ch := range chunks {
+		c := cfg
+		c.Chunk = ch
+		rs, err := serve(ctx, store, c, spans, end, bytes, useful)
+		out = append(out, rs...)
+		if err != nil {
+			return out, err
+		}
+	}
+	return out, nil
+}
+
+// serve starts the broker with cfg's chunk and runs every path (and
+// selectivity) against it.
+func serve(ctx context.Context, store *log.Store, cfg Config, spans []transfer.Span, end, bytes int64, useful map[int]int64) ([]Result, error) {
 	srv, err := startBroker(store, cfg)
 	if err != nil {
 		return nil, err
 	}
 	defer srv.stop()
-
 	if len(cfg.Selectivity) > 0 {
 		return sweepRuns(ctx, srv, cfg, spans, end, bytes, useful)
 	}

@@ -60,11 +60,14 @@ func medianOf(rs []Result, f func(Result) (float64, bool)) *float64 {
 // Summarize groups results by path and variant (in first-seen order) and
 // takes medians.
 func Summarize(results []Result) []Summary {
-	type key struct{ path, variant string }
+	type key struct {
+		path, variant string
+		chunk         int
+	}
 	var order []key
 	groups := map[key][]Result{}
 	for _, r := range results {
-		k := key{r.Path, r.Variant}
+		k := key{r.Path, r.Variant, r.Chunk}
 		if _, ok := groups[k]; !ok {
 			order = append(order, k)
 		}
@@ -106,7 +109,7 @@ func Summarize(results []Result) []Summary {
 		if out[i].Variant != "broker" {
 			continue
 		}
-		if raw, ok := gbps[key{out[i].Path, "raw"}]; ok && raw > 0 {
+		if raw, ok := gbps[key{out[i].Path, "raw", out[i].Chunk}]; ok && raw > 0 {
 			r := out[i].GBps / raw
 			out[i].Ratio = &r
 		}

@@ -3,7 +3,10 @@ package bench
 import (
 	"bytes"
 	"context"
+	"image/png"
 	"math"
+	"os"
+	"path/filepath"
 	"testing"
 )
 
@@ -72,11 +75,48 @@ func TestCrossover(t *testing.T) {
 		{Path: "mmap", Selectivity: 0.01, TotalCPU: f(200)}, {Path: "sendfile", Selectivity: 0.01, TotalCPU: f(600)},
 	}
 	s, ok, _ := Crossover(pts, "mmap", "sendfile")
-	// d(0.1) = -10, d(1) = 2: log-linear, 10/12 of the way from 0.1 to 1.
-	if want := math.Pow(10, -1+10.0/12); !ok || math.Abs(s-want) > 1e-9 {
+	// log(a/b): ln(5/6) at 0.1, ln(3/2) at 1; linear in log10(s).
+	lo, hi := math.Log(50.0/60), math.Log(6.0/4)
+	if want := math.Pow(10, -1+lo/(lo-hi)); !ok || math.Abs(s-want) > 1e-9 {
 		t.Errorf("crossover %v (%v), want %v", s, ok, want)
 	}
 	if _, ok, below := Crossover(pts[2:], "mmap", "sendfile"); ok || !below {
 		t.Errorf("mmap cheaper everywhere: ok %v below %v", ok, below)
+	}
+}
+
+// TestCharts draws both charts from hand-made medians and decodes the
+// PNGs.
+func TestCharts(t *testing.T) {
+	f := func(v float64) *float64 { return &v }
+	pts := []SweepPoint{
+		{Path: "mmap", Selectivity: 1, TotalCPU: f(6e8)}, {Path: "sendfile", Selectivity: 1, TotalCPU: f(4e8)},
+		{Path: "mmap", Selectivity: 0.1, TotalCPU: f(50e8)}, {Path: "sendfile", Selectivity: 0.1, TotalCPU: f(60e8)},
+	}
+	sums := []Summary{
+		{Path: "read", Variant: "broker", Chunk: 4096, GBps: 1, CPUNsPerGB: f(5e8)},
+		{Path: "read", Variant: "broker", Chunk: 65536, GBps: 2, CPUNsPerGB: f(3e8)},
+	}
+	dir := t.TempDir()
+	for name, draw := range map[string]func(string) error{
+		"sweep.png":  func(p string) error { return SweepChart(p, pts) },
+		"chunks.png": func(p string) error { return ChunkChart(p, sums) },
+	} {
+		p := filepath.Join(dir, name)
+		if err := draw(p); err != nil {
+			t.Fatal(err)
+		}
+		fh, err := os.Open(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, err := png.Decode(fh)
+		fh.Close()
+		if err != nil || img.Bounds().Dx() < 500 {
+			t.Errorf("%s: not a chart-sized PNG: %v", name, err)
+		}
+	}
+	if err := SweepChart(filepath.Join(dir, "none.png"), nil); err == nil {
+		t.Error("a chart of nothing drew without an error")
 	}
 }

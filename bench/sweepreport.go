@@ -28,7 +28,7 @@ type SweepPoint struct {
 }
 
 // SummarizeSweep groups a sweep's broker records by selectivity and path
-// (in first-seen order) and takes medians.
+// (in first-seen order; chunk sizes together) and takes medians.
 func SummarizeSweep(results []Result) []SweepPoint {
 	type key struct {
 		s    float64
@@ -78,8 +78,9 @@ func ptrDiv(p *float64, d float64) (float64, bool) {
 
 // Crossover finds the selectivity below which path a (filtering in the
 // broker) costs less total CPU per useful GB than path b (whole batches,
-// filtered by the consumer): the log-linear interpolation between the two
-// measured selectivities where the sign of a-b changes. ok is false when
+// filtered by the consumer): where the lines cross on a log-log chart,
+// interpolating log(a/b) linearly in log(selectivity) between the two
+// measured selectivities where it changes sign (the lowest such pair). ok is false when
 // the sign never changes; below says then whether a is cheaper at every
 // measured selectivity.
 func Crossover(points []SweepPoint, a, b string) (s float64, ok, below bool) {
@@ -90,8 +91,8 @@ func Crossover(points []SweepPoint, a, b string) (s float64, ok, below bool) {
 			continue
 		}
 		for _, pb := range points {
-			if pb.Path == b && pb.Selectivity == pa.Selectivity && pb.TotalCPU != nil {
-				ds = append(ds, pair{pa.Selectivity, *pa.TotalCPU - *pb.TotalCPU})
+			if pb.Path == b && pb.Selectivity == pa.Selectivity && pb.TotalCPU != nil && *pa.TotalCPU > 0 && *pb.TotalCPU > 0 {
+				ds = append(ds, pair{pa.Selectivity, math.Log(*pa.TotalCPU / *pb.TotalCPU)})
 			}
 		}
 	}

@@ -220,6 +220,9 @@ func (f benchFlags) write(out io.Writer, results []bench.Result) error {
 			return err
 		}
 	}
+	if err := f.sweep.chart(results); err != nil {
+		return err
+	}
 	if f.asJSON {
 		enc := json.NewEncoder(out)
 		for _, r := range results {

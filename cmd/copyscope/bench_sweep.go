@@ -15,15 +15,26 @@ import (
 // sweepFlags are bench's sweep options: the selectivity of broker-side
 // filters (and, with it, the sweep table instead of the path table).
 type sweepFlags struct {
-	selectivity string
+	selectivity, chunks, png string
 }
 
 func (s *sweepFlags) add(f *pflag.FlagSet) {
+	f.StringVar(&s.chunks, "chunks", "", "comma-separated chunk sizes to sweep (e.g. 4KiB,64KiB,1MiB); each runs every path with the broker restarted at that chunk (replaces --chunk)")
+	f.StringVar(&s.png, "png", "", "draw a PNG chart to FILE: total CPU per useful GB against selectivity per path with the mmap/sendfile crossover (with --selectivity), else throughput and CPU per GB against chunk size per path")
 	f.StringVar(&s.selectivity, "selectivity", "", "comma-separated shares of records a tag filter keeps (e.g. 1,0.1,0.01): records get tags, read and mmap filter in the broker, sendfile/splice/zerocopy send whole batches and the consumer filters; reports useful and wasted bytes and CPU per useful GB, and the mmap/sendfile crossover")
 }
 
 // apply puts the parsed sweep into cfg.
 func (s *sweepFlags) apply(cfg *bench.Config) error {
+	if s.chunks != "" {
+		for _, c := range strings.Split(s.chunks, ",") {
+			n, err := parseBytes(strings.TrimSpace(c))
+			if err != nil {
+				return fmt.Errorf("--chunks %q: %w", s.chunks, err)
+			}
+			cfg.Chunks = append(cfg.Chunks, int(n))
+		}
+	}
 	if s.selectivity == "" {
 		return nil
 	}
@@ -44,4 +55,21 @@ func (s *sweepFlags) write(out io.Writer, results []bench.Result) (bool, error) 
 	}
 	estimate := len(results) > 0 && results[0].Mode == metrics.ModeProc
 	return true, bench.WriteSweep(out, bench.SummarizeSweep(results), estimate)
+}
+
+// chart draws --png, if asked.
+func (s *sweepFlags) chart(results []bench.Result) error {
+	switch {
+	case s.png == "":
+		return nil
+	case s.selectivity != "":
+		return bench.SweepChart(s.png, bench.SummarizeSweep(results))
+	}
+	var broker []bench.Result
+	for _, r := range results {
+		if r.Overhead == "" || r.Overhead == "probed" {
+			broker = append(broker, r)
+		}
+	}
+	return bench.ChunkChart(s.png, bench.Summarize(broker))
 }
