@@ -431,3 +431,82 @@ func pwriteValue(expo, sel string) float64 {
 	}
 	return 0
 }
+
+// TestDemoPrometheus: demo --prometheus exposes one subject per transfer
+// path whose sent bytes grow between scrapes, and reaches the totals of
+// demo --json's records.
+func TestDemoPrometheus(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the demo for ~5 s; skipped with -short")
+	}
+	probe := "ebpf"
+	if os.Geteuid() != 0 {
+		probe = "proc"
+	}
+	bin := buildBinary(t)
+	var stdout, stderr lockedBuffer
+	cmd := exec.Command(bin, "demo", "--probe", probe, "--paths", "read,sendfile", "--duration", "5s", "--interval", "500ms",
+		"--json", "--prometheus", "127.0.0.1:0")
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	re := regexp.MustCompile(`metrics at http://([^/]+)/metrics`)
+	var addr string
+	for i := 0; i < 1000 && addr == ""; i++ {
+		if m := re.FindStringSubmatch(stderr.String()); m != nil {
+			addr = m[1]
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if addr == "" {
+		t.Fatalf("demo never said where it serves metrics: %s", stderr.String())
+	}
+	client := &http.Client{Timeout: 5 * time.Second}
+	sent := func(expo, path string) float64 {
+		for _, line := range strings.Split(expo, "\n") {
+			if strings.HasPrefix(line, "copyscope_sent_bytes_total{") && strings.Contains(line, `subject="`+path+`",subject_kind="path"`) {
+				f, _ := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+				return f
+			}
+		}
+		return -1
+	}
+	var first, last string
+	for i := 0; i < 40; i++ {
+		expo, err := scrape(client, addr)
+		if err == nil && sent(expo, "read") > 0 {
+			if first == "" {
+				first = expo
+			}
+			last = expo
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if first == "" {
+		t.Fatalf("no scrape showed the read path sending:\n%s", stderr.String())
+	}
+	for _, path := range []string{"read", "sendfile"} {
+		if a, b := sent(first, path), sent(last, path); !(a > 0 && b > a) {
+			t.Errorf("%s: copyscope_sent_bytes_total %v then %v, want growing", path, a, b)
+		}
+	}
+	if !strings.Contains(last, `copyscope_probe_info{cost="exact",estimate="`+strconv.FormatBool(probe == "proc")+`",grouping="path",mode="`+probe+`"} 1`) {
+		t.Errorf("probe info missing or wrong for --probe %s", probe)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("demo: %v\n%s", err, stderr.String())
+	}
+	// The last scrape cannot be ahead of what the JSON records add up to.
+	var total float64
+	for _, r := range watchJSONAll(t, stdout.String()) {
+		if r["subject"] == "read" && r["kind"] == "path" {
+			v, _ := r["delivered_bytes"].(float64)
+			total += v
+		}
+	}
+	if got := sent(last, "read"); got > total {
+		t.Errorf("read: scraped %v sent bytes, more than demo --json's %v in total", got, total)
+	}
+}
