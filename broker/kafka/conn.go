@@ -1,6 +1,7 @@
 package kafka
 
 import (
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -26,6 +27,8 @@ type conn struct {
 	local    string // the address the client connected to
 	listener string
 	pathName string
+	tlsCfg   *tls.Config        // TLS listener: the tls path serves this connection
+	reader   transfer.TLSReader // set when the path reads requests too (tls)
 
 	mu     sync.Mutex // guards fd against Shutdown racing the final close
 	fd     int
@@ -83,7 +86,7 @@ func (c *conn) serve() {
 			c.srv.logf("connection %s: internal error, connection closed: %v\n%s", c.peer, v, debug.Stack())
 		}
 	}()
-	p, err := transfer.New(c.pathName, transfer.Options{Chunk: c.srv.cfg.Chunk})
+	p, err := c.newPath()
 	if err != nil {
 		c.srv.logf("connection %s: %v", c.peer, err)
 		return
@@ -254,7 +257,7 @@ func (c *conn) fill(n int) error {
 		return fmt.Errorf("internal error: a %d-byte read into a %d-byte buffer", n, len(c.in)-c.r)
 	}
 	for c.w-c.r < n {
-		m, err := unix.Read(c.fd, c.in[c.w:])
+		m, err := c.read(c.in[c.w:])
 		if err == unix.EINTR {
 			continue
 		}
@@ -380,4 +383,28 @@ func (c *conn) unsupported(h header, why error) error {
 	}
 	c.out = appendResponse(c.out[:0], h, resp)
 	return c.send(c.out)
+}
+
+// newPath makes the connection's transfer path: the tls path on a TLS
+// listener (which then reads the requests too), else the listener's.
+func (c *conn) newPath() (transfer.Path, error) {
+	opts := transfer.Options{Chunk: c.srv.cfg.Chunk}
+	if c.tlsCfg == nil {
+		return transfer.New(c.pathName, opts)
+	}
+	p, err := transfer.NewTLS(c.fd, c.tlsCfg, opts)
+	if err != nil {
+		return nil, err
+	}
+	c.reader = p.(transfer.TLSReader)
+	return p, nil
+}
+
+// read reads request bytes: read(2) on the socket, or decrypted through
+// the tls path (same EAGAIN on SO_RCVTIMEO, 0 at the end of the stream).
+func (c *conn) read(b []byte) (int, error) {
+	if c.reader != nil {
+		return c.reader.Read(b)
+	}
+	return unix.Read(c.fd, b)
 }

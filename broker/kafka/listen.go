@@ -1,6 +1,7 @@
 package kafka
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -21,6 +22,7 @@ type rawListener struct {
 	fd   int
 	addr string // resolved host:port
 	path string // transfer path of its connections
+	tls  *tls.Config
 }
 
 // listenRaw binds addr ("host:port", port 0 picks one) and listens.
@@ -148,7 +150,7 @@ func (s *Server) setup(fd int, peer, ip string, l *rawListener) (*conn, error) {
 	if err := setRecvTimeout(fd, s.rcvTimeout); err != nil {
 		return nil, fmt.Errorf("connection from %s: set SO_RCVTIMEO: %v", peer, err)
 	}
-	c := &conn{srv: s, fd: fd, peer: peer, ip: ip, local: sockaddrString(localSA), listener: l.addr, pathName: l.path}
+	c := &conn{srv: s, fd: fd, peer: peer, ip: ip, local: sockaddrString(localSA), listener: l.addr, pathName: l.path, tlsCfg: l.tls}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {

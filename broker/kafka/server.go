@@ -13,6 +13,7 @@ package kafka
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"sync"
@@ -30,6 +31,10 @@ import (
 type Listener struct {
 	Addr string
 	Path string
+	// TLS, when set, makes this a TLS listener (Kafka's SSL): every
+	// connection runs the handshake and the tls transfer path (Path must
+	// be "" or "tls").
+	TLS *tls.Config
 }
 
 // ListenerAddr is a bound listener: its actual address (the port resolved
@@ -181,6 +186,13 @@ func NewServer(store *log.Store, cfg Config) (*Server, error) {
 	}
 	for i := range cfg.Listeners {
 		l := &cfg.Listeners[i]
+		if l.TLS != nil {
+			if l.Path != "" && l.Path != "tls" {
+				return nil, fmt.Errorf("kafka server: listener %s: a TLS listener serves the tls path, not %q", l.Addr, l.Path)
+			}
+			l.Path = "tls"
+			continue
+		}
 		if l.Path == "" {
 			l.Path = cfg.DefaultFetchPath
 		}
@@ -228,7 +240,7 @@ func (s *Server) Start() error {
 			}
 			return fmt.Errorf("listen on %s: %v (check the host:port in --listen)", l.Addr, err)
 		}
-		ln.path = l.Path
+		ln.path, ln.tls = l.Path, l.TLS
 		lns = append(lns, ln)
 	}
 	s.lns = lns

@@ -100,6 +100,7 @@ const (
 	scClose
 	scIoUringSetup
 	scIoUringEnter
+	scRead
 	numSysc
 )
 
@@ -140,6 +141,8 @@ func (s sysc) String() string {
 		return "io_uring_setup"
 	case scIoUringEnter:
 		return "io_uring_enter"
+	case scRead:
+		return "read"
 	}
 	return fmt.Sprintf("sysc(%d)", int(s))
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"math"
@@ -20,6 +21,7 @@ import (
 
 // brokerFlags are the command-line settings of `copyscope broker`.
 type brokerFlags struct {
+	tlsCert, tlsKey string
 	data            string
 	listen          []string
 	fetchPath       string
@@ -87,7 +89,9 @@ connections close, the log is synced.`,
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.data, "data", "copyscope-data", "data directory (created if missing; one broker per directory)")
-	fl.StringArrayVar(&f.listen, "listen", []string{kafka.DefaultAddr}, "listener as [PATH=]HOST:PORT, repeatable; PATH is one of "+strings.Join(transfer.Names(), ", "))
+	fl.StringArrayVar(&f.listen, "listen", []string{kafka.DefaultAddr}, "listener as [PATH=]HOST:PORT, repeatable; PATH is one of "+strings.Join(transfer.Names(), ", ")+", or tls (a TLS listener, Kafka's SSL: needs --tls-cert and --tls-key)")
+	fl.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate (chain) of tls= listeners")
+	fl.StringVar(&f.tlsKey, "tls-key", "", "PEM private key of tls= listeners")
 	fl.StringVar(&f.fetchPath, "fetch-path", "sendfile", "transfer path of listeners that name none")
 	fl.StringVar(&f.producePath, "produce-path", "write", "how produced batches reach the segment: write (pwrite) or mmap (copy into a mapped segment)")
 	fl.StringVar(&f.chunk, "chunk", "64KiB", "bytes a transfer path moves per syscall")
@@ -118,6 +122,9 @@ func parseListen(s, defPath string) (kafka.Listener, error) {
 	}
 	if addr == "" || !strings.Contains(addr, ":") {
 		return kafka.Listener{}, fmt.Errorf("--listen %q: want [PATH=]HOST:PORT, e.g. sendfile=127.0.0.1:9092", s)
+	}
+	if path == "tls" {
+		return kafka.Listener{Addr: addr, Path: path}, nil // brokerConfigs adds the certificate
 	}
 	for _, n := range transfer.Names() {
 		if n == path {
@@ -192,6 +199,11 @@ func brokerConfigs(f brokerFlags) (log.Config, kafka.Config, error) {
 		l, err := parseListen(s, f.fetchPath)
 		if err != nil {
 			return lc, kc, err
+		}
+		if l.Path == "tls" {
+			if l.TLS, err = tlsConfig(f.tlsCert, f.tlsKey); err != nil {
+				return lc, kc, fmt.Errorf("--listen %s: %w", s, err)
+			}
 		}
 		kc.Listeners = append(kc.Listeners, l)
 	}
@@ -313,4 +325,16 @@ func serveBrokerMetrics(addr string, store *log.Store, srv *kafka.Server) (*prom
 		}
 	})
 	return promexport.Serve(addr, col)
+}
+
+// tlsConfig loads a TLS listener's certificate and key.
+func tlsConfig(cert, key string) (*tls.Config, error) {
+	if cert == "" || key == "" {
+		return nil, errors.New("a tls listener needs --tls-cert and --tls-key (PEM files)")
+	}
+	kp, err := tls.LoadX509KeyPair(cert, key)
+	if err != nil {
+		return nil, fmt.Errorf("load --tls-cert %s and --tls-key %s: %w", cert, key, err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{kp}, MinVersion: tls.VersionTLS12}, nil
 }
