@@ -64,21 +64,26 @@ static __always_inline long current_nr(void)
 	return regs ? regs->orig_ax : -1;
 }
 
-static __always_inline struct io_counters *low_current(void)
+/* low_watched reports whether the current thread is counted: inlined
+ * array reads, before anything costlier, so unwatched threads pay least. */
+static __always_inline bool low_watched(void)
 {
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	if (!watched_current(pid_tgid))
-		return 0;
-	__u32 tid = (__u32)pid_tgid;
+	return watched_current(bpf_get_current_pid_tgid());
+}
+
+/* low_counters returns the current (watched) thread's counters. */
+static __always_inline struct io_counters *low_counters(void)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	return lookup_or_init(&low_counts, &tid, &low_zero);
 }
 
 SEC("tp_btf/sock_send_length")
 int BPF_PROG(low_send, struct sock *sk, int ret, int flags)
 {
-	if (ret <= 0)
+	if (ret <= 0 || !low_watched())
 		return 0;
-	struct io_counters *c = low_current();
+	struct io_counters *c = low_counters();
 	if (!c)
 		return 0;
 	c->delivered += ret;
@@ -107,9 +112,9 @@ int BPF_PROG(low_send, struct sock *sk, int ret, int flags)
 SEC("tp_btf/sock_recv_length")
 int BPF_PROG(low_recv, struct sock *sk, int ret, int flags)
 {
-	if (ret <= 0)
+	if (ret <= 0 || !low_watched())
 		return 0;
-	struct io_counters *c = low_current();
+	struct io_counters *c = low_counters();
 	if (!c)
 		return 0;
 	c->received += ret;
@@ -120,8 +125,7 @@ int BPF_PROG(low_recv, struct sock *sk, int ret, int flags)
 SEC("tp_btf/tcp_rcv_space_adjust")
 int BPF_PROG(low_splice_recv, struct sock *sk)
 {
-	struct io_counters *c = low_current();
-	if (!c)
+	if (!low_watched())
 		return 0;
 	/* What the application has consumed since the connection began:
 	 * received minus still queued (rcv_nxt - copied_seq). */
@@ -141,7 +145,10 @@ int BPF_PROG(low_splice_recv, struct sock *sk)
 		*last = consumed;
 	else
 		bpf_map_update_elem(&splice_seq, &k, &consumed, BPF_ANY);
-	if (current_nr() == NR_splice) {
+	if (current_nr() != NR_splice || !d)
+		return 0;
+	struct io_counters *c = low_counters();
+	if (c) {
 		c->received += d;
 		c->moved[CLASS_PIPE] += d;
 	}
@@ -151,6 +158,8 @@ int BPF_PROG(low_splice_recv, struct sock *sk)
 SEC("tp_btf/mm_filemap_get_pages")
 int BPF_PROG(low_file_read, void *mapping, unsigned long index, unsigned long last_index)
 {
+	if (last_index < index || !low_watched())
+		return 0;
 	switch (current_nr()) {
 	case NR_read:
 	case NR_pread64:
@@ -161,9 +170,7 @@ int BPF_PROG(low_file_read, void *mapping, unsigned long index, unsigned long la
 	default:
 		return 0;
 	}
-	if (last_index < index)
-		return 0;
-	struct io_counters *c = low_current();
+	struct io_counters *c = low_counters();
 	if (c)
 		c->to_user[CLASS_FILE] += (last_index - index + 1) * PAGE_SIZE;
 	return 0;
