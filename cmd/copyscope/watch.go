@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -157,69 +156,19 @@ func watchTargets(f watchFlags) (pids []int, cgroupDir string, err error) {
 	return pids, cgroupDir, nil
 }
 
+// runWatch runs copyscope watch in its phases: find the targets and open
+// and attach the probe, pick the sink, sample until done, then the run's
+// summary.
 func runWatch(cmd *cobra.Command, f watchFlags) error {
-	out, stderr := cmd.OutOrStdout(), cmd.ErrOrStderr()
-	by, err := probes.ParseGrouping(f.by)
-	if err != nil {
-		return fmt.Errorf("--by: %w", err)
-	}
-	pids, cgroupDir, err := watchTargets(f)
-	if err != nil {
+	out := cmd.OutOrStdout()
+	w := &watchRun{f: f, log: &watchLog{stderr: cmd.ErrOrStderr()}}
+	if err := w.open(); err != nil {
+		if w.p != nil {
+			w.p.Close()
+		}
 		return err
 	}
-	opts, err := costOptions(f.cost, f.mode)
-	if err != nil {
-		return err
-	}
-	opts.NoFollowChildren = !f.followChildren
-	p, err := openWatchProbe(f.mode, opts, stderr)
-	if err != nil {
-		return err
-	}
-	defer p.Close()
-
-	watched := map[int]bool{} // live pids, from --pid and --comm
-	for _, pid := range pids {
-		if err := p.AddProcesses(pid); err != nil {
-			if procfs.Process(pid).Alive() {
-				return err
-			}
-			return fmt.Errorf("no such process: %d (it exited before watch could attach)", pid)
-		}
-		watched[pid] = true
-	}
-	if cgroupDir != "" {
-		if err := p.AddCgroup(cgroupDir); err != nil {
-			return err
-		}
-	}
-	what, err := watchFollow(p, f, len(watched), cgroupDir)
-	if err != nil {
-		return err
-	}
-
-	// Messages go to stderr, except while the TUI owns the terminal: they
-	// wait until it has given the terminal back.
-	var ui *watchUI
-	var held []string
-	say := func(format string, a ...any) {
-		if ui != nil {
-			held = append(held, fmt.Sprintf(format, a...))
-			return
-		}
-		fmt.Fprintf(stderr, format, a...)
-	}
-	noted := map[string]bool{}
-	notes := func() {
-		for _, n := range p.Notes() {
-			if !noted[n] {
-				noted[n] = true
-				say("copyscope: note: %s\n", n)
-			}
-		}
-	}
-	notes()
-	say("copyscope: watching %s by %s every %v (mode %s)\n", what, by, f.interval, p.Mode())
+	defer w.p.Close()
 
 	ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -228,122 +177,178 @@ func runWatch(cmd *cobra.Command, f watchFlags) error {
 		ctx, cancel = context.WithTimeout(ctx, f.duration+f.interval)
 		defer cancel()
 	}
-	if isTerminal(out) && !f.json {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithCancel(ctx)
-		defer cancel()
-		ui = startWatchUI(ctx, cancel)
-	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	sink := newWatchSink(ctx, cancel, out, f.json)
+	_, w.log.hold = sink.(*tuiSink)
 
-	g := probes.NewGrouper(by)
-	// A watched process that made no syscall yet has no thread in an eBPF
-	// reading: give it an empty leader so it shows as a row from the start.
-	group := func(r probes.Reading) metrics.Snapshot {
-		for pid := range watched {
-			if _, ok := r.Threads[pid]; ok || r.Threads == nil {
-				continue
-			}
-			comm, err := procfs.Process(pid).Comm()
-			if err != nil {
-				continue
-			}
-			r.Threads[pid] = probes.Thread{TID: pid, PID: pid, Comm: comm,
-				Counters: metrics.Counters{Measured: p.Measured()}}
-		}
-		return g.Snapshot(r)
-	}
-
-	exp, err := startExporter(f.prom, p, string(by), say)
+	exp, err := startExporter(f.prom, w.p, string(w.by), w.log.say)
 	if err != nil {
+		sink.close()
+		w.log.release()
 		return err
 	}
 	defer exp.close()
-	start := time.Now()
-	header := true
-	enc := json.NewEncoder(out)
-	var first, last metrics.Snapshot // for the summary over the whole run
-	err = probes.NewSampler(p, group, f.interval).Run(ctx, func(prev, cur metrics.Snapshot, recs []metrics.Record) error {
-		if first.Subjects == nil {
-			first = prev
-		}
-		last = cur
-		// A subject whose threads have all exited is shown for the
-		// interval it ended in, then no more.
-		shown := recs[:0:0]
-		live := false // any subject with a live thread (followed children too)
-		for _, r := range recs {
-			l := g.Live(metrics.Subject{Kind: r.Kind, Name: r.Subject})
-			live = live || l
-			if l || watchActive(r) {
-				shown = append(shown, r)
-			}
-		}
-		exp.update(cur, shown)
-		switch {
-		case ui != nil:
-			ui.send(ctx, shown)
-		case f.json:
-			for _, r := range shown {
-				if err := enc.Encode(newWatchRecord(r)); err != nil {
-					return fmt.Errorf("write JSON record: %w", err)
-				}
-			}
-		default:
-			for _, r := range shown {
-				if header {
-					fmt.Fprintln(out, watchHeader("TIME"))
-					header = false
-				}
-				if _, err := fmt.Fprintln(out, watchLine(r, metrics.Verdict(r))); err != nil {
-					return fmt.Errorf("write table row: %w", err)
-				}
-			}
-		}
-		notes()
-		// Report processes that went away; rescan --comm for new ones.
-		for pid := range watched {
-			if !procfs.Process(pid).Alive() {
-				say("copyscope: pid %d exited\n", pid)
-				delete(watched, pid)
-			}
-		}
-		if f.comm != "" {
-			found, _ := procfs.ProcessesNamed(f.comm) // a failed rescan finds nothing new
-			for _, pid := range found {
-				if watched[pid] {
-					continue
-				}
-				if err := p.AddProcesses(pid); err == nil {
-					watched[pid] = true
-					say("copyscope: watching new %s process %d\n", f.comm, pid)
-				}
-			}
-		}
-		if len(watched) == 0 && cgroupDir == "" && !live {
-			say("copyscope: every watched process has exited\n")
-			return probes.ErrStopSampling
-		}
-		if f.duration > 0 && time.Since(start) >= f.duration-f.interval/4 {
-			return probes.ErrStopSampling
-		}
-		return nil
+	w.start = time.Now()
+	err = probes.NewSampler(w.p, w.group, f.interval).Run(ctx, func(prev, cur metrics.Snapshot, recs []metrics.Record) error {
+		return w.interval(ctx, sink, exp, prev, cur, recs)
 	})
-	if ui != nil {
-		if uerr := ui.close(); uerr != nil && err == nil {
-			err = uerr
-		}
-		ui = nil
-		for _, m := range held {
-			fmt.Fprint(stderr, m)
-		}
+	if cerr := sink.close(); cerr != nil && err == nil {
+		err = cerr
 	}
-	if err == nil && last.Subjects != nil {
-		err = writeTotals(out, f.json, metrics.Totals(first, last))
+	w.log.release()
+	if err == nil && w.last.Subjects != nil {
+		err = sink.totals(activeRecords(metrics.Totals(w.first, w.last)))
 	}
-	if cerr := p.Close(); cerr != nil && err == nil {
+	if cerr := w.p.Close(); cerr != nil && err == nil {
 		err = fmt.Errorf("close probes: %w", cerr)
 	}
 	return err
+}
+
+// watchRun is one run of copyscope watch: its probe, the processes it
+// watches and what it has seen.
+type watchRun struct {
+	f         watchFlags
+	log       *watchLog
+	by        probes.Grouping
+	p         probes.Probe
+	g         *probes.Grouper
+	watched   map[int]bool // live pids, from --pid and --comm
+	cgroupDir string
+	start     time.Time
+	// first and last snapshot, for the summary over the whole run.
+	first, last metrics.Snapshot
+}
+
+// open checks the flags, finds the targets, opens the probe and attaches
+// it to them.
+func (w *watchRun) open() error {
+	var err error
+	if w.by, err = probes.ParseGrouping(w.f.by); err != nil {
+		return fmt.Errorf("--by: %w", err)
+	}
+	pids, cgroupDir, err := watchTargets(w.f)
+	if err != nil {
+		return err
+	}
+	opts, err := costOptions(w.f.cost, w.f.mode)
+	if err != nil {
+		return err
+	}
+	opts.NoFollowChildren = !w.f.followChildren
+	if w.p, err = openWatchProbe(w.f.mode, opts, w.log.stderr); err != nil {
+		return err
+	}
+	w.g, w.watched, w.cgroupDir = probes.NewGrouper(w.by), map[int]bool{}, cgroupDir
+	for _, pid := range pids {
+		if err := w.p.AddProcesses(pid); err != nil {
+			if procfs.Process(pid).Alive() {
+				return err
+			}
+			return fmt.Errorf("no such process: %d (it exited before watch could attach)", pid)
+		}
+		w.watched[pid] = true
+	}
+	if cgroupDir != "" {
+		if err := w.p.AddCgroup(cgroupDir); err != nil {
+			return err
+		}
+	}
+	what, err := watchFollow(w.p, w.f, len(w.watched), cgroupDir)
+	if err != nil {
+		return err
+	}
+	w.log.notes(w.p.Notes())
+	w.log.say("copyscope: watching %s by %s every %v (mode %s)\n", what, w.by, w.f.interval, w.p.Mode())
+	return nil
+}
+
+// group sums a reading into subjects. A watched process that made no
+// syscall yet has no thread in an eBPF reading: it gets an empty leader so
+// it shows as a row from the start.
+func (w *watchRun) group(r probes.Reading) metrics.Snapshot {
+	for pid := range w.watched {
+		if _, ok := r.Threads[pid]; ok || r.Threads == nil {
+			continue
+		}
+		comm, err := procfs.Process(pid).Comm()
+		if err != nil {
+			continue
+		}
+		r.Threads[pid] = probes.Thread{TID: pid, PID: pid, Comm: comm,
+			Counters: metrics.Counters{Measured: w.p.Measured()}}
+	}
+	return w.g.Snapshot(r)
+}
+
+// interval handles one sampled interval: the records shown go to the
+// exporter and the sink, then the watched processes are brought up to
+// date. It returns probes.ErrStopSampling when watch is done.
+func (w *watchRun) interval(ctx context.Context, sink watchSink, exp *exporter, prev, cur metrics.Snapshot, recs []metrics.Record) error {
+	if w.first.Subjects == nil {
+		w.first = prev
+	}
+	w.last = cur
+	// A subject whose threads have all exited is shown for the interval
+	// it ended in, then no more.
+	shown := recs[:0:0]
+	live := false // any subject with a live thread (followed children too)
+	for _, r := range recs {
+		l := w.g.Live(metrics.Subject{Kind: r.Kind, Name: r.Subject})
+		live = live || l
+		if l || watchActive(r) {
+			shown = append(shown, r)
+		}
+	}
+	exp.update(cur, shown)
+	if err := sink.send(ctx, shown); err != nil {
+		return err
+	}
+	w.log.notes(w.p.Notes())
+	w.track()
+	if len(w.watched) == 0 && w.cgroupDir == "" && !live {
+		w.log.say("copyscope: every watched process has exited\n")
+		return probes.ErrStopSampling
+	}
+	if w.f.duration > 0 && time.Since(w.start) >= w.f.duration-w.f.interval/4 {
+		return probes.ErrStopSampling
+	}
+	return nil
+}
+
+// track reports processes that went away and rescans --comm for new ones.
+func (w *watchRun) track() {
+	for pid := range w.watched {
+		if !procfs.Process(pid).Alive() {
+			w.log.say("copyscope: pid %d exited\n", pid)
+			delete(w.watched, pid)
+		}
+	}
+	if w.f.comm == "" {
+		return
+	}
+	found, _ := procfs.ProcessesNamed(w.f.comm) // a failed rescan finds nothing new
+	for _, pid := range found {
+		if w.watched[pid] {
+			continue
+		}
+		if err := w.p.AddProcesses(pid); err == nil {
+			w.watched[pid] = true
+			w.log.say("copyscope: watching new %s process %d\n", w.f.comm, pid)
+		}
+	}
+}
+
+// activeRecords keeps the records that show any activity.
+func activeRecords(recs []metrics.Record) []metrics.Record {
+	out := recs[:0:0]
+	for _, r := range recs {
+		if watchActive(r) {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // watchFollow sets up in-kernel following of new processes by name (eBPF
@@ -373,35 +378,6 @@ func watchFollow(p probes.Probe, f watchFlags, procs int, cgroupDir string) (str
 		what = append(what, "cgroup "+cgroupDir+" with its descendant cgroups")
 	}
 	return strings.Join(what, " and "), nil
-}
-
-// writeTotals prints the summary records over the whole run (one per
-// subject that did anything), as JSON lines or as table rows.
-func writeTotals(out io.Writer, asJSON bool, recs []metrics.Record) error {
-	enc := json.NewEncoder(out)
-	header := false
-	for _, r := range recs {
-		if !watchActive(r) {
-			continue
-		}
-		var err error
-		switch {
-		case asJSON:
-			err = enc.Encode(newWatchRecord(r))
-		case !header:
-			_, err = fmt.Fprintln(out, watchHeader("RUN"))
-			header = true
-			fallthrough
-		default:
-			if err == nil {
-				_, err = fmt.Fprintln(out, watchLine(r, metrics.Verdict(r)))
-			}
-		}
-		if err != nil {
-			return fmt.Errorf("write summary record: %w", err)
-		}
-	}
-	return nil
 }
 
 // watchActive reports whether a record shows any activity.
