@@ -85,6 +85,7 @@ const fixRoot = "run as root (sudo), or: sudo setcap cap_bpf,cap_perfmon+ep $(wh
 func Diagnose() Report {
 	var d diagnosis
 	d.system()
+	d.transferPaths()
 	d.attachKinds()
 	lost, broken := d.tracepoints()
 	d.verdict(broken)

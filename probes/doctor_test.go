@@ -96,3 +96,19 @@ func TestDiagnose(t *testing.T) {
 	}
 	p.Close()
 }
+
+// TestULPCheck: kTLS is named possible only when tcp_available_ulp lists
+// tls; this machine's "mptcp" alone says why the kTLS paths cannot run.
+func TestULPCheck(t *testing.T) {
+	for _, c := range []struct {
+		ulps   string
+		status Status
+	}{{"mptcp", StatusInfo}, {"", StatusInfo}, {"espintcp mptcp tls", StatusOK}} {
+		got := ulpCheck(c.ulps, nil)
+		if got.Status != c.status || (c.status != StatusOK && got.Fix == "") {
+			t.Errorf("tcp_available_ulp %q: %+v, want status %v (with a fix when not OK)", c.ulps, got, c.status)
+		}
+	}
+	ulps, err := readULPs()
+	t.Logf("this kernel: tcp_available_ulp %q (%v): %s", ulps, err, ulpCheck(ulps, err).Value)
+}
