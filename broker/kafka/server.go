@@ -9,6 +9,10 @@
 // bound what clients can hold (limits.go). Fetch responses are framed by
 // hand around the record bytes, which move from segment files to the
 // socket through a transfer.Path and are never read by the broker.
+//
+// The group coordinator (groups.go and one file per API, named by its
+// key: 11_join_group.go) keeps consumer groups and their committed
+// offsets, which offsets_log.go makes durable in __consumer_offsets.
 package kafka
 
 import (

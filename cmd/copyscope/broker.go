@@ -51,8 +51,12 @@ func newBrokerCmd() *cobra.Command {
 		Short: "Run the Kafka-compatible log broker in the foreground, for real clients",
 		Long: `Run copyscope's embedded log broker in the foreground. It speaks the Kafka
 protocol (ApiVersions, Metadata, Produce, Fetch, ListOffsets, CreateTopics,
-DeleteTopics, InitProducerId), so kcat, franz-go or the Java client can
-produce to it and consume from it. Consumer groups, transactions and
+DeleteTopics, CreatePartitions, InitProducerId, DescribeConfigs and the
+group coordinator), so Kafka clients produce to it and consume from it, in
+consumer groups too (tested with kcat, franz-go, sarama, kafka-go, KafkaJS).
+Committed offsets are kept in the topic __consumer_offsets, as durable as
+--fsync makes every append. Configs are fixed by the flags below: altering
+one at run time is refused with INVALID_CONFIG. Transactions and
 replication are not supported.
 
 Each listener serves Fetch responses over one transfer path: read, mmap,
