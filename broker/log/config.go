@@ -99,6 +99,11 @@ type Config struct {
 	// DefaultMaxPartitions, -1: no cap); a CreateTopic beyond it is
 	// refused whole.
 	MaxPartitions int
+	// MaxOpenSegmentFiles caps the descriptors segments hold open, with
+	// their mappings (0: DefaultMaxOpenSegmentFiles, -1: no cap); the
+	// least recently used partitions release theirs and reopen them on
+	// demand.
+	MaxOpenSegmentFiles int
 	// Logf, if set, receives one line per notable event: recovery
 	// truncations, skipped partitions, the data directory lost.
 	Logf func(format string, args ...any)
@@ -156,6 +161,9 @@ func (c Config) normalize() (Config, error) {
 	if c.MaxPartitions == 0 {
 		c.MaxPartitions = DefaultMaxPartitions
 	}
+	if c.MaxOpenSegmentFiles == 0 {
+		c.MaxOpenSegmentFiles = DefaultMaxOpenSegmentFiles
+	}
 	switch {
 	case c.SegmentBytes < minSegmentBytes || c.SegmentBytes > math.MaxInt32:
 		return c, fmt.Errorf("segment size %d bytes is out of range: use %d..%d", c.SegmentBytes, minSegmentBytes, math.MaxInt32)
@@ -167,6 +175,8 @@ func (c Config) normalize() (Config, error) {
 		return c, fmt.Errorf("retention check %v and fsync interval %v must be positive", c.RetentionCheck, c.FsyncInterval)
 	case c.Fsync < FsyncInterval || c.Fsync > FsyncNever:
 		return c, fmt.Errorf("unknown fsync policy %d: use FsyncAlways, FsyncInterval or FsyncNever", int(c.Fsync))
+	case c.MaxPartitions < -1 || c.MaxOpenSegmentFiles < -1:
+		return c, fmt.Errorf("max partitions %d and max open segment files %d: use a positive count, or -1 for no cap", c.MaxPartitions, c.MaxOpenSegmentFiles)
 	case c.Produce < ProduceWrite || c.Produce > ProduceMmap:
 		return c, fmt.Errorf("unknown produce mode %d: use ProduceWrite or ProduceMmap", int(c.Produce))
 	}

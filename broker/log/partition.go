@@ -29,6 +29,8 @@ type Partition struct {
 	down      bool                     // (append) closed or deleted
 	flushing  chan struct{}            // (append) closed when the last roll's background flush is done
 	failed    atomic.Pointer[failure]  // a sync failed: durability is lost
+	cold      atomic.Bool              // hibernating: segment files closed (changes under appendMu and mu)
+	lastUse   atomic.Int64             // unix ns of the last append or read, for hibernation
 
 	recoveredAt int64        // ms, when openPartition ran: the last-seen time of replayed producers
 	recovery    []Truncation // what openPartition cut off
@@ -149,6 +151,9 @@ func (p *Partition) Append(records []byte) (AppendResult, error) {
 func (p *Partition) validate(records []byte) ([]batchInfo, error) {
 	if p.down {
 		return nil, p.errClosed()
+	}
+	if err := p.wakeLocked(); err != nil {
+		return nil, err
 	}
 	if f := p.failed.Load(); f != nil {
 		return nil, f.refusal(p.name())
@@ -374,7 +379,9 @@ func (p *Partition) waitFlush() {
 // Only the index and batch headers are read. offset == EndOffset gives an
 // empty result; outside [StartOffset, EndOffset] ErrOffsetOutOfRange.
 func (p *Partition) Read(offset int64, maxBytes int32) (ReadResult, error) {
-	p.mu.RLock()
+	if err := p.rlockWarm(); err != nil {
+		return ReadResult{HighWatermark: p.EndOffset(), LogStartOffset: p.StartOffset()}, err
+	}
 	defer p.mu.RUnlock()
 	res := ReadResult{HighWatermark: p.end, LogStartOffset: p.start}
 	if p.closed {
@@ -552,7 +559,9 @@ func (p *Partition) Stats() PartitionStats {
 // (decoding uncompressed batches; for compressed or LogAppendTime batches
 // the batch base offset and max timestamp). (-1, -1, nil) if none.
 func (p *Partition) OffsetForTime(ts int64) (int64, int64, error) {
-	p.mu.RLock()
+	if err := p.rlockWarm(); err != nil {
+		return -1, -1, err
+	}
 	defer p.mu.RUnlock()
 	if p.closed {
 		return -1, -1, p.errClosed()
@@ -641,7 +650,7 @@ func (p *Partition) Retain(now time.Time) (int, error) {
 // sync forces the active segment's data to disk.
 func (p *Partition) sync() error {
 	p.mu.RLock()
-	if p.closed {
+	if p.closed || p.cold.Load() { // hibernate synced it
 		p.mu.RUnlock()
 		return nil
 	}
@@ -666,10 +675,13 @@ func (p *Partition) shutdown(durable bool) error {
 	if p.down {
 		return nil
 	}
-	p.down = true
 	var err error
+	if durable {
+		err = p.wakeLocked() // sealing needs the files
+	}
+	p.down = true
 	p.waitFlush()
-	if durable && len(p.segs) > 0 {
+	if durable && err == nil && len(p.segs) > 0 {
 		if err = p.segs[len(p.segs)-1].seal(true); err == nil {
 			err = writeSnapshot(p.dir, p.end, p.producers)
 		}

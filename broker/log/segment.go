@@ -40,6 +40,8 @@ type segment struct {
 	sealed   bool   // (append) no longer the active segment
 
 	refs atomic.Int32 // the partition's reference plus one per outstanding read
+
+	cold closedFiles // what closeFiles released, while the partition hibernates (log == nil)
 }
 
 func segmentName(base int64, ext string) string { return fmt.Sprintf("%020d%s", base, ext) }
@@ -230,7 +232,9 @@ func (s *segment) release() {
 	if s.idxFile != nil {
 		_ = s.idxFile.Close()
 	}
-	_ = s.log.Close()
+	if s.log != nil { // nil while hibernating
+		_ = s.log.Close()
+	}
 }
 
 // entry returns index entry i.
@@ -446,7 +450,7 @@ func (s *segment) age(now time.Time) time.Duration {
 	if s.maxTs >= 0 {
 		return now.Sub(time.UnixMilli(s.maxTs))
 	}
-	st, err := s.log.Stat()
+	st, err := os.Stat(s.logPath) // the file may be closed while its partition hibernates
 	if err != nil {
 		return 0
 	}

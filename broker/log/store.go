@@ -126,12 +126,16 @@ func Open(dir string, cfg Config) (*Store, error) {
 	// several unclean active segments overlap.
 	work := make(chan *found)
 	var wg sync.WaitGroup
+	var opened atomic.Int64
 	for w := 0; w < min(runtime.GOMAXPROCS(0), len(parts)); w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for f := range work {
 				f.p, f.err = openPartition(filepath.Join(dir, f.name), f.topic, f.id, &s.cfg, clean)
+				if f.err == nil && s.cfg.MaxOpenSegmentFiles >= 0 && 2*opened.Add(1) > int64(s.cfg.MaxOpenSegmentFiles) {
+					f.p.hibernate() // keep startup within the open-file cap
+				}
 			}
 		}()
 	}
@@ -210,6 +214,7 @@ func (s *Store) background() {
 			if err := s.checkDir(); err != nil {
 				s.dirLost(err)
 			}
+			s.enforceOpenCap()
 		case <-flush:
 			for _, p := range s.partitions() {
 				_ = p.sync() // a failure is kept by the partition and refuses later appends
@@ -294,6 +299,9 @@ func (s *Store) CreateTopic(name string, partitions int32) error {
 			}
 			_ = syncDir(s.dir)
 			return fmt.Errorf("create topic %s: %w (nothing of it was kept)", name, err)
+		}
+		if s.cfg.MaxOpenSegmentFiles >= 0 && 2*i >= s.cfg.MaxOpenSegmentFiles { // 2 files each
+			p.hibernate() // fresh and idle: the open-file cap holds during creation too
 		}
 		ps[i] = p
 	}

@@ -42,6 +42,7 @@ type brokerFlags struct {
 	maxBufferedRequestBytes     string
 	prometheus                  string
 	maxPartitions               int
+	maxOpenSegmentFiles         int
 }
 
 func newBrokerCmd() *cobra.Command {
@@ -113,6 +114,7 @@ connections close, the log is synced.`,
 	fl.DurationVar(&f.idleTimeout, "idle-timeout", kafka.DefaultIdleTimeout, "close a connection that sent no request for this long (Kafka's connections.max.idle.ms; -1s: never)")
 	fl.DurationVar(&f.requestTimeout, "request-timeout", kafka.DefaultRequestTimeout, "close a connection whose request has not fully arrived this long after its first byte (-1s: never)")
 	fl.IntVar(&f.maxPartitions, "max-partitions", log.DefaultMaxPartitions, "partitions of all topics together; a topic creation beyond it is refused whole (-1: no cap)")
+	fl.IntVar(&f.maxOpenSegmentFiles, "max-open-segment-files", log.DefaultMaxOpenSegmentFiles, "descriptors segments hold open (2 per segment, with their mappings); the least recently used partitions release theirs and reopen them on demand (-1: no cap)")
 	fl.StringVar(&f.prometheus, "prometheus", "", "serve the broker's health metrics (recovery truncations, connection limits, data directory) at http://ADDR/metrics; a bare :PORT binds to loopback")
 	fl.StringVar(&f.maxBufferedRequestBytes, "max-buffered-request-bytes", "256MiB", "bytes of large requests being read at once, over all connections (Kafka's queued.max.request.bytes; -1: no cap); a request waits for room before its body is read")
 	return cmd
@@ -169,6 +171,10 @@ func brokerConfigs(f brokerFlags) (log.Config, kafka.Config, error) {
 		return lc, kc, fmt.Errorf("--max-partitions %d: use a positive count, or -1 for no cap", f.maxPartitions)
 	}
 	lc.MaxPartitions = f.maxPartitions
+	if f.maxOpenSegmentFiles < -1 || (f.maxOpenSegmentFiles >= 0 && f.maxOpenSegmentFiles < 2) {
+		return lc, kc, fmt.Errorf("--max-open-segment-files %d: use at least 2 (one segment), or -1 for no cap", f.maxOpenSegmentFiles)
+	}
+	lc.MaxOpenSegmentFiles = f.maxOpenSegmentFiles
 
 	chunk, err := parseBytes(f.chunk)
 	if err != nil {

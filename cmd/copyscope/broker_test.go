@@ -22,7 +22,7 @@ func TestBrokerConfigs(t *testing.T) {
 	base := func() brokerFlags {
 		return brokerFlags{listen: []string{"127.0.0.1:9092"}, fetchPath: "sendfile", producePath: "write", chunk: "64KiB",
 			fsync: "interval", partitions: 1, segmentBytes: "1GiB", retentionBytes: "-1", retentionMs: 1000, maxRequestBytes: "100MiB",
-			maxConns: 1000, maxConnsPerIP: 200, maxPartitions: 4096, idleTimeout: 10 * time.Minute, requestTimeout: 30 * time.Second, maxBufferedRequestBytes: "256MiB"}
+			maxConns: 1000, maxConnsPerIP: 200, maxPartitions: 4096, maxOpenSegmentFiles: 2048, idleTimeout: 10 * time.Minute, requestTimeout: 30 * time.Second, maxBufferedRequestBytes: "256MiB"}
 	}
 	f := base()
 	f.listen = []string{"read=127.0.0.1:1", "127.0.0.1:2"}
@@ -55,6 +55,7 @@ func TestBrokerConfigs(t *testing.T) {
 		func(f *brokerFlags) { f.segmentBytes = "lots" },
 		func(f *brokerFlags) { f.maxConns = 0 },
 		func(f *brokerFlags) { f.maxPartitions = 0 },
+		func(f *brokerFlags) { f.maxOpenSegmentFiles = 1 },
 		func(f *brokerFlags) { f.maxConnsPerIP = -2 },
 		func(f *brokerFlags) { f.requestTimeout = 0 },
 		func(f *brokerFlags) { f.maxBufferedRequestBytes = "1MiB" }, // below one 100 MiB request
