@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
-	"os"
 	"runtime"
 	"slices"
 	"time"
@@ -231,15 +230,11 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 	if err := cfg.normalize(); err != nil {
 		return nil, err
 	}
-	dir := cfg.DataDir
-	if dir == "" {
-		d, err := os.MkdirTemp("", "copyscope-bench-")
-		if err != nil {
-			return nil, fmt.Errorf("create bench data dir: %w (use --data DIR)", err)
-		}
-		defer os.RemoveAll(d)
-		dir = d
+	dir, cleanup, err := benchDir(cfg)
+	if err != nil {
+		return nil, err
 	}
+	defer cleanup()
 	lc := log.DefaultConfig()
 	lc.Fsync = log.FsyncNever
 	store, err := log.Open(dir, lc)

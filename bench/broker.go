@@ -76,24 +76,9 @@ func consumeOnThread(ctx context.Context, srv fetchServer, cfg Config, events <-
 		return Result{}, err
 	}
 	defer unix.Close(fd)
-	local := localAddr(fd)
-	// The data thread registers when the server accepts us.
-	var dtid int
-	deadline := time.After(10 * time.Second)
-	for dtid == 0 {
-		select {
-		case ev, ok := <-events:
-			if !ok {
-				return Result{}, fmt.Errorf("registry subscription dropped before the data thread of %s appeared", local)
-			}
-			if ev.Open && ev.Conn.Peer == local {
-				dtid = ev.Conn.TID
-			}
-		case <-deadline:
-			return Result{}, fmt.Errorf("no data thread registered for connection %s -> %s within 10s", local, addr)
-		case <-ctx.Done():
-			return Result{}, ctx.Err()
-		}
+	dtid, err := dataThread(ctx, events, localAddr(fd), addr)
+	if err != nil {
+		return Result{}, err
 	}
 	if dataCPU >= 0 || cfg.FIFO > 0 {
 		// The thread is the server's: free it again when we leave.
@@ -266,4 +251,25 @@ func checkConsumed(fc *kfetch.Client, sel *selection, bytes int64) (string, erro
 		return "broker", nil
 	}
 	return "", fmt.Errorf("selectivity %g: consumed %d record bytes, more than the log's %d", sel.s, fc.RecordBytes, bytes)
+}
+
+// dataThread waits for the server's data thread of the connection from
+// local to addr to register, and returns its thread id.
+func dataThread(ctx context.Context, events <-chan transfer.Event, local, addr string) (int, error) {
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case ev, ok := <-events:
+			if !ok {
+				return 0, fmt.Errorf("registry subscription dropped before the data thread of %s appeared", local)
+			}
+			if ev.Open && ev.Conn.Peer == local {
+				return ev.Conn.TID, nil
+			}
+		case <-deadline:
+			return 0, fmt.Errorf("no data thread registered for connection %s -> %s within 10s", local, addr)
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}
 }

@@ -120,3 +120,38 @@ func TestCharts(t *testing.T) {
 		t.Error("a chart of nothing drew without an error")
 	}
 }
+
+// TestDeadLetters: a reference costs the producer a few dozen bytes on
+// the socket, a re-produced record its whole value; both are accepted
+// by the broker (the producer fails on any error code) on every path.
+func TestDeadLetters(t *testing.T) {
+	var progress bytes.Buffer
+	paths := []string{"read", "mmap", "sendfile"}
+	rs, err := DeadLetters(context.Background(), Config{Size: 4 << 20, Paths: paths, Progress: &progress}, 300)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, progress.String())
+	}
+	if len(rs) != 2*len(paths) {
+		t.Fatalf("%d results, want %d", len(rs), 2*len(paths))
+	}
+	for _, r := range rs {
+		switch r.Way {
+		case "reference":
+			if r.BytesSentPerRecord > 100 {
+				t.Errorf("%s: a reference took %.0f bytes on the socket", r.Path, r.BytesSentPerRecord)
+			}
+		case "reproduce":
+			if r.BytesSentPerRecord < DefaultRecordSize {
+				t.Errorf("%s: a re-produced %d-byte record took %.0f bytes", r.Path, DefaultRecordSize, r.BytesSentPerRecord)
+			}
+		}
+		if r.CPUNsPerRecord == nil || r.ProducerCPUNsPerRec == nil {
+			t.Errorf("%s %s: CPU not measured", r.Path, r.Way)
+		}
+	}
+	var out bytes.Buffer
+	if err := WriteDeadLetters(&out, rs); err != nil {
+		t.Fatal(err)
+	}
+	t.Log("\n" + out.String())
+}

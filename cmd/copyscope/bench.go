@@ -107,6 +107,9 @@ func runBench(cmd *cobra.Command, f benchFlags) error {
 	defer closeCounters()
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if f.sweep.deadLetters > 0 {
+		return f.sweep.runDeadLetters(ctx, cmd.OutOrStdout(), cfg, f.asJSON)
+	}
 	results, err := bench.Run(ctx, cfg)
 	if err != nil {
 		return err

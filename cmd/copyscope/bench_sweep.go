@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"strconv"
@@ -16,9 +18,11 @@ import (
 // filters (and, with it, the sweep table instead of the path table).
 type sweepFlags struct {
 	selectivity, chunks, png string
+	deadLetters              int
 }
 
 func (s *sweepFlags) add(f *pflag.FlagSet) {
+	f.IntVar(&s.deadLetters, "dead-letters", 0, "instead of the sweep: send N dead letters over every path's listener, by reference (the broker copies the original from its log) and by re-producing the whole record (the client-side way), and report each one's cost per record")
 	f.StringVar(&s.chunks, "chunks", "", "comma-separated chunk sizes to sweep (e.g. 4KiB,64KiB,1MiB); each runs every path with the broker restarted at that chunk (replaces --chunk)")
 	f.StringVar(&s.png, "png", "", "draw a PNG chart to FILE: total CPU per useful GB against selectivity per path with the mmap/sendfile crossover (with --selectivity), else throughput and CPU per GB against chunk size per path")
 	f.StringVar(&s.selectivity, "selectivity", "", "comma-separated shares of records a tag filter keeps (e.g. 1,0.1,0.01): records get tags, read and mmap filter in the broker, sendfile/splice/zerocopy send whole batches and the consumer filters; reports useful and wasted bytes and CPU per useful GB, and the mmap/sendfile crossover")
@@ -72,4 +76,22 @@ func (s *sweepFlags) chart(results []bench.Result) error {
 		}
 	}
 	return bench.ChunkChart(s.png, bench.Summarize(broker))
+}
+
+// runDeadLetters runs the dead-letter comparison and prints it.
+func (s *sweepFlags) runDeadLetters(ctx context.Context, out io.Writer, cfg bench.Config, asJSON bool) error {
+	rs, err := bench.DeadLetters(ctx, cfg, s.deadLetters)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		enc := json.NewEncoder(out)
+		for _, r := range rs {
+			if err := enc.Encode(r); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return bench.WriteDeadLetters(out, rs)
 }
