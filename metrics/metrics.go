@@ -314,7 +314,9 @@ func u64(v uint64) *uint64   { return &v }
 func f64(v float64) *float64 { return &v }
 
 // FromDelta builds a Record from counters that already hold one interval's
-// deltas (cur.Sub(prev)) measured over interval.
+// deltas (cur.Sub(prev)) measured over interval. It is long on purpose:
+// one short block per field of the contract, each setting the field only
+// when it was measured, so the absent-never-zero rule reads in one place.
 func FromDelta(ts time.Time, interval time.Duration, mode Mode, s Subject, d Counters) Record {
 	r := Record{
 		TS:        ts.UTC(),

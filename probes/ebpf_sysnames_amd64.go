@@ -5,7 +5,8 @@
 package probes
 
 // amd64SyscallName returns the name of an x86_64 syscall number, or ""
-// for a number newer than the headers this was generated from.
+// for a number newer than the headers this was generated from. One case
+// per syscall: a generated table, long by nature.
 func amd64SyscallName(nr uint32) string {
 	switch nr {
 	case 0:

@@ -220,6 +220,8 @@ type row struct {
 
 const na = "n/a"
 
+// rows is the table of the view's metric rows, top to bottom. It is long
+// because it is a table: one entry per row, each a few lines.
 func (m columnsModel) rows() []row {
 	rs := []row{
 		{label: "throughput", better: +1, cell: func(c cell, w int) (string, float64, bool) {

@@ -93,7 +93,8 @@ func generate(arch, header string, names map[int]string) ([]byte, error) {
 	fmt.Fprintf(&b, "// Code generated from %s (Linux UAPI headers on the build machine); DO NOT EDIT.\n\n", header)
 	fmt.Fprintf(&b, "//go:build linux && %s\n\npackage probes\n\n", arch)
 	fmt.Fprintf(&b, "// %sSyscallName returns the name of an %s syscall number, or \"\"\n", arch, archName(arch))
-	fmt.Fprintf(&b, "// for a number newer than the headers this was generated from.\n")
+	fmt.Fprintf(&b, "// for a number newer than the headers this was generated from. One case\n")
+	fmt.Fprintf(&b, "// per syscall: a generated table, long by nature.\n")
 	fmt.Fprintf(&b, "func %sSyscallName(nr uint32) string {\n\tswitch nr {\n", arch)
 	for _, nr := range nrs {
 		fmt.Fprintf(&b, "\tcase %d:\n\t\treturn %q\n", nr, names[nr])
