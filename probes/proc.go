@@ -436,20 +436,33 @@ func (p *procProbe) Read() (Reading, error) {
 			aggs[pid] = agg
 		}
 	}
-	// Discover threads born since the last Read: they count from zero.
+	if err := p.discoverLocked(); err != nil {
+		return Reading{}, err
+	}
+	r := Reading{Time: time.Now(), Mode: metrics.ModeProc, Threads: make(map[int]Thread, len(p.threads))}
+	if err := p.sampleLocked(r.Threads); err != nil {
+		return Reading{}, err
+	}
+	p.residualsLocked(aggs, r.Threads)
+	return r, nil
+}
+
+// discoverLocked tracks the threads born since the last Read in watched
+// processes and cgroups: they count from zero.
+func (p *procProbe) discoverLocked() error {
 	for pid := range p.procs {
 		tids, err := procfs.Process(pid).Tasks()
 		if err != nil {
 			if procfs.Gone(err) {
 				// Gone for good: a later process reusing the pid is not
-				// the one asked for. Its threads are marked exited below.
+				// the one asked for. Its threads are marked exited.
 				delete(p.procs, pid)
 			}
 			continue
 		}
 		for _, tid := range tids {
 			if err := p.trackLocked(pid, tid, false); err != nil && !procfs.Gone(err) {
-				return Reading{}, fmt.Errorf("sample new thread %d of process %d: %w", tid, pid, err)
+				return fmt.Errorf("sample new thread %d of process %d: %w", tid, pid, err)
 			}
 		}
 	}
@@ -465,12 +478,16 @@ func (p *procProbe) Read() (Reading, error) {
 				continue
 			}
 			if err := p.trackLocked(pid, tid, false); err != nil && !procfs.Gone(err) {
-				return Reading{}, fmt.Errorf("sample new thread %d of cgroup %s: %w", tid, dir, err)
+				return fmt.Errorf("sample new thread %d of cgroup %s: %w", tid, dir, err)
 			}
 		}
 	}
+	return nil
+}
 
-	r := Reading{Time: time.Now(), Mode: metrics.ModeProc, Threads: make(map[int]Thread, len(p.threads))}
+// sampleLocked reads every tracked thread (in tid order) into threads; a
+// thread that is gone keeps its last counts, marked exited.
+func (p *procProbe) sampleLocked(threads map[int]Thread) error {
 	tids := make([]int, 0, len(p.threads))
 	for tid := range p.threads {
 		tids = append(tids, tid)
@@ -490,14 +507,20 @@ func (p *procProbe) Read() (Reading, error) {
 			case procfs.Gone(err):
 				pt.exited = true
 			default:
-				return Reading{}, fmt.Errorf("sample thread %d of process %d: %w", tid, pt.pid, err)
+				return fmt.Errorf("sample thread %d of process %d: %w", tid, pt.pid, err)
 			}
 		}
-		r.Threads[tid] = Thread{
+		threads[tid] = Thread{
 			TID: tid, PID: pt.pid, Comm: pt.comm, Exited: pt.exited,
 			Counters: procSince(pt.last, pt.baseline),
 		}
 	}
+	return nil
+}
+
+// residualsLocked updates each whole-watched process's residual from its
+// aggregate and adds it to threads as the pseudo-thread -pid.
+func (p *procProbe) residualsLocked(aggs map[int]metrics.Counters, threads map[int]Thread) {
 	for pid, agg := range aggs {
 		res := p.residual[pid]
 		if res == nil {
@@ -521,9 +544,8 @@ func (p *procProbe) Read() (Reading, error) {
 		if !res.raw.Measured.Has(metrics.FSyscalls) {
 			c.Measured &^= metrics.FSyscalls
 		}
-		r.Threads[-pid] = Thread{TID: -pid, PID: pid, Comm: res.comm, Exited: true, Counters: c}
+		threads[-pid] = Thread{TID: -pid, PID: pid, Comm: res.comm, Exited: true, Counters: c}
 	}
-	return r, nil
 }
 
 // procSince subtracts a thread's pre-watch baseline, keeping the measured
