@@ -355,137 +355,41 @@ func (c *Client) Send(offset int64) error {
 // error leaves the connection mid-response: close it.
 func (c *Client) Response(offset int64) (Result, error) {
 	res := Result{Next: offset, LogStart: -1}
-	c.unread = -1 // until the size prefix is in
-	b, err := c.need(4)
+	size, err := c.responseSize()
 	if err != nil {
 		return res, err
 	}
-	size := binary.BigEndian.Uint32(b)
-	if size < 4 || size > MaxResponse {
-		return res, fmt.Errorf("fetch response size %d out of range [4, %d] (not a Kafka response, or the stream is out of step)", size, MaxResponse)
-	}
-	res.Bytes = int64(size) + 4
-	if c.cfg.BufSize == 0 && len(c.buf) < int(size) {
-		// Sized to the response: only the prefix was read, nothing is
-		// buffered.
-		c.buf = make([]byte, size)
-		c.r, c.w = 0, 0
-	}
-	c.unread = int64(size) - int64(c.w-c.r)
-	left := int64(size)
-	// From here every read is accounted against left.
-	take := func(n int) ([]byte, error) {
-		left -= int64(n)
-		if left < 0 {
-			return nil, fmt.Errorf("fetch response shorter than its fields (size %d)", size)
-		}
-		return c.need(n)
-	}
-	u16 := func() (uint16, error) {
-		b, err := take(2)
-		if err != nil {
-			return 0, err
-		}
-		return binary.BigEndian.Uint16(b), nil
-	}
-	u32 := func() (uint32, error) {
-		b, err := take(4)
-		if err != nil {
-			return 0, err
-		}
-		return binary.BigEndian.Uint32(b), nil
-	}
-	corr, err := u32()
-	if err != nil {
+	res.Bytes = size + 4
+	rr := &respReader{c: c, left: size, size: size}
+	if err := rr.header(); err != nil {
 		return res, err
 	}
-	if int32(corr) != c.corrID {
-		return res, fmt.Errorf("fetch response correlation id %d, want %d", int32(corr), c.corrID)
-	}
-	if _, err := take(4); err != nil { // throttle_time_ms
-		return res, err
-	}
-	if c.cfg.Version >= 7 {
-		code, err := u16()
-		if err != nil {
-			return res, err
-		}
-		if _, err := take(4); err != nil { // session id
-			return res, err
-		}
-		if code != 0 {
-			return res, fmt.Errorf("fetch failed: %w", kerr.ErrorForCode(int16(code)))
-		}
-	}
-	ntopics, err := u32()
+	ntopics, err := rr.u32()
 	if err != nil {
 		return res, err
 	}
 	var parts int64
 	for t := uint32(0); t < ntopics; t++ {
-		n, err := u16()
+		n, err := rr.u16()
 		if err != nil {
 			return res, err
 		}
-		if _, err := take(int(n)); err != nil {
+		if _, err := rr.take(int(n)); err != nil { // topic name
 			return res, err
 		}
-		nparts, err := u32()
+		nparts, err := rr.u32()
 		if err != nil {
 			return res, err
 		}
 		for p := uint32(0); p < nparts; p++ {
 			parts++
-			hdr, err := take(4 + 2 + 8 + 8) // partition, error, hw, last stable
-			if err != nil {
+			if err := rr.partition(&res); err != nil {
 				return res, err
-			}
-			res.ErrCode = int16(binary.BigEndian.Uint16(hdr[4:]))
-			res.HighWatermark = int64(binary.BigEndian.Uint64(hdr[6:]))
-			if c.cfg.Version >= 5 {
-				b, err := take(8)
-				if err != nil {
-					return res, err
-				}
-				res.LogStart = int64(binary.BigEndian.Uint64(b))
-			}
-			naborted, err := u32()
-			if err != nil {
-				return res, err
-			}
-			if int32(naborted) > 0 {
-				if _, err := take(int(naborted) * 16); err != nil {
-					return res, err
-				}
-			}
-			if c.cfg.Version >= 11 {
-				if _, err := take(4); err != nil { // preferred read replica
-					return res, err
-				}
-			}
-			rlen, err := u32()
-			if err != nil {
-				return res, err
-			}
-			if int32(rlen) <= 0 {
-				continue
-			}
-			left -= int64(rlen)
-			if left < 0 {
-				return res, fmt.Errorf("fetch response records (%d bytes) overrun its size %d", rlen, size)
-			}
-			next, err := c.records(int64(rlen))
-			if err != nil {
-				return res, err
-			}
-			res.RecordBytes += int64(rlen)
-			if next > res.Next {
-				res.Next = next
 			}
 		}
 	}
-	if left > 0 {
-		if err := c.stream(left, nil); err != nil {
+	if rr.left > 0 {
+		if err := c.stream(rr.left, nil); err != nil {
 			return res, err
 		}
 	}
@@ -494,6 +398,134 @@ func (c *Client) Response(offset int64) (Result, error) {
 		return res, fmt.Errorf("fetch response holds %d partitions, want the one asked for", parts)
 	}
 	return res, nil
+}
+
+// responseSize reads a response's size prefix and readies the buffer.
+func (c *Client) responseSize() (int64, error) {
+	c.unread = -1 // until the size prefix is in
+	b, err := c.need(4)
+	if err != nil {
+		return 0, err
+	}
+	size := binary.BigEndian.Uint32(b)
+	if size < 4 || size > MaxResponse {
+		return 0, fmt.Errorf("fetch response size %d out of range [4, %d] (not a Kafka response, or the stream is out of step)", size, MaxResponse)
+	}
+	if c.cfg.BufSize == 0 && len(c.buf) < int(size) {
+		// Sized to the response: only the prefix was read, nothing is
+		// buffered.
+		c.buf = make([]byte, size)
+		c.r, c.w = 0, 0
+	}
+	c.unread = int64(size) - int64(c.w-c.r)
+	return int64(size), nil
+}
+
+// respReader reads one response's fields, accounting every byte against
+// what its size prefix left.
+type respReader struct {
+	c          *Client
+	left, size int64
+}
+
+func (rr *respReader) take(n int) ([]byte, error) {
+	rr.left -= int64(n)
+	if rr.left < 0 {
+		return nil, fmt.Errorf("fetch response shorter than its fields (size %d)", rr.size)
+	}
+	return rr.c.need(n)
+}
+
+func (rr *respReader) u16() (uint16, error) {
+	b, err := rr.take(2)
+	if err != nil {
+		return 0, err
+	}
+	return binary.BigEndian.Uint16(b), nil
+}
+
+func (rr *respReader) u32() (uint32, error) {
+	b, err := rr.take(4)
+	if err != nil {
+		return 0, err
+	}
+	return binary.BigEndian.Uint32(b), nil
+}
+
+// header checks the correlation id and, from v7, the top-level error.
+func (rr *respReader) header() error {
+	corr, err := rr.u32()
+	if err != nil {
+		return err
+	}
+	if int32(corr) != rr.c.corrID {
+		return fmt.Errorf("fetch response correlation id %d, want %d", int32(corr), rr.c.corrID)
+	}
+	if _, err := rr.take(4); err != nil { // throttle_time_ms
+		return err
+	}
+	if rr.c.cfg.Version < 7 {
+		return nil
+	}
+	code, err := rr.u16()
+	if err != nil {
+		return err
+	}
+	if _, err := rr.take(4); err != nil { // session id
+		return err
+	}
+	if code != 0 {
+		return fmt.Errorf("fetch failed: %w", kerr.ErrorForCode(int16(code)))
+	}
+	return nil
+}
+
+// partition reads one partition's header and streams its records.
+func (rr *respReader) partition(res *Result) error {
+	hdr, err := rr.take(4 + 2 + 8 + 8) // partition, error, hw, last stable
+	if err != nil {
+		return err
+	}
+	res.ErrCode = int16(binary.BigEndian.Uint16(hdr[4:]))
+	res.HighWatermark = int64(binary.BigEndian.Uint64(hdr[6:]))
+	if rr.c.cfg.Version >= 5 {
+		b, err := rr.take(8)
+		if err != nil {
+			return err
+		}
+		res.LogStart = int64(binary.BigEndian.Uint64(b))
+	}
+	naborted, err := rr.u32()
+	if err != nil {
+		return err
+	}
+	if int32(naborted) > 0 {
+		if _, err := rr.take(int(naborted) * 16); err != nil {
+			return err
+		}
+	}
+	if rr.c.cfg.Version >= 11 {
+		if _, err := rr.take(4); err != nil { // preferred read replica
+			return err
+		}
+	}
+	rlen, err := rr.u32()
+	if err != nil || int32(rlen) <= 0 {
+		return err
+	}
+	rr.left -= int64(rlen)
+	if rr.left < 0 {
+		return fmt.Errorf("fetch response records (%d bytes) overrun its size %d", rlen, rr.size)
+	}
+	next, err := rr.c.records(int64(rlen))
+	if err != nil {
+		return err
+	}
+	res.RecordBytes += int64(rlen)
+	if next > res.Next {
+		res.Next = next
+	}
+	return nil
 }
 
 // records walks a record set of n bytes batch by batch and returns the
