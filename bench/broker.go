@@ -8,6 +8,7 @@ import (
 
 	"github.com/copyscope/copyscope/broker/transfer"
 	"github.com/copyscope/copyscope/internal/kfetch"
+	"github.com/copyscope/copyscope/metrics"
 	"golang.org/x/sys/unix"
 )
 
@@ -65,41 +66,21 @@ func consume(ctx context.Context, srv fetchServer, cfg Config, path string, end,
 	}
 }
 
+// consumeOnThread is one broker run on the calling (locked) thread:
+// connect and find the broker's data thread, count both threads around
+// fetching every offset, then build the Result.
 func consumeOnThread(ctx context.Context, srv fetchServer, cfg Config, events <-chan transfer.Event, addr, path string, end, bytes int64, dataCPU, consCPU int) (Result, error) {
 	tc := cfg.Counters
-	ctid := unix.Gettid()
-	if err := placeThread(0, consCPU, cfg.FIFO); err != nil {
-		return Result{}, err
-	}
-	fd, err := dialBlocking(addr, cfg.RcvLowat)
+	bc, done, err := connectConsumer(ctx, cfg, events, addr, dataCPU, consCPU)
 	if err != nil {
 		return Result{}, err
 	}
-	defer unix.Close(fd)
-	dtid, err := dataThread(ctx, events, localAddr(fd), addr)
-	if err != nil {
-		return Result{}, err
-	}
-	if dataCPU >= 0 || cfg.FIFO > 0 {
-		// The thread is the server's: free it again when we leave.
-		defer releaseThread(dtid)
-	}
-	if err := placeThread(dtid, dataCPU, cfg.FIFO); err != nil {
-		return Result{}, err
-	}
-	if err := tc.Watch(dtid, ctid); err != nil {
-		return Result{}, fmt.Errorf("watch data thread %d and consumer %d: %w", dtid, ctid, err)
-	}
-	defer tc.Unwatch(dtid, ctid)
+	defer done()
 	var ledBefore transfer.Ledger
-	if l := srv.ledger(dtid); l != nil {
+	if l := srv.ledger(bc.dtid); l != nil {
 		ledBefore = *l
 	}
-	dBefore, err := tc.Read(dtid)
-	if err != nil {
-		return Result{}, err
-	}
-	cBefore, err := tc.Read(ctid)
+	dBefore, cBefore, err := bc.read(tc)
 	if err != nil {
 		return Result{}, err
 	}
@@ -109,33 +90,16 @@ func consumeOnThread(ctx context.Context, srv fetchServer, cfg Config, events <-
 	if cfg.sel != nil {
 		kc.ClientID, kc.Keep = cfg.sel.clientID(), cfg.sel.keep
 	}
-	fc, err := kfetch.New(fd, kc)
+	fc, err := kfetch.New(bc.fd, kc)
 	if err != nil {
 		return Result{}, err
 	}
 	start := time.Now()
-	for off := int64(0); off < end; {
-		if err := ctx.Err(); err != nil {
-			return Result{}, err
-		}
-		res, err := fc.Fetch(off)
-		if err != nil {
-			return Result{}, fmt.Errorf("fetch at offset %d: %w", off, err)
-		}
-		if res.ErrCode != 0 {
-			return Result{}, fmt.Errorf("fetch at offset %d: Kafka error code %d", off, res.ErrCode)
-		}
-		if res.Next <= off {
-			return Result{}, fmt.Errorf("fetch at offset %d made no progress (high watermark %d)", off, res.HighWatermark)
-		}
-		off = res.Next
-	}
-	secs := time.Since(start).Seconds()
-	dAfter, err := tc.Read(dtid)
-	if err != nil {
+	if err := fetchAll(ctx, fc, end); err != nil {
 		return Result{}, err
 	}
-	cAfter, err := tc.Read(ctid)
+	secs := time.Since(start).Seconds()
+	dAfter, cAfter, err := bc.read(tc)
 	if err != nil {
 		return Result{}, err
 	}
@@ -149,7 +113,7 @@ func consumeOnThread(ctx context.Context, srv fetchServer, cfg Config, events <-
 		ConsumerReads:       fc.Reads, Fetches: fc.Fetches, RcvLowat: cfg.RcvLowat,
 	}
 	var led *transfer.Ledger
-	if l := srv.ledger(dtid); l != nil {
+	if l := srv.ledger(bc.dtid); l != nil {
 		d := ledgerSub(*l, ledBefore)
 		led = &d
 		r.Notes = append(r.Notes, d.Notes...)
@@ -173,6 +137,85 @@ func consumeOnThread(ctx context.Context, srv fetchServer, cfg Config, events <-
 		r.Notes = append(r.Notes, fmt.Sprintf("verified CRC-32C of %d batches in a second, unmeasured pass over %s", n, path))
 	}
 	return r, nil
+}
+
+// brokerConn is a consumer connection and the two threads a broker run
+// counts: the broker's data thread serving it and the consumer's own.
+type brokerConn struct {
+	fd, dtid, ctid int
+}
+
+// connectConsumer places the calling thread, connects to addr, finds and
+// places the broker's data thread for the connection and starts counting
+// both. done undoes all of it.
+func connectConsumer(ctx context.Context, cfg Config, events <-chan transfer.Event, addr string, dataCPU, consCPU int) (bc brokerConn, done func(), err error) {
+	var undo []func()
+	done = func() {
+		for i := len(undo) - 1; i >= 0; i-- {
+			undo[i]()
+		}
+	}
+	defer func() {
+		if err != nil {
+			done()
+		}
+	}()
+	bc.ctid = unix.Gettid()
+	if err := placeThread(0, consCPU, cfg.FIFO); err != nil {
+		return bc, done, err
+	}
+	if bc.fd, err = dialBlocking(addr, cfg.RcvLowat); err != nil {
+		return bc, done, err
+	}
+	fd := bc.fd
+	undo = append(undo, func() { unix.Close(fd) })
+	if bc.dtid, err = dataThread(ctx, events, localAddr(bc.fd), addr); err != nil {
+		return bc, done, err
+	}
+	if dataCPU >= 0 || cfg.FIFO > 0 {
+		// The thread is the server's: free it again when we leave.
+		dtid := bc.dtid
+		undo = append(undo, func() { releaseThread(dtid) })
+	}
+	if err := placeThread(bc.dtid, dataCPU, cfg.FIFO); err != nil {
+		return bc, done, err
+	}
+	if err := cfg.Counters.Watch(bc.dtid, bc.ctid); err != nil {
+		return bc, done, fmt.Errorf("watch data thread %d and consumer %d: %w", bc.dtid, bc.ctid, err)
+	}
+	undo = append(undo, func() { cfg.Counters.Unwatch(bc.dtid, bc.ctid) })
+	return bc, done, nil
+}
+
+// read returns the data thread's and the consumer's counters.
+func (bc brokerConn) read(tc ThreadCounters) (data, consumer metrics.Counters, err error) {
+	if data, err = tc.Read(bc.dtid); err != nil {
+		return data, consumer, err
+	}
+	consumer, err = tc.Read(bc.ctid)
+	return data, consumer, err
+}
+
+// fetchAll fetches offsets [0, end) in order, each response from where
+// the last one ended.
+func fetchAll(ctx context.Context, fc *kfetch.Client, end int64) error {
+	for off := int64(0); off < end; {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		res, err := fc.Fetch(off)
+		if err != nil {
+			return fmt.Errorf("fetch at offset %d: %w", off, err)
+		}
+		if res.ErrCode != 0 {
+			return fmt.Errorf("fetch at offset %d: Kafka error code %d", off, res.ErrCode)
+		}
+		if res.Next <= off {
+			return fmt.Errorf("fetch at offset %d made no progress (high watermark %d)", off, res.HighWatermark)
+		}
+		off = res.Next
+	}
+	return nil
 }
 
 // verifyPass consumes offsets [0, end) once more over its own connection
