@@ -17,6 +17,7 @@ import (
 
 	"github.com/copyscope/copyscope/broker/log"
 	"github.com/copyscope/copyscope/broker/transfer"
+	"github.com/copyscope/copyscope/internal/testca"
 	"github.com/copyscope/copyscope/metrics"
 )
 
@@ -71,6 +72,9 @@ type Config struct {
 	// set (no CAP_NET_ADMIN and not in tcp_allowed_congestion_control);
 	// every record and the table carry it.
 	congestionNote string
+	// tls: the test CA of the tls path's listener and receiver (made by
+	// normalize when --paths has tls; loopback only, thrown away after).
+	tls *testca.CA
 
 	// Selectivity, when not empty, sweeps broker-side filters: records
 	// get tags, and for each fraction (0.01..1) every path's broker
@@ -96,8 +100,16 @@ func (c *Config) normalize() error {
 		}
 	}
 	for _, p := range c.Paths {
+		if p == "tls" {
+			ca, err := testca.New()
+			if err != nil {
+				return fmt.Errorf("tls path: make a throwaway certificate: %w", err)
+			}
+			c.tls = ca
+			continue
+		}
 		if !slices.Contains(transfer.Names(), p) {
-			return fmt.Errorf("unknown path %q in --paths (valid: %v)", p, transfer.Names())
+			return fmt.Errorf("unknown path %q in --paths (valid: %v, tls)", p, transfer.Names())
 		}
 		if err := transfer.Supported(p); err != nil {
 			return fmt.Errorf("--paths: %w (leave it out)", err)

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"runtime"
 	"time"
@@ -94,6 +95,11 @@ func consumeOnThread(ctx context.Context, srv fetchServer, cfg Config, events <-
 	if err != nil {
 		return Result{}, err
 	}
+	if path == "tls" {
+		if err := fc.StartTLS(cfg.tls.ClientConfig()); err != nil {
+			return Result{}, err
+		}
+	}
 	start := time.Now()
 	if err := fetchAll(ctx, fc, end); err != nil {
 		return Result{}, err
@@ -130,7 +136,7 @@ func consumeOnThread(ctx context.Context, srv fetchServer, cfg Config, events <-
 		setFilterFields(&r, cfg.sel, fc.UsefulBytes, fc.WastedBytes, filteredBy)
 	}
 	if cfg.Verify {
-		n, err := verifyPass(ctx, addr, cfg.FetchMaxBytes, end, bytes)
+		n, err := verifyPass(ctx, addr, cfg.FetchMaxBytes, end, bytes, cfg.clientTLS(path))
 		if err != nil {
 			return Result{}, fmt.Errorf("verify %s after run: %w", path, err)
 		}
@@ -226,12 +232,17 @@ func fetchAll(ctx context.Context, fc *kfetch.Client, end int64) error {
 // paths, 256 MiB: broker/raw 0.37-0.81, the data thread sleeping 760
 // times a run against 29 for raw), so verifying there changed what was
 // measured.
-func verifyPass(ctx context.Context, addr string, maxBytes int32, end, bytes int64) (uint64, error) {
+func verifyPass(ctx context.Context, addr string, maxBytes int32, end, bytes int64, tlsCfg *tls.Config) (uint64, error) {
 	fc, err := kfetch.Dial(addr, 0, fetchConfig(maxBytes, true))
 	if err != nil {
 		return 0, err
 	}
 	defer fc.Close()
+	if tlsCfg != nil {
+		if err := fc.StartTLS(tlsCfg); err != nil {
+			return 0, err
+		}
+	}
 	for off := int64(0); off < end; {
 		if err := ctx.Err(); err != nil {
 			return fc.Batches, err
@@ -315,4 +326,20 @@ func dataThread(ctx context.Context, events <-chan transfer.Event, local, addr s
 			return 0, ctx.Err()
 		}
 	}
+}
+
+// clientTLS is the consumer's TLS configuration for path (nil but for tls).
+func (c Config) clientTLS(path string) *tls.Config {
+	if path != "tls" || c.tls == nil {
+		return nil
+	}
+	return c.tls.ClientConfig()
+}
+
+// serverTLS is the sender's TLS configuration for path (nil but for tls).
+func (c Config) serverTLS(path string) *tls.Config {
+	if path != "tls" || c.tls == nil {
+		return nil
+	}
+	return c.tls.ServerConfig()
 }

@@ -1,7 +1,10 @@
 package bench
 
 import (
+	"crypto/tls"
+	"errors"
 	"fmt"
+	"io"
 	"runtime"
 	"time"
 
@@ -64,7 +67,7 @@ type sinkResult struct {
 // sink accepts one connection and reads it into a 1 MiB buffer until EOF
 // on a locked (and optionally pinned) thread, as a bare C receiver would. The
 // thread exits with the goroutine so its pinning never leaks.
-func (l *sinkListener) sink(tc ThreadCounters, cpu, fifo, rcvlowat int, out chan<- sinkResult) {
+func (l *sinkListener) sink(tc ThreadCounters, cpu, fifo, rcvlowat int, cliTLS *tls.Config, out chan<- sinkResult) {
 	go func() {
 		runtime.LockOSThread() // never unlocked: the thread dies with us
 		var res sinkResult
@@ -92,9 +95,20 @@ func (l *sinkListener) sink(tc ThreadCounters, cpu, fifo, rcvlowat int, out chan
 			return
 		}
 		buf := make([]byte, recvBufSize)
+		read := func(b []byte) (int, error) { return unix.Read(fd, b) }
+		if cliTLS != nil { // tls: decrypt, as a TLS consumer must
+			tc := tls.Client(transfer.FDConn(fd), cliTLS)
+			read = func(b []byte) (int, error) {
+				n, err := tc.Read(b)
+				if errors.Is(err, io.EOF) {
+					return n, nil
+				}
+				return n, err
+			}
+		}
 		for {
 			res.reads++
-			n, err := unix.Read(fd, buf)
+			n, err := read(buf)
 			if err == unix.EINTR {
 				continue
 			}
@@ -130,7 +144,9 @@ type rawResult struct {
 // sendCPU) to a loopback receiver (pinned to recvCPU), both SCHED_FIFO fifo
 // if fifo > 0: the path without the Kafka protocol. cc, if set, is the
 // sending socket's TCP congestion control (as the broker's, Config.Congestion).
-func runRaw(path string, opts transfer.Options, spans []transfer.Span, tc ThreadCounters, sendCPU, recvCPU, fifo, rcvlowat int, cc string) (rawResult, error) {
+// For tls, srvTLS and cliTLS are the sender's and the receiver's TLS
+// configurations: the receiver decrypts what it reads.
+func runRaw(path string, opts transfer.Options, spans []transfer.Span, tc ThreadCounters, sendCPU, recvCPU, fifo, rcvlowat int, cc string, srvTLS, cliTLS *tls.Config) (rawResult, error) {
 	var want int64
 	parts := make([]transfer.Part, 0, len(spans))
 	for _, s := range spans {
@@ -143,7 +159,7 @@ func runRaw(path string, opts transfer.Options, spans []transfer.Span, tc Thread
 	}
 	defer ln.Close()
 	sinkc := make(chan sinkResult, 1)
-	ln.sink(tc, recvCPU, fifo, rcvlowat, sinkc)
+	ln.sink(tc, recvCPU, fifo, rcvlowat, cliTLS, sinkc)
 
 	// The sender's counters are read from this goroutine's thread, not
 	// its own: reading them (bpf map lookups, /proc files) must not count
@@ -160,11 +176,6 @@ func runRaw(path string, opts transfer.Options, spans []transfer.Span, tc Thread
 			tidc <- 0
 			sent <- res
 		}
-		p, err := transfer.New(path, opts)
-		if err != nil {
-			fail(err)
-			return
-		}
 		if err := placeThread(0, sendCPU, fifo); err != nil {
 			fail(err)
 			return
@@ -175,6 +186,17 @@ func runRaw(path string, opts transfer.Options, spans []transfer.Span, tc Thread
 			return
 		}
 		if err := setCongestion(sock, cc); err != nil {
+			unix.Close(sock)
+			fail(err)
+			return
+		}
+		var p transfer.Path
+		if srvTLS != nil {
+			p, err = transfer.NewTLS(sock, srvTLS, opts)
+		} else {
+			p, err = transfer.New(path, opts)
+		}
+		if err != nil {
 			unix.Close(sock)
 			fail(err)
 			return

@@ -1,12 +1,14 @@
 package bench
 
 import (
+	"crypto/tls"
 	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/copyscope/copyscope/broker/transfer"
+	"github.com/copyscope/copyscope/internal/testca"
 )
 
 func tempSpans(t *testing.T, sizes ...int) ([]transfer.Span, int64) {
@@ -32,9 +34,17 @@ func tempSpans(t *testing.T, sizes ...int) ([]transfer.Span, int64) {
 
 func TestRunRaw(t *testing.T) {
 	spans, total := tempSpans(t, 3<<20+17, 5<<20)
-	for _, path := range transfer.Names() {
+	ca, err := testca.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range append(transfer.Names(), "tls") {
 		t.Run(path, func(t *testing.T) {
-			res, err := runRaw(path, transfer.Options{Chunk: 64 << 10}, spans, ProcCounters(), 0, 1, 0, 0, "")
+			var srv, cli *tls.Config
+			if path == "tls" { // the receiver decrypts: it counts plaintext
+				srv, cli = ca.ServerConfig(), ca.ClientConfig()
+			}
+			res, err := runRaw(path, transfer.Options{Chunk: 64 << 10}, spans, ProcCounters(), 0, 1, 0, 0, "", srv, cli)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -51,7 +61,7 @@ func TestRunRaw(t *testing.T) {
 
 func TestRunRawBadPath(t *testing.T) {
 	spans, _ := tempSpans(t, 4096)
-	if _, err := runRaw("nope", transfer.Options{}, spans, ProcCounters(), -1, -1, 0, 0, ""); err == nil {
+	if _, err := runRaw("nope", transfer.Options{}, spans, ProcCounters(), -1, -1, 0, 0, "", nil, nil); err == nil {
 		t.Fatal("runRaw with an unknown path: no error")
 	}
 }

@@ -85,7 +85,7 @@ func zerocopyNote(led transfer.Ledger) string {
 // rawRecord runs the raw variant once and builds its Result.
 func rawRecord(path string, spans []transfer.Span, bytes int64, cfg Config) (Result, error) {
 	sendCPU, recvCPU := cfg.cpus()
-	rr, err := runRaw(path, transfer.Options{Chunk: cfg.Chunk, NoCork: cfg.NoCork}, spans, cfg.Counters, sendCPU, recvCPU, cfg.FIFO, cfg.RcvLowat, cfg.congestion())
+	rr, err := runRaw(path, transfer.Options{Chunk: cfg.Chunk, NoCork: cfg.NoCork}, spans, cfg.Counters, sendCPU, recvCPU, cfg.FIFO, cfg.RcvLowat, cfg.congestion(), cfg.serverTLS(path), cfg.clientTLS(path))
 	if err != nil {
 		return Result{}, err
 	}

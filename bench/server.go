@@ -23,7 +23,11 @@ func startBroker(store *log.Store, cfg Config) (fetchServer, error) {
 	kc := kafka.DefaultConfig()
 	kc.Listeners = nil
 	for _, p := range cfg.Paths {
-		kc.Listeners = append(kc.Listeners, kafka.Listener{Addr: "127.0.0.1:0", Path: p})
+		l := kafka.Listener{Addr: "127.0.0.1:0", Path: p}
+		if p == "tls" {
+			l.TLS = cfg.tls.ServerConfig()
+		}
+		kc.Listeners = append(kc.Listeners, l)
 	}
 	kc.Chunk = cfg.Chunk
 	kc.AutoCreateTopics = false

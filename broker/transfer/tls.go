@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"time"
@@ -75,16 +76,12 @@ func (p *tlsPath) Read(b []byte) (int, error) {
 	switch {
 	case errors.As(err, &ne) && ne.Timeout():
 		return n, unix.EAGAIN
-	case err != nil && n == 0 && isEOF(err):
+	case errors.Is(err, io.EOF) && n == 0:
 		return 0, nil
 	case err != nil && n > 0:
 		return n, nil // the error comes back on the next Read
 	}
 	return n, err
-}
-
-func isEOF(err error) bool {
-	return err.Error() == "EOF" || errors.Is(err, net.ErrClosed)
 }
 
 func (p *tlsPath) Send(_ int, parts []Part) (int64, error) {
@@ -166,14 +163,11 @@ func (c *fdConn) Read(b []byte) (int, error) {
 		case err != nil:
 			return 0, fmt.Errorf("read from socket %d: %w", c.fd, err)
 		case n == 0:
-			return 0, errEOF
+			return 0, io.EOF
 		}
 		return n, nil
 	}
 }
-
-// errEOF is io.EOF without importing io for one value.
-var errEOF = errors.New("EOF")
 
 // Write writes one TLS record's ciphertext, retrying short writes: these
 // are the bytes on the socket (BytesSent); tlsPath counts the plaintext
@@ -205,3 +199,9 @@ type fdAddr struct{}
 
 func (fdAddr) Network() string { return "tcp" }
 func (fdAddr) String() string  { return "fd" }
+
+// FDConn is a net.Conn over a connected, blocking socket fd that reads and
+// writes with plain read(2) and write(2) on the calling thread, for a TLS
+// client on a locked thread (a consumer in a measurement) to wrap with
+// crypto/tls. Close does not close fd.
+func FDConn(fd int) net.Conn { return &fdConn{fd: fd, lg: &ledger{}} }

@@ -7,6 +7,7 @@
 package kfetch
 
 import (
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"golang.org/x/sys/unix"
 
+	"github.com/copyscope/copyscope/broker/transfer"
 	"github.com/copyscope/copyscope/internal/recordbatch"
 )
 
@@ -58,6 +60,7 @@ type Config struct {
 // not safe for concurrent use, except Shutdown.
 type Client struct {
 	fd    int
+	tls   *tls.Conn // after StartTLS: the TLS session on fd
 	cfg   Config
 	table *crc32.Table
 	local string // local address, as the broker sees the peer ("" unless dialled)
@@ -273,7 +276,7 @@ func (c *Client) fill() error {
 	}
 	for {
 		c.Reads++
-		n, err := unix.Read(c.fd, c.buf[c.w:c.w+want])
+		n, err := c.read(c.buf[c.w : c.w+want])
 		if err == unix.EINTR {
 			continue
 		}
@@ -338,7 +341,7 @@ func (c *Client) Send(offset int64) error {
 	req := c.request(offset)
 	for len(req) > 0 {
 		c.Writes++
-		n, err := unix.Write(c.fd, req)
+		n, err := c.write(req)
 		if err == unix.EINTR {
 			continue
 		}
@@ -620,4 +623,35 @@ func (c *Client) keep(base, total int64) error {
 	c.UsefulBytes += useful
 	c.WastedBytes += total - useful
 	return nil
+}
+
+// StartTLS runs a TLS handshake on the client's socket with cfg; every
+// later request and response goes through it (a tls listener). The
+// handshake's reads and writes are plain syscalls on the calling thread.
+func (c *Client) StartTLS(cfg *tls.Config) error {
+	tc := tls.Client(transfer.FDConn(c.fd), cfg)
+	if err := tc.Handshake(); err != nil {
+		return fmt.Errorf("TLS handshake with the broker: %w", err)
+	}
+	c.tls = tc
+	return nil
+}
+
+// read and write move bytes on the socket, through TLS after StartTLS.
+func (c *Client) read(b []byte) (int, error) {
+	if c.tls == nil {
+		return unix.Read(c.fd, b)
+	}
+	n, err := c.tls.Read(b)
+	if errors.Is(err, io.EOF) {
+		return n, nil
+	}
+	return n, err
+}
+
+func (c *Client) write(b []byte) (int, error) {
+	if c.tls == nil {
+		return unix.Write(c.fd, b)
+	}
+	return c.tls.Write(b)
 }
