@@ -249,6 +249,7 @@ func (s *Server) createTopics(req *kmsg.CreateTopicsRequest) *kmsg.CreateTopicsR
 		default:
 			if err := s.store.CreateTopic(t.Topic, n); err != nil {
 				fail(errCode(err), err.Error())
+				s.logf("create topic %s: %v", t.Topic, err)
 			} else {
 				s.logf("created topic %s with %d partitions", t.Topic, n)
 			}

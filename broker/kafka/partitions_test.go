@@ -36,8 +36,12 @@ func createTopicsRaw(t *testing.T, addr, topic string, n int32) (int16, string) 
 func TestCreateTopicsBeyondCap(t *testing.T) {
 	const limit = 500 // the default, 4096, takes 40 s of fsyncs here
 	dir := t.TempDir()
-	b := startBrokerLog(t, dir, func(c *log.Config) { c.MaxPartitions = limit })
+	var logs logBuffer
+	b := startBrokerWith(t, dir, func(c *log.Config) { c.MaxPartitions = limit }, func(c *Config) { c.Logf = logs.logf })
 	code, msg := createTopicsRaw(t, b.addr, "huge", 10_000)
+	if logs.count("create topic huge", "--max-partitions") != 1 {
+		t.Errorf("no log line says why the creation was refused: %q", logs.lines)
+	}
 	if code != kerr.InvalidPartitions.Code || !strings.Contains(msg, "--max-partitions") {
 		t.Fatalf("CreateTopics of 10,000 partitions: error %d %q, want INVALID_PARTITIONS naming --max-partitions", code, msg)
 	}
