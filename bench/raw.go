@@ -140,6 +140,94 @@ type rawResult struct {
 	seconds float64
 }
 
+// rawSend is the handshake between runRaw and its sending thread: the
+// thread's id (0 when it could not start), its result, and the moments
+// to start sending and to close the socket.
+type rawSend struct {
+	tid           chan int
+	sent          chan rawResult
+	start, finish chan struct{}
+}
+
+// run is the sending thread: it connects (over TLS when srvTLS is set),
+// waits for start, sends every
+// part with one Path.Send and, once finish says the counters are read,
+// closes the socket (EOF for the receiver).
+func (rs rawSend) run(path string, opts transfer.Options, parts []transfer.Part, addr string, sendCPU, fifo int, cc string, srvTLS *tls.Config) {
+	runtime.LockOSThread() // never unlocked: the thread dies with us
+	var res rawResult
+	res.sender.tid = unix.Gettid()
+	fail := func(err error) {
+		res.sender.err = err
+		rs.tid <- 0
+		rs.sent <- res
+	}
+	if err := placeThread(0, sendCPU, fifo); err != nil {
+		fail(err)
+		return
+	}
+	sock, err := dialBlocking(addr, 0)
+	if err != nil {
+		fail(err)
+		return
+	}
+	if err := setCongestion(sock, cc); err != nil {
+		unix.Close(sock)
+		fail(err)
+		return
+	}
+	var p transfer.Path
+	if srvTLS != nil {
+		p, err = transfer.NewTLS(sock, srvTLS, opts)
+	} else {
+		p, err = transfer.New(path, opts)
+	}
+	if err != nil {
+		unix.Close(sock)
+		fail(err)
+		return
+	}
+	rs.tid <- res.sender.tid
+	<-rs.start
+	res.start = time.Now()
+	_, serr := p.Send(sock, parts)
+	cerr := p.Close() // zerocopy: waits for completions while the socket lives
+	res.ledger = p.Ledger()
+	switch {
+	case serr != nil:
+		res.sender.err = fmt.Errorf("raw %s send: %w", path, serr)
+	case cerr != nil:
+		res.sender.err = fmt.Errorf("raw %s close: %w", path, cerr)
+	}
+	rs.sent <- res
+	<-rs.finish
+	unix.Close(sock)
+}
+
+// count reads the sending thread's counters just before it starts and
+// just after it has sent, and returns its result with their difference.
+func (rs rawSend) count(tc ThreadCounters) rawResult {
+	tid := <-rs.tid
+	if tid == 0 {
+		return <-rs.sent
+	}
+	_ = tc.Watch(tid)
+	defer tc.Unwatch(tid)
+	before, err := tc.Read(tid)
+	close(rs.start)
+	res := <-rs.sent
+	after, aerr := tc.Read(tid)
+	close(rs.finish)
+	if err == nil {
+		err = aerr
+	}
+	if res.sender.err == nil {
+		res.sender.err = err
+	}
+	res.sender.delta = after.Sub(before)
+	return res
+}
+
 // runRaw sends every span with one Path.Send on a locked thread (pinned to
 // sendCPU) to a loopback receiver (pinned to recvCPU), both SCHED_FIFO fifo
 // if fifo > 0: the path without the Kafka protocol. cc, if set, is the
@@ -164,78 +252,9 @@ func runRaw(path string, opts transfer.Options, spans []transfer.Span, tc Thread
 	// The sender's counters are read from this goroutine's thread, not
 	// its own: reading them (bpf map lookups, /proc files) must not count
 	// as the data thread's syscalls.
-	tidc := make(chan int, 1)
-	sent := make(chan rawResult, 1)
-	start, finish := make(chan struct{}), make(chan struct{})
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread dies with us
-		var res rawResult
-		res.sender.tid = unix.Gettid()
-		fail := func(err error) {
-			res.sender.err = err
-			tidc <- 0
-			sent <- res
-		}
-		if err := placeThread(0, sendCPU, fifo); err != nil {
-			fail(err)
-			return
-		}
-		sock, err := dialBlocking(ln.addr, 0)
-		if err != nil {
-			fail(err)
-			return
-		}
-		if err := setCongestion(sock, cc); err != nil {
-			unix.Close(sock)
-			fail(err)
-			return
-		}
-		var p transfer.Path
-		if srvTLS != nil {
-			p, err = transfer.NewTLS(sock, srvTLS, opts)
-		} else {
-			p, err = transfer.New(path, opts)
-		}
-		if err != nil {
-			unix.Close(sock)
-			fail(err)
-			return
-		}
-		tidc <- res.sender.tid
-		<-start
-		res.start = time.Now()
-		_, serr := p.Send(sock, parts)
-		cerr := p.Close() // zerocopy: waits for completions while the socket lives
-		res.ledger = p.Ledger()
-		switch {
-		case serr != nil:
-			res.sender.err = fmt.Errorf("raw %s send: %w", path, serr)
-		case cerr != nil:
-			res.sender.err = fmt.Errorf("raw %s close: %w", path, cerr)
-		}
-		sent <- res
-		<-finish
-		unix.Close(sock) // EOF for the receiver, after the counters are read
-	}()
-	var res rawResult
-	if tid := <-tidc; tid == 0 {
-		res = <-sent
-	} else {
-		_ = tc.Watch(tid)
-		defer tc.Unwatch(tid)
-		before, err := tc.Read(tid)
-		close(start)
-		res = <-sent
-		after, aerr := tc.Read(tid)
-		close(finish)
-		if err == nil {
-			err = aerr
-		}
-		if res.sender.err == nil {
-			res.sender.err = err
-		}
-		res.sender.delta = after.Sub(before)
-	}
+	rs := rawSend{tid: make(chan int, 1), sent: make(chan rawResult, 1), start: make(chan struct{}), finish: make(chan struct{})}
+	go rs.run(path, opts, parts, ln.addr, sendCPU, fifo, cc, srvTLS)
+	res := rs.count(tc)
 	if res.sender.err != nil {
 		_ = unix.Shutdown(ln.fd, unix.SHUT_RDWR) // the receiver may still wait in accept
 	}
