@@ -349,7 +349,7 @@ func (m columnsModel) view(height int) string {
 		if m.samples == 0 {
 			return m.c.st.dim.Render("waiting for the first sample…")
 		}
-		return m.c.st.dim.Render("no subject to show (press 1-6 to enable paths)")
+		return m.c.st.dim.Render("no subject to show (press 1-9 to enable paths)")
 	}
 	off := min(max(0, m.offset), len(names)-fits)
 	f := frame{labelW: labelW, colW: colW, w: colW - 1} // one blank between columns

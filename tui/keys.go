@@ -26,7 +26,7 @@ func newKeyMap(demo bool) keyMap {
 		Mode:   key.NewBinding(key.WithKeys("m"), key.WithHelp("m", "mode")),
 		Chunk:  key.NewBinding(key.WithKeys("c"), key.WithHelp("c", "chunk")),
 		Fetch:  key.NewBinding(key.WithKeys("f"), key.WithHelp("f", "fetch size")),
-		Paths:  key.NewBinding(key.WithKeys("1", "2", "3", "4", "5", "6"), key.WithHelp("1-6", "paths")),
+		Paths:  key.NewBinding(key.WithKeys("1", "2", "3", "4", "5", "6", "7", "8", "9"), key.WithHelp("1-9", "paths")),
 		Left:   key.NewBinding(key.WithKeys("left", "h"), key.WithHelp("←/→", "scroll")),
 		Right:  key.NewBinding(key.WithKeys("right", "l")),
 		Help:   key.NewBinding(key.WithKeys("?"), key.WithHelp("?", "help")),

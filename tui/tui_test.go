@@ -354,3 +354,21 @@ func TestFetchKeyCyclesAndShows(t *testing.T) {
 		t.Errorf("header does not show the fetch size 256K:\n%s", v)
 	}
 }
+
+// TestPathKeysEight: with the three io_uring paths the demo has eight
+// columns, and keys 6 to 8 toggle them like the first five.
+func TestPathKeysEight(t *testing.T) {
+	rec := &recorder{}
+	cfg := demoConfig(rec)
+	cfg.Subjects = []string{"read", "mmap", "sendfile", "splice", "zerocopy", "uring", "uring-splice", "uring-zc"}
+	runModel(t, New(cfg, nil), 120, 40, nil, "689")
+	var got []string
+	for _, a := range rec.actions {
+		if a.Kind == ActionPaths {
+			got = append(got, fmt.Sprintf("uring=%v uring-zc=%v", a.Enabled["uring"], a.Enabled["uring-zc"]))
+		}
+	}
+	if len(got) != 2 || got[0] != "uring=false uring-zc=true" || got[1] != "uring=false uring-zc=false" {
+		t.Fatalf("keys 6 and 8 toggled %v, want uring then uring-zc off (9 names no path)", got)
+	}
+}
