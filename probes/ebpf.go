@@ -537,7 +537,8 @@ func (p *ebpfProbe) Notes() []string {
 		for _, c := range p.colls {
 			for name, prog := range c.Programs {
 				if st, err := prog.Stats(); err == nil && st.RecursionMisses > 0 {
-					out = append(out, fmt.Sprintf("%s: %d events (of any thread, watched or not) skipped by the kernel because a BPF program was already running on that CPU", name, st.RecursionMisses))
+					out = append(out, fmt.Sprintf("%s: %d events (of any thread, watched or not) skipped by the kernel because a BPF program was already running on that CPU: %s",
+						name, st.RecursionMisses, affected(name)))
 				}
 			}
 		}
@@ -942,4 +943,26 @@ func (p *ebpfProbe) FollowComm(name string) error {
 	}
 	p.followCfg = cfg
 	return nil
+}
+
+// affected says which metrics read low when a program misses events.
+func affected(prog string) string {
+	for _, d := range ebpfPrograms() {
+		if d.name != prog {
+			continue
+		}
+		var names []string
+		for _, mf := range metricFields() {
+			if d.fields&mf.field != 0 {
+				names = append(names, mf.name)
+			}
+		}
+		if len(names) > 0 {
+			return strings.Join(names, ", ") + " may read low"
+		}
+		if d.lost != "" {
+			return "what it adds may be short (without it: " + d.lost + ")"
+		}
+	}
+	return "what it counts may read low"
 }

@@ -156,3 +156,17 @@ func TestEBPFFollowsExecByName(t *testing.T) {
 		t.Errorf("the shell's kill before the exec was counted (%d): watched too early", c.SyscallsByName["kill"])
 	}
 }
+
+// TestAffectedNamesMetrics: a note about a program missing events names
+// the metrics that then read low.
+func TestAffectedNamesMetrics(t *testing.T) {
+	for prog, want := range map[string]string{
+		faultsProgBlockRqComplete: "disk_read_bytes may read low",
+		schedProgSchedSwitch:      "ctx_switches, cpu_ns may read low",
+		syscallsProgSysExit:       "delivered_bytes",
+	} {
+		if got := affected(prog); !strings.Contains(got, want) {
+			t.Errorf("affected(%s) = %q, want it to contain %q", prog, got, want)
+		}
+	}
+}

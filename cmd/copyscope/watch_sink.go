@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"regexp"
 
 	"github.com/copyscope/copyscope/metrics"
 )
@@ -125,18 +126,21 @@ func (l *watchLog) say(format string, a ...any) {
 	fmt.Fprintf(l.stderr, format, a...)
 }
 
-// notes says each probe note once.
+// notes says each probe note once: one whose counts grow (events skipped
+// so far) is the same note.
 func (l *watchLog) notes(ns []string) {
 	if l.noted == nil {
 		l.noted = map[string]bool{}
 	}
 	for _, n := range ns {
-		if !l.noted[n] {
-			l.noted[n] = true
+		if key := noteDigits.ReplaceAllString(n, "#"); !l.noted[key] {
+			l.noted[key] = true
 			l.say("copyscope: note: %s\n", n)
 		}
 	}
 }
+
+var noteDigits = regexp.MustCompile(`[0-9]+`)
 
 // release prints what was held and stops holding.
 func (l *watchLog) release() {
