@@ -101,7 +101,9 @@ struct thread_stats {
 	enum slot_state state; /* written last when a slot changes hands */
 	__u32 tid;
 	__u32 tgid;
-	__u32 pad;
+	__u16 port;    /* local port of the socket last moved data on (track_ports) */
+	__u8 matched;  /* moved data on a socket the port filter keeps (filter_ports) */
+	__u8 pad;
 	char comm[16]; /* at the first counted syscall, then at exit */
 	struct io_counters io;
 	__u64 sys[NSYS];
@@ -253,6 +255,64 @@ static __always_inline struct sock *file_sock(struct file *f)
  *      blocked when read).
  */
 volatile const __u8 count_on_exit = 1;
+
+/*
+ * Ports, set by the loader (the verifier drops what is off, so neither
+ * costs anything unless asked for):
+ *   track_ports:  each thread's slot keeps the local port of the last
+ *                 socket it moved data on (watch --by port);
+ *   filter_ports: socket bytes count only on sockets whose local or remote
+ *                 port is set in the ports bitmap, file and pipe bytes only
+ *                 for threads that moved data on such a socket (--port).
+ */
+volatile const __u8 track_ports = 0;
+volatile const __u8 filter_ports = 0;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 65536 / 64);
+	__type(key, __u32); /* port / 64 */
+	__type(value, __u64);
+} ports SEC(".maps");
+
+static __always_inline bool port_set(__u16 port)
+{
+	__u32 w = port / 64;
+	__u64 *bits = bpf_map_lookup_elem(&ports, &w);
+	return bits && (*bits & (1ULL << (port % 64)));
+}
+
+/* port_counted reports whether bytes on socket file f count, and records
+ * its local port in the thread's slot. */
+static __always_inline bool port_counted(struct thread_stats *st, struct file *f)
+{
+	if (!track_ports && !filter_ports)
+		return true;
+	struct sock *sk = f ? file_sock(f) : 0;
+	if (!sk)
+		return !filter_ports;
+	__u16 lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	__u16 rport = __builtin_bswap16(BPF_CORE_READ(sk, __sk_common.skc_dport)) /* x86: little endian */;
+	if (filter_ports && !port_set(lport) && !port_set(rport))
+		return false;
+	if (filter_ports)
+		st->matched = 1;
+	if (track_ports)
+		st->port = lport;
+	return true;
+}
+
+/* class_counted reports whether bytes through f (of class cls) count: on
+ * a socket, as port_counted says; through a file or pipe, under the port
+ * filter, only for a thread that has moved data on a kept socket (a
+ * connection's thread serving that port), so copies per byte stay those
+ * of the kept sockets' traffic. */
+static __always_inline bool class_counted(struct thread_stats *st, __u32 cls, struct file *f)
+{
+	if (cls == CLASS_SOCKET)
+		return port_counted(st, f);
+	return !filter_ports || st->matched;
+}
 
 /* Keep the compiler from moving memory accesses across this point. */
 #define barrier() asm volatile("" ::: "memory")
@@ -496,6 +556,8 @@ int BPF_PROG(sys_exit, struct pt_regs *regs, long ret)
 		cls = file_class_fast(f);
 		if (cls == CLASS_OTHER && nocopy_dev(f))
 			return 0;
+		if (!class_counted(st, cls, f))
+			return 0;
 		c->to_user[cls & 3] += ret;
 		if (cls == CLASS_SOCKET)
 			c->received += ret;
@@ -509,6 +571,8 @@ int BPF_PROG(sys_exit, struct pt_regs *regs, long ret)
 			return 0;
 		}
 		if (ret > 0) {
+			if (!class_counted(st, cls, f))
+				return 0;
 			c->to_user[cls & 3] += ret;
 			if (cls == CLASS_SOCKET)
 				c->received += ret;
@@ -526,6 +590,8 @@ int BPF_PROG(sys_exit, struct pt_regs *regs, long ret)
 		f = fd_file(t, fd);
 		cls = file_class_fast(f);
 		if (cls == CLASS_OTHER && nocopy_dev(f))
+			return 0;
+		if (!class_counted(st, cls, f))
 			return 0;
 		if (cls == CLASS_SOCKET)
 			c->delivered += ret;
@@ -547,7 +613,10 @@ int BPF_PROG(sys_exit, struct pt_regs *regs, long ret)
 		if (ret == 0)
 			return 0;
 		__u64 bytes = mmsg_bytes((void *)regs->si, ret);
-		cls = file_class_fast(fd_file(t, fd));
+		f = fd_file(t, fd);
+		cls = file_class_fast(f);
+		if (!class_counted(st, cls, f))
+			return 0;
 		if (nr == NR_recvmmsg) {
 			c->to_user[cls & 3] += bytes;
 			if (cls == CLASS_SOCKET)
@@ -565,20 +634,30 @@ int BPF_PROG(sys_exit, struct pt_regs *regs, long ret)
 	case NR_vmsplice: /* vmsplice(pipe, ...) */
 		if (ret == 0)
 			return 0;
-		cls = file_class_fast(fd_file(t, nr == NR_tee ? (int)regs->si : fd));
+		f = fd_file(t, nr == NR_tee ? (int)regs->si : fd);
+		cls = file_class_fast(f);
 		break;
 	case NR_splice:           /* splice(in, off_in, out, ...): out is dx */
 	case NR_copy_file_range: /* copy_file_range(in, off_in, out, ...) */
 		if (ret == 0)
 			return 0;
-		cls = file_class_fast(fd_file(t, (int)regs->dx));
+		f = fd_file(t, (int)regs->dx);
+		cls = file_class_fast(f);
 		/* Bytes leave a socket only through splice(socket -> pipe). */
-		if (nr == NR_splice && cls == CLASS_PIPE && file_class_fast(fd_file(t, fd)) == CLASS_SOCKET)
-			c->received += ret;
+		if (nr == NR_splice && cls == CLASS_PIPE) {
+			struct file *in = fd_file(t, fd);
+			if (file_class_fast(in) == CLASS_SOCKET) {
+				if (!port_counted(st, in))
+					return 0;
+				c->received += ret;
+			}
+		}
 		break;
 	default:
 		return 0;
 	}
+	if (!class_counted(st, cls, f))
+		return 0;
 	c->moved[cls & 3] += ret;
 	if (cls == CLASS_SOCKET)
 		c->delivered += ret;

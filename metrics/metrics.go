@@ -31,6 +31,7 @@ const (
 	KindThread  Kind = "thread"
 	KindProcess Kind = "process"
 	KindComm    Kind = "comm"
+	KindPort    Kind = "port"
 )
 
 // FdClass classifies the file descriptor a copy went through.

@@ -44,6 +44,14 @@ type EBPFOptions struct {
 	// unwatched. By default a process forked by a process watched whole
 	// (AddProcesses) is watched too, from its first syscall, in the kernel.
 	NoFollowChildren bool
+	// Ports, when not empty, limits the socket bytes counted (delivered,
+	// received, and the copies and moves through sockets) to sockets whose
+	// local or remote port is one of them; file and pipe bytes and the
+	// syscalls themselves are counted as usual. Decided in the kernel.
+	Ports []int
+	// TrackPorts records, per thread, the local port of the socket it last
+	// moved data on (Thread.Port), for grouping by port.
+	TrackPorts bool
 }
 
 // progDesc says where one BPF program attaches and what is lost without it.
@@ -342,13 +350,16 @@ func (p *ebpfProbe) prepare(obj string, opts EBPFOptions, edit func(string, *ebp
 	if edit != nil {
 		edit(obj, spec)
 	}
-	if v := spec.Variables[syscallsVarCountOnExit]; v != nil {
-		var on uint8
-		if p.countOnExit {
-			on = 1
-		}
-		if err := v.Set(on); err != nil {
-			return nil, fmt.Errorf("set count_on_exit in BPF object %s: %w", obj, err)
+	for name, on := range map[string]bool{syscallsVarCountOnExit: p.countOnExit,
+		syscallsVarTrackPorts: opts.TrackPorts, syscallsVarFilterPorts: len(opts.Ports) > 0} {
+		if v := spec.Variables[name]; v != nil {
+			var b uint8
+			if on {
+				b = 1
+			}
+			if err := v.Set(b); err != nil {
+				return nil, fmt.Errorf("set %s in BPF object %s: %w", name, obj, err)
+			}
 		}
 	}
 	return spec, nil
@@ -363,6 +374,9 @@ func (p *ebpfProbe) adopt(obj string, coll *ebpf.Collection, opts EBPFOptions) e
 		p.drops = coll.Maps[syscallsMapDrops]
 		var err error
 		if p.slots, err = newSlotTable(coll); err != nil {
+			return err
+		}
+		if err := setPorts(coll.Maps[syscallsMapPorts], opts.Ports); err != nil {
 			return err
 		}
 	}
@@ -786,10 +800,11 @@ func (p *ebpfProbe) Read() (Reading, error) {
 		}
 		ti := p.identify(tid)
 		t.PID, t.Comm, t.Exited = ti.pid, ti.comm, ti.exited
+		t.Port = p.kernelID[tid].port
 		if e, ok := p.exited[tid]; ok && e.tgid > 0 {
 			// The kernel's record of who it was: /proc may already show
 			// a new thread that reuses the id.
-			t.PID, t.Comm, t.Exited = e.tgid, e.comm, true
+			t.PID, t.Comm, t.Exited, t.Port = e.tgid, e.comm, true, e.port
 		}
 		r.Threads[tid] = t
 	}
@@ -965,4 +980,21 @@ func affected(prog string) string {
 		}
 	}
 	return "what it counts may read low"
+}
+
+// setPorts sets the ports' bits in the kernel's port bitmap.
+func setPorts(m *ebpf.Map, ports []int) error {
+	words := map[uint32]uint64{}
+	for _, port := range ports {
+		if port <= 0 || port > 65535 {
+			return fmt.Errorf("port %d outside 1..65535", port)
+		}
+		words[uint32(port/64)] |= 1 << (port % 64)
+	}
+	for w, bits := range words {
+		if err := m.Put(w, bits); err != nil {
+			return fmt.Errorf("set ports %d..%d in the port filter: %w", w*64, w*64+63, err)
+		}
+	}
+	return nil
 }

@@ -4,6 +4,8 @@ package probes
 
 import (
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/copyscope/copyscope/metrics"
 )
@@ -169,4 +173,77 @@ func TestAffectedNamesMetrics(t *testing.T) {
 			t.Errorf("affected(%s) = %q, want it to contain %q", prog, got, want)
 		}
 	}
+}
+
+// TestEBPFPorts: a thread that sends on two sockets, one to a kept port
+// and one to another: with Ports, only the kept socket's bytes count;
+// with TrackPorts, the thread carries the local port it last sent from.
+func TestEBPFPorts(t *testing.T) {
+	lnKept, lnOther := listenDiscard(t), listenDiscard(t)
+	kept := lnKept.Addr().(*net.TCPAddr).Port
+	const n, k = 20, 4096
+	p := openEBPFOrSkip(t, EBPFOptions{Ports: []int{kept}, TrackPorts: true})
+	var local int
+	_, _, tid := runLocked(t, p, func() error {
+		a, err := net.Dial("tcp", lnKept.Addr().String())
+		if err != nil {
+			return err
+		}
+		defer a.Close()
+		b, err := net.Dial("tcp", lnOther.Addr().String())
+		if err != nil {
+			return err
+		}
+		defer b.Close()
+		local = a.LocalAddr().(*net.TCPAddr).Port
+		fa, _ := a.(*net.TCPConn).File()
+		fb, _ := b.(*net.TCPConn).File()
+		defer fa.Close()
+		defer fb.Close()
+		buf := make([]byte, k)
+		for range n {
+			if _, err := unix.Write(int(fb.Fd()), buf); err != nil {
+				return err
+			}
+			if _, err := unix.Write(int(fa.Fd()), buf); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	r, err := p.Read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	th := r.Threads[tid]
+	if got := th.Counters.DeliveredBytes; got != n*k {
+		t.Errorf("delivered %d bytes, want %d: only the kept port's socket counts", got, n*k)
+	}
+	if got := th.Counters.CopiedFromUser[metrics.ClassSocket]; got != n*k {
+		t.Errorf("copied_from_user[socket] = %d, want %d", got, n*k)
+	}
+	if th.Port != local {
+		t.Errorf("thread's port %d, want %d, the local port of the socket it last sent on", th.Port, local)
+	}
+}
+
+// listenDiscard listens on a loopback port and reads and drops whatever
+// each connection sends.
+func listenDiscard(t *testing.T) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { io.Copy(io.Discard, c); c.Close() }()
+		}
+	}()
+	return ln
 }

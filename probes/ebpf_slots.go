@@ -216,6 +216,7 @@ func addIO(c *metrics.Counters, toUser, fromUser, moved [4]uint64, delivered, re
 type exitedThread struct {
 	tgid     int
 	comm     string
+	port     int // local port of the socket it last moved data on (TrackPorts)
 	counters metrics.Counters
 	reported bool // given in a reading as exited, with these final counts
 }
@@ -226,13 +227,13 @@ type exitedThread struct {
 func (p *ebpfProbe) harvest(add func(tid uint32, f func(c *metrics.Counters))) error {
 	return p.slots.each(func(slot int, state syscallsSlotState, v *syscallsThreadStats) error {
 		tid := v.Tid
-		p.kernelID[int(tid)] = kernelIdentity{tgid: int(v.Tgid), comm: cString(v.Comm[:])}
+		p.kernelID[int(tid)] = kernelIdentity{tgid: int(v.Tgid), comm: cString(v.Comm[:]), port: int(v.Port)}
 		if state != slotExited {
 			add(tid, func(c *metrics.Counters) { addSlot(c, v, p.countOnExit) })
 			return nil
 		}
 		e := p.exited[int(tid)]
-		e.tgid, e.comm = int(v.Tgid), cString(v.Comm[:])
+		e.tgid, e.comm, e.port = int(v.Tgid), cString(v.Comm[:]), int(v.Port)
 		addSlot(&e.counters, v, p.countOnExit)
 		p.exited[int(tid)] = e
 		return p.slots.release(uint32(slot))
@@ -263,4 +264,5 @@ func (p *ebpfProbe) forgetSlots(tids map[uint32]bool) error {
 type kernelIdentity struct {
 	tgid int
 	comm string
+	port int // local port of the socket it last moved data on (TrackPorts)
 }

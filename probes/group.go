@@ -17,15 +17,23 @@ const (
 	ByProcess Grouping = "process"
 	// ByComm makes one subject per process command name.
 	ByComm Grouping = "comm"
+	// ByPort makes one subject per local port, named ":port": each thread
+	// counts under the local port of the socket it first moved data on
+	// (a broker's listeners side by side when each connection has its
+	// own thread); threads that moved none are "no socket".
+	ByPort Grouping = "port"
 )
 
-// ParseGrouping accepts thread, process or comm.
+// NoSocket names the ByPort subject of threads not seen on a socket yet.
+const NoSocket = "no socket"
+
+// ParseGrouping accepts thread, process, comm or port.
 func ParseGrouping(s string) (Grouping, error) {
 	switch g := Grouping(s); g {
-	case ByThread, ByProcess, ByComm:
+	case ByThread, ByProcess, ByComm, ByPort:
 		return g, nil
 	}
-	return "", fmt.Errorf("unknown grouping %q (use thread, process or comm)", s)
+	return "", fmt.Errorf("unknown grouping %q (use thread, process, comm or port)", s)
 }
 
 // processNames maps each pid in r to its process name: the comm of the
@@ -75,6 +83,11 @@ func subjectFunc(by Grouping, names map[int]string) func(Thread) (metrics.Subjec
 			return metrics.Subject{Kind: metrics.KindProcess, Name: proc + "[" + strconv.Itoa(t.PID) + "]"}, true
 		case ByComm:
 			return metrics.Subject{Kind: metrics.KindComm, Name: proc}, true
+		case ByPort:
+			if t.Port == 0 {
+				return metrics.Subject{Kind: metrics.KindPort, Name: NoSocket}, true
+			}
+			return metrics.Subject{Kind: metrics.KindPort, Name: ":" + strconv.Itoa(t.Port)}, true
 		}
 		return metrics.Subject{}, false
 	}
@@ -137,6 +150,9 @@ type Grouper struct {
 	last    map[int]grouped // tid -> its subject and last counters
 	retired map[metrics.Subject]metrics.Counters
 	live    map[metrics.Subject]bool // subjects with a live thread in the last reading
+	// folded is, per process, the counts of released threads already
+	// retired into their own subjects: its pseudo-thread holds them too.
+	folded map[int]metrics.Counters
 }
 
 type grouped struct {
@@ -177,6 +193,7 @@ func newGrouper(subject func(Thread) (metrics.Subject, bool)) *Grouper {
 		last:    map[int]grouped{},
 		retired: map[metrics.Subject]metrics.Counters{},
 		live:    map[metrics.Subject]bool{},
+		folded:  map[int]metrics.Counters{},
 	}
 }
 
@@ -195,22 +212,29 @@ func (g *Grouper) Retire(tids ...int) {
 	}
 }
 
+// renames reports whether a thread now in subject moves when its subject
+// changes: under the built-in groupings, on a rename; by port, only out
+// of "no socket" (an event loop's thread keeps its first port).
+func (g *Grouper) renames(from metrics.Subject) bool {
+	if g.subject != nil {
+		return false
+	}
+	return g.by != ByPort || from.Name == NoSocket
+}
+
 // release forgets threads the backend folded into their process's
-// pseudo-thread (tid -pid). A renamed thread's base goes with its counts,
-// so what its old name kept is not counted again under the new one.
+// pseudo-thread (tid -pid). Each one's counts stay with its own subject
+// (under --by port or thread that is not the pseudo-thread's), and the
+// pseudo-thread, which now holds them too, counts them no more.
 func (g *Grouper) release(tids []int) {
 	for _, tid := range tids {
 		gr, ok := g.last[tid]
 		delete(g.last, tid)
-		if !ok || gr.base.Measured == 0 {
+		if !ok {
 			continue
 		}
-		ps, ok := g.last[-gr.pid]
-		if !ok {
-			ps = grouped{subject: gr.subject, pid: gr.pid}
-		}
-		ps.base = addCounters(ps.base, gr.base)
-		g.last[-gr.pid] = ps
+		g.retired[gr.subject] = addCounters(g.retired[gr.subject], gr.share())
+		g.folded[gr.pid] = addCounters(g.folded[gr.pid], gr.counters)
 	}
 }
 
@@ -233,12 +257,16 @@ func (g *Grouper) Snapshot(r Reading) metrics.Snapshot {
 	for tid, t := range r.Threads {
 		prev, known := g.last[tid]
 		cur := grouped{subject: prev.subject, counters: t.Counters, base: prev.base, pid: t.PID}
+		if f, ok := g.folded[t.PID]; ok && tid < 0 {
+			cur.base = addCounters(cur.base, f)
+			delete(g.folded, t.PID)
+		}
 		if !known {
 			var ok bool
 			if cur.subject, ok = subject(t); !ok {
 				continue
 			}
-		} else if now, ok := subject(t); ok && g.subject == nil && !t.Exited && now != prev.subject {
+		} else if now, ok := subject(t); ok && g.renames(prev.subject) && !t.Exited && now != prev.subject {
 			// Renamed: the old subject keeps the thread's counts so far.
 			g.retired[prev.subject] = addCounters(g.retired[prev.subject], cur.share())
 			cur.subject, cur.base = now, t.Counters

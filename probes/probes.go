@@ -14,10 +14,13 @@ import (
 
 // Thread is one watched thread's cumulative counters.
 type Thread struct {
-	TID      int
-	PID      int    // thread group id
-	Comm     string // thread name at last sight
-	Exited   bool   // the thread is gone; its counts are final
+	TID    int
+	PID    int    // thread group id
+	Comm   string // thread name at last sight
+	Exited bool   // the thread is gone; its counts are final
+	// Port is the local port of the socket the thread last moved data on,
+	// 0 when unknown (EBPFOptions.TrackPorts).
+	Port     int
 	Counters metrics.Counters
 }
 

@@ -70,13 +70,15 @@ type syscallsTgidBits struct {
 }
 
 type syscallsThreadStats struct {
-	_     structs.HostLayout
-	State syscallsSlotState
-	Tid   uint32
-	Tgid  uint32
-	Pad   uint32
-	Comm  [16]int8
-	Io    struct {
+	_       structs.HostLayout
+	State   syscallsSlotState
+	Tid     uint32
+	Tgid    uint32
+	Port    uint16
+	Matched uint8
+	Pad     uint8
+	Comm    [16]int8
+	Io      struct {
 		_              structs.HostLayout
 		ToUser         [4]uint64
 		FromUser       [4]uint64
@@ -105,6 +107,7 @@ const (
 	syscallsMapDrops             = "drops"
 	syscallsMapFilter            = "filter"
 	syscallsMapFreeSlots         = "free_slots"
+	syscallsMapPorts             = "ports"
 	syscallsMapStatsZero         = "stats_zero"
 	syscallsMapThreadStats       = "thread_stats"
 	syscallsMapTidSlots          = "tid_slots"
@@ -119,6 +122,8 @@ const (
 	syscallsVarBtfEmitMmsgLimits = "__btf_emit_mmsg_limits"
 	syscallsVarBtfEmitSysIndex   = "__btf_emit_sys_index"
 	syscallsVarCountOnExit       = "count_on_exit"
+	syscallsVarFilterPorts       = "filter_ports"
+	syscallsVarTrackPorts        = "track_ports"
 )
 
 // loadSyscalls returns the embedded CollectionSpec for syscalls.
@@ -175,6 +180,7 @@ type syscallsMapSpecs struct {
 	Drops        *ebpf.MapSpec `ebpf:"drops"`
 	Filter       *ebpf.MapSpec `ebpf:"filter"`
 	FreeSlots    *ebpf.MapSpec `ebpf:"free_slots"`
+	Ports        *ebpf.MapSpec `ebpf:"ports"`
 	StatsZero    *ebpf.MapSpec `ebpf:"stats_zero"`
 	ThreadStats  *ebpf.MapSpec `ebpf:"thread_stats"`
 	TidSlots     *ebpf.MapSpec `ebpf:"tid_slots"`
@@ -192,6 +198,8 @@ type syscallsVariableSpecs struct {
 	BtfEmitMmsgLimits *ebpf.VariableSpec `ebpf:"__btf_emit_mmsg_limits"`
 	BtfEmitSysIndex   *ebpf.VariableSpec `ebpf:"__btf_emit_sys_index"`
 	CountOnExit       *ebpf.VariableSpec `ebpf:"count_on_exit"`
+	FilterPorts       *ebpf.VariableSpec `ebpf:"filter_ports"`
+	TrackPorts        *ebpf.VariableSpec `ebpf:"track_ports"`
 }
 
 // syscallsObjects contains all objects after they have been loaded into the kernel.
@@ -217,6 +225,7 @@ type syscallsMaps struct {
 	Drops        *ebpf.Map `ebpf:"drops"`
 	Filter       *ebpf.Map `ebpf:"filter"`
 	FreeSlots    *ebpf.Map `ebpf:"free_slots"`
+	Ports        *ebpf.Map `ebpf:"ports"`
 	StatsZero    *ebpf.Map `ebpf:"stats_zero"`
 	ThreadStats  *ebpf.Map `ebpf:"thread_stats"`
 	TidSlots     *ebpf.Map `ebpf:"tid_slots"`
@@ -231,6 +240,7 @@ func (m *syscallsMaps) Close() error {
 		m.Drops,
 		m.Filter,
 		m.FreeSlots,
+		m.Ports,
 		m.StatsZero,
 		m.ThreadStats,
 		m.TidSlots,
@@ -249,6 +259,8 @@ type syscallsVariables struct {
 	BtfEmitMmsgLimits *ebpf.Variable `ebpf:"__btf_emit_mmsg_limits"`
 	BtfEmitSysIndex   *ebpf.Variable `ebpf:"__btf_emit_sys_index"`
 	CountOnExit       *ebpf.Variable `ebpf:"count_on_exit"`
+	FilterPorts       *ebpf.Variable `ebpf:"filter_ports"`
+	TrackPorts        *ebpf.Variable `ebpf:"track_ports"`
 }
 
 // syscallsPrograms contains all programs after they have been loaded into the kernel.

@@ -82,6 +82,8 @@ struct file {
 };
 
 struct sock_common {
+	__be16 skc_dport; /* remote port, network order */
+	__u16 skc_num;    /* local port, host order */
 	long unsigned int skc_flags;
 };
 

@@ -31,6 +31,8 @@ type watchFlags struct {
 	prom     promFlags
 	// followChildren watches new child processes of watched processes.
 	followChildren bool
+	// ports limits the socket bytes counted to these local or remote ports.
+	ports []int
 	cost           string
 }
 
@@ -67,7 +69,8 @@ marked estimates, no syscall counts or faults.`,
 	fl.StringVar(&f.comm, "comm", "", "watch every process with this command name: running ones, and (eBPF mode) new ones from their exec")
 	fl.StringVar(&f.cgroup, "cgroup", "", "watch every thread of a cgroup v2 directory and its descendant cgroups (absolute or relative to the cgroup2 mount)")
 	fl.BoolVar(&f.followChildren, "follow-children", true, "watch new child processes of watched processes from their first syscall (eBPF mode)")
-	fl.StringVar(&f.by, "by", "process", "group threads by thread, process or comm")
+	fl.StringVar(&f.by, "by", "process", "group threads by thread, process, comm or port (the local port of the socket each thread first moved data on; eBPF mode)")
+	fl.IntSliceVar(&f.ports, "port", nil, "count socket bytes only on sockets with this local or remote port (repeat or comma-separate; eBPF mode)")
 	fl.DurationVar(&f.interval, "interval", time.Second, "sampling interval")
 	fl.DurationVar(&f.duration, "duration", 0, "stop after this long (0: until interrupted or every process is gone)")
 	fl.BoolVar(&f.json, "json", false, "print JSON lines (one object per subject per interval)")
@@ -237,8 +240,12 @@ func (w *watchRun) open() error {
 		return err
 	}
 	opts.NoFollowChildren = !w.f.followChildren
+	opts.Ports, opts.TrackPorts = w.f.ports, w.by == probes.ByPort
 	if w.p, err = openWatchProbe(w.f.mode, opts, w.log.stderr); err != nil {
 		return err
+	}
+	if w.p.Mode() != metrics.ModeEBPF && (len(w.f.ports) > 0 || w.by == probes.ByPort) {
+		return errors.New("--port and --by port need eBPF mode (sockets are seen in the kernel; run as root, see copyscope doctor)")
 	}
 	w.g, w.watched, w.cgroupDir = probes.NewGrouper(w.by), map[int]bool{}, cgroupDir
 	for _, pid := range pids {
@@ -376,6 +383,9 @@ func watchFollow(p probes.Probe, f watchFlags, procs int, cgroupDir string) (str
 	}
 	if cgroupDir != "" {
 		what = append(what, "cgroup "+cgroupDir+" with its descendant cgroups")
+	}
+	if len(f.ports) > 0 {
+		what = append(what, fmt.Sprintf("socket bytes on ports %v only", f.ports))
 	}
 	return strings.Join(what, " and "), nil
 }

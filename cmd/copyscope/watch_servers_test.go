@@ -729,3 +729,71 @@ func TestWatchBrokerKcat(t *testing.T) {
 		})
 	}
 }
+
+// TestWatchBrokerPort: a broker with a read listener and a sendfile
+// listener, consumed through both at once: watch --port counts only the
+// sendfile listener's traffic, 0.00 copies per sent byte, while a watch
+// --by port runs beside it.
+func TestWatchBrokerPort(t *testing.T) {
+	needPrograms(t, map[string]string{"kcat": "kcat"})
+	input := filepath.Join(t.TempDir(), "lines")
+	line := strings.Repeat("y", 999) + "\n"
+	if err := os.WriteFile(input, []byte(strings.Repeat(line, 8000)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	readPort, sfPort := freePort(t), freePort(t)
+	b := startBrokerChild(t, true, "--data", t.TempDir(),
+		"--listen", fmt.Sprintf("read=127.0.0.1:%d", readPort), "--listen", fmt.Sprintf("sendfile=127.0.0.1:%d", sfPort))
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	kcat := func(port int, args ...string) error {
+		out, err := exec.CommandContext(ctx, "kcat", append([]string{"-b", fmt.Sprintf("127.0.0.1:%d", port), "-t", "p"}, args...)...).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("kcat %v: %v\n%s", args, err, out)
+		}
+		return nil
+	}
+	if err := kcat(readPort, "-P", "-l", input); err != nil {
+		t.Fatal(err)
+	}
+	pid := strconv.Itoa(b.cmd.Process.Pid)
+	byPort := startWatchArgs(t, "--pid", pid, "--by", "port")
+	onlySF := startWatchArgs(t, "--pid", pid, "--port", strconv.Itoa(sfPort))
+	const rounds = 3
+	errs := make(chan error, 2)
+	for _, port := range []int{readPort, sfPort} {
+		go func() {
+			var err error
+			for i := 0; i < rounds && err == nil; i++ {
+				err = kcat(port, "-C", "-o", "beginning", "-e", "-q", "-f", "")
+			}
+			errs <- err
+		}()
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(time.Second) // the last connections' threads exit and are read
+	out, _ := byPort(true)
+	tot := totalsOf(t, out)
+	for name, o := range tot {
+		t.Logf("by port: %s delivered %.0f received %.0f moved %v", name, o.num("delivered_bytes"), o.num("received_bytes"), o["moved_in_kernel_by_class"])
+	}
+	// Not asserted: under load, a connection thread born and gone between
+	// two readings can land in "no socket" instead of its port's subject
+	// (an open bug in grouping released threads by port); logged to show.
+	for _, port := range []int{readPort, sfPort} {
+		o := tot[":"+strconv.Itoa(port)]
+		t.Logf("--by port :%d: delivered %.0f, copies per sent byte %v", port, o.num("delivered_bytes"), o["copies_per_sent_byte"])
+	}
+	out, stderr := onlySF(true)
+	if !strings.Contains(stderr, fmt.Sprintf("on ports [%d] only", sfPort)) {
+		t.Errorf("watch --port does not say what it counts:\n%s", stderr)
+	}
+	o := only(t, totalsOf(t, out))
+	near(t, "--port delivered_bytes", o.num("delivered_bytes"), rounds*8000*1000, 0.02)
+	ratio(t, o, "copies_per_sent_byte", 0, 0.02)
+	verdict(t, o, "verdict_sends", "sends: 100% by reference (sendfile/splice)")
+}
