@@ -33,7 +33,7 @@ type watchFlags struct {
 	followChildren bool
 	// ports limits the socket bytes counted to these local or remote ports.
 	ports []int
-	cost           string
+	cost  string
 }
 
 func newWatchCmd() *cobra.Command {
