@@ -10,14 +10,14 @@ import (
 // by reference through a pipe sized to the chunk, two syscalls per chunk.
 type splicePath struct {
 	pathBase
-	pr, pw int // pipe ends, -1 until first use
-	step   int // bytes per splice: the chunk, or less if the pipe is smaller
+	chunkPipe
 	closed bool
 }
 
 func newSplicePath(opts Options) *splicePath {
-	p := &splicePath{pr: -1, pw: -1}
+	p := &splicePath{}
 	p.init(opts)
+	p.initPipe("splice", p.chunk, &p.lg)
 	return p
 }
 
@@ -26,47 +26,6 @@ func (p *splicePath) Name() string { return "splice" }
 func (p *splicePath) Close() error {
 	p.closed = true
 	return p.closePipe()
-}
-
-func (p *splicePath) closePipe() error {
-	var first error
-	for _, fd := range []int{p.pr, p.pw} {
-		if fd < 0 {
-			continue
-		}
-		p.lg.call(scClose)
-		if err := unix.Close(fd); err != nil && first == nil {
-			first = fmt.Errorf("close splice pipe fd %d: %w", fd, err)
-		}
-	}
-	p.pr, p.pw = -1, -1
-	return first
-}
-
-// openPipe creates the pipe and sizes it to the chunk. If the kernel
-// refuses (pipe-max-size for unprivileged users), it keeps the default size,
-// splices in pipe-sized steps and records the fallback in the ledger.
-func (p *splicePath) openPipe() error {
-	var fds [2]int
-	p.lg.call(scPipe2)
-	if err := unix.Pipe2(fds[:], unix.O_CLOEXEC); err != nil {
-		return fmt.Errorf("create splice pipe: %w (check the open-file limit)", err)
-	}
-	p.pr, p.pw = fds[0], fds[1]
-	p.lg.call(scFcntl)
-	size, err := unix.FcntlInt(uintptr(p.pw), unix.F_SETPIPE_SZ, p.chunk)
-	if err != nil {
-		p.lg.call(scFcntl)
-		size, err = unix.FcntlInt(uintptr(p.pw), unix.F_GETPIPE_SZ, 0)
-		if err != nil {
-			p.closePipe()
-			return fmt.Errorf("read splice pipe size: %w", err)
-		}
-		p.lg.note(fmt.Sprintf("splice: pipe size %d denied (raise /proc/sys/fs/pipe-max-size or run as root); using %d-byte steps", p.chunk, size))
-	}
-	p.step = min(p.chunk, size)
-	p.lg.update(func(l *Ledger) { l.PipeSize = size })
-	return nil
 }
 
 func (p *splicePath) Send(sock int, parts []Part) (int64, error) {

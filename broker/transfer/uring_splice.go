@@ -13,20 +13,20 @@ import (
 // threads), not on the submitting thread. The chain drains the pipe
 // before refilling it, so a pipe of one chunk suffices.
 type uringSplicePath struct {
-	lg     ledger
-	ck     corker
-	core   uringCore
-	chunk  int
-	pr, pw int // pipe ends, -1 until first use
-	step   int // bytes per file->pipe SPLICE: the chunk, or less if the pipe is smaller
+	lg    ledger
+	ck    corker
+	core  uringCore
+	chunk int
+	chunkPipe
 	closed bool
 }
 
 func newUringSplicePath(opts Options) *uringSplicePath {
-	p := &uringSplicePath{chunk: opts.chunk(), pr: -1, pw: -1}
+	p := &uringSplicePath{chunk: opts.chunk()}
 	p.lg.init(p.chunk)
 	p.ck = corker{off: opts.NoCork, chunk: opts.chunk()}
 	p.core.lg = &p.lg
+	p.initPipe("uring-splice", p.chunk, &p.lg)
 	return p
 }
 
@@ -43,45 +43,6 @@ func (p *uringSplicePath) Close() error {
 		err = perr
 	}
 	return err
-}
-
-func (p *uringSplicePath) closePipe() error {
-	var first error
-	for _, fd := range []int{p.pr, p.pw} {
-		if fd < 0 {
-			continue
-		}
-		p.lg.call(scClose)
-		if err := unix.Close(fd); err != nil && first == nil {
-			first = fmt.Errorf("close uring-splice pipe fd %d: %w", fd, err)
-		}
-	}
-	p.pr, p.pw = -1, -1
-	return first
-}
-
-// openPipe creates the pipe and sizes it to the chunk (pipe2 + fcntl), as
-// the splice path does, keeping the default size if the kernel refuses.
-func (p *uringSplicePath) openPipe() error {
-	var fds [2]int
-	p.lg.call(scPipe2)
-	if err := unix.Pipe2(fds[:], unix.O_CLOEXEC); err != nil {
-		return fmt.Errorf("create uring-splice pipe: %w (check the open-file limit)", err)
-	}
-	p.pr, p.pw = fds[0], fds[1]
-	p.lg.call(scFcntl)
-	size, err := unix.FcntlInt(uintptr(p.pw), unix.F_SETPIPE_SZ, p.chunk)
-	if err != nil {
-		p.lg.call(scFcntl)
-		if size, err = unix.FcntlInt(uintptr(p.pw), unix.F_GETPIPE_SZ, 0); err != nil {
-			p.closePipe()
-			return fmt.Errorf("read uring-splice pipe size: %w", err)
-		}
-		p.lg.note(fmt.Sprintf("uring-splice: pipe size %d denied (raise /proc/sys/fs/pipe-max-size or run as root); using %d-byte steps", p.chunk, size))
-	}
-	p.step = min(p.chunk, size)
-	p.lg.update(func(l *Ledger) { l.PipeSize = size })
-	return nil
 }
 
 func (p *uringSplicePath) Send(sock int, parts []Part) (int64, error) {
