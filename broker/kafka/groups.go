@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/copyscope/copyscope/broker/log"
@@ -126,16 +127,29 @@ type coordinator struct {
 	store   *log.Store
 	logf    func(format string, args ...any)
 	closing <-chan struct{}
+	wg      *sync.WaitGroup
 
 	mu      sync.Mutex
 	groups  map[string]*group
 	offsets *log.Partition // partition 0 of offsetsTopic, created on first commit
 
 	loaded chan struct{} // closed when the offsets log has been replayed
+
+	// records counts the offsets log's records (replayed and appended
+	// since the last compaction); compactMin is the count below which it
+	// is never compacted (offsets_compact.go).
+	records      atomic.Int64
+	compactMin   int64
+	compactEvery time.Duration
+	compacting   atomic.Bool
+	lastCompact  time.Time // (sweep) when compaction was last considered
 }
 
-func newCoordinator(store *log.Store, logf func(string, ...any), closing <-chan struct{}) *coordinator {
-	return &coordinator{store: store, logf: logf, closing: closing, groups: map[string]*group{}, loaded: make(chan struct{})}
+// newCoordinator makes the coordinator of store; the goroutines it starts
+// are counted in wg and end when closing is closed.
+func newCoordinator(store *log.Store, logf func(string, ...any), closing <-chan struct{}, wg *sync.WaitGroup) *coordinator {
+	return &coordinator{store: store, logf: logf, closing: closing, wg: wg, groups: map[string]*group{}, loaded: make(chan struct{}),
+		compactMin: defaultCompactMin, compactEvery: compactCheckEvery}
 }
 
 // ready reports whether the offsets log has been replayed; until then
@@ -211,6 +225,7 @@ func (c *coordinator) sweep() {
 				c.expire(g, now)
 				g.mu.Unlock()
 			}
+			c.maybeCompact(now)
 		}
 	}
 }

@@ -51,6 +51,7 @@ func (c *coordinator) offsetsPartition() (*log.Partition, error) {
 	if err != nil {
 		return nil, fmt.Errorf("offsets log %s: %w", offsetsTopic, err)
 	}
+	p.KeepAll() // compacted by the coordinator, never cut by retention
 	c.offsets = p
 	return p, nil
 }
@@ -66,6 +67,7 @@ func (c *coordinator) appendOffsets(group string, recs []offsetRecord) error {
 	if _, err := p.Append(encodeOffsets(group, recs, time.Now().UnixMilli())); err != nil {
 		return fmt.Errorf("append %d committed offsets of group %s to %s: %w", len(recs), group, offsetsTopic, err)
 	}
+	c.records.Add(int64(len(recs)))
 	return nil
 }
 
@@ -118,7 +120,9 @@ func (c *coordinator) load() {
 	if err != nil {
 		return // no commit was ever made
 	}
+	p.KeepAll()
 	n, err := c.replay(p)
+	c.records.Store(int64(n))
 	if err != nil {
 		c.logf("replay %s: %v (offsets committed after that point are lost; the log itself is intact)", offsetsTopic, err)
 	}

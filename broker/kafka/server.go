@@ -214,7 +214,7 @@ func NewServer(store *log.Store, cfg Config) (*Server, error) {
 		s.budget = newByteBudget(cfg.MaxBufferedRequestBytes)
 	}
 	s.nextPID.Store(time.Now().UnixMicro())
-	s.groups = newCoordinator(store, s.logf, s.closing)
+	s.groups = newCoordinator(store, s.logf, s.closing, &s.wg)
 	return s, nil
 }
 

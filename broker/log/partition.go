@@ -31,6 +31,7 @@ type Partition struct {
 	failed    atomic.Pointer[failure]  // a sync failed: durability is lost
 	cold      atomic.Bool              // hibernating: segment files closed (changes under appendMu and mu)
 	lastUse   atomic.Int64             // unix ns of the last append or read, for hibernation
+	keepAll   atomic.Bool              // exempt from retention (compact.go)
 
 	recoveredAt int64        // ms, when openPartition ran: the last-seen time of replayed producers
 	recovery    []Truncation // what openPartition cut off
@@ -618,7 +619,7 @@ func (p *Partition) Retain(now time.Time) (int, error) {
 	}
 	n := 0
 	var errs []error
-	for len(p.segs) > 1 {
+	for len(p.segs) > 1 && !p.keepAll.Load() {
 		s := p.segs[0]
 		bySize := p.cfg.RetentionBytes >= 0 && total-s.size >= p.cfg.RetentionBytes
 		byAge := p.cfg.RetentionAge > 0 && s.age(now) > p.cfg.RetentionAge
