@@ -33,12 +33,21 @@ func (p *readPath) Send(sock int, parts []Part) (int64, error) {
 }
 
 func (p *readPath) span(sock int, s Span, _ bool) (int64, error) {
+	return preadChunks(s, p.buf, &p.lg, func(b []byte) (int64, error) {
+		return writeAll(sock, b, true, &p.lg)
+	})
+}
+
+// preadChunks preads span s into buf a chunk at a time and hands each
+// chunk to write, which sends all of it (the read path's write(2), the
+// TLS path's encrypting writer). It returns the bytes written.
+func preadChunks(s Span, buf []byte, lg *ledger, write func(b []byte) (int64, error)) (int64, error) {
 	var total int64
 	off, end := s.Off, s.Off+s.Len
 	for off < end {
-		want := min(int64(len(p.buf)), end-off)
-		p.lg.call(scPread64)
-		n, err := unix.Pread(s.Fd, p.buf[:want], off)
+		want := min(int64(len(buf)), end-off)
+		lg.call(scPread64)
+		n, err := unix.Pread(s.Fd, buf[:want], off)
 		if err == unix.EINTR {
 			continue
 		}
@@ -48,7 +57,7 @@ func (p *readPath) span(sock int, s Span, _ bool) (int64, error) {
 		if n == 0 {
 			return total, fmt.Errorf("pread at %d: %w", off, errShortSpan)
 		}
-		w, err := writeAll(sock, p.buf[:n], true, &p.lg)
+		w, err := write(buf[:n])
 		total += w
 		if err != nil {
 			return total, err

@@ -109,30 +109,14 @@ func (p *tlsPath) Send(_ int, parts []Part) (int64, error) {
 
 // span preads the span a chunk at a time and writes it through TLS.
 func (p *tlsPath) span(s Span) (int64, error) {
-	var total int64
-	off, end := s.Off, s.Off+s.Len
-	for off < end {
-		want := min(int64(len(p.buf)), end-off)
-		p.lg.call(scPread64)
-		n, err := unix.Pread(s.Fd, p.buf[:want], off)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return total, fmt.Errorf("pread %d bytes at %d: %w", want, off, err)
-		}
-		if n == 0 {
-			return total, fmt.Errorf("pread at %d: %w", off, errShortSpan)
-		}
-		w, err := p.conn.Write(p.buf[:n])
-		total += int64(w)
+	return preadChunks(s, p.buf, &p.lg, func(b []byte) (int64, error) {
+		w, err := p.conn.Write(b)
 		p.lg.spanBytes.Add(uint64(w))
 		if err != nil {
-			return total, fmt.Errorf("tls write %d bytes: %w", n, err)
+			return int64(w), fmt.Errorf("tls write %d bytes: %w", len(b), err)
 		}
-		off += int64(n)
-	}
-	return total, nil
+		return int64(w), nil
+	})
 }
 
 // fdConn is a net.Conn over a blocking socket fd for crypto/tls: plain
