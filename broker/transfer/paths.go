@@ -185,6 +185,23 @@ func (lg *ledger) zcSent(n int) {
 	lg.zcBytes.Add(uint64(n))
 }
 
+// zcNotified counts one zerocopy completion notification; copied says the
+// kernel copied its bytes after all. The first copied one adds note.
+func (lg *ledger) zcNotified(copied bool, bytes uint64, note string) {
+	first := false
+	lg.update(func(l *Ledger) {
+		l.ZCNotes++
+		if copied {
+			first = l.ZCCopied == 0
+			l.ZCCopied++
+			l.ZCCopiedByte += bytes
+		}
+	})
+	if first {
+		lg.note(note)
+	}
+}
+
 func (lg *ledger) note(s string) {
 	lg.mu.Lock()
 	lg.l.Notes = append(lg.l.Notes, s)

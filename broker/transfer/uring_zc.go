@@ -74,18 +74,7 @@ func (p *uringZCPath) notified(c uring.CQE) {
 		k++
 	}
 	p.pending = append(p.pending[:0], p.pending[k:]...)
-	first := false
-	p.lg.update(func(l *Ledger) {
-		l.ZCNotes++
-		if copied {
-			first = l.ZCCopied == 0
-			l.ZCCopied++
-			l.ZCCopiedByte += bytes
-		}
-	})
-	if first {
-		p.lg.note(UringZCCopiedNote)
-	}
+	p.lg.zcNotified(copied, bytes, UringZCCopiedNote)
 }
 
 func (p *uringZCPath) Send(sock int, parts []Part) (int64, error) {

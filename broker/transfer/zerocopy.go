@@ -229,18 +229,7 @@ func (p *zerocopyPath) complete(oob []byte) error {
 				break
 			}
 		}
-		first := false
-		p.lg.update(func(l *Ledger) {
-			l.ZCNotes++
-			if copied {
-				first = l.ZCCopied == 0
-				l.ZCCopied++
-				l.ZCCopiedByte += copiedBytes
-			}
-		})
-		if first {
-			p.lg.note(ZerocopyCopiedNote)
-		}
+		p.lg.zcNotified(copied, copiedBytes, ZerocopyCopiedNote)
 	}
 	// Advance past the completed prefix.
 	k := 0
