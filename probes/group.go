@@ -20,7 +20,8 @@ const (
 	// ByPort makes one subject per local port, named ":port": each thread
 	// counts under the local port of the socket it first moved data on
 	// (a broker's listeners side by side when each connection has its
-	// own thread); threads that moved none are "no socket".
+	// own thread); threads that moved none are "no socket", whose totals
+	// drop when one of them finds its port and takes its counts along.
 	ByPort Grouping = "port"
 )
 
@@ -267,9 +268,15 @@ func (g *Grouper) Snapshot(r Reading) metrics.Snapshot {
 				continue
 			}
 		} else if now, ok := subject(t); ok && g.renames(prev.subject) && !t.Exited && now != prev.subject {
-			// Renamed: the old subject keeps the thread's counts so far.
-			g.retired[prev.subject] = addCounters(g.retired[prev.subject], cur.share())
-			cur.subject, cur.base = now, t.Counters
+			if g.by == ByPort {
+				// Its first socket: "no socket" was a placeholder, so
+				// the thread's whole count moves to its port.
+				cur.subject = now
+			} else {
+				// Renamed: the old subject keeps the thread's counts so far.
+				g.retired[prev.subject] = addCounters(g.retired[prev.subject], cur.share())
+				cur.subject, cur.base = now, t.Counters
+			}
 		}
 		g.last[tid] = cur
 		if !t.Exited {

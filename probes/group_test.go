@@ -198,3 +198,26 @@ func TestGrouperExecRenames(t *testing.T) {
 		t.Errorf("the run's totals add up to %d syscalls, want 35 (45 - 10 at the start)", total)
 	}
 }
+
+// TestGrouperByPort: a thread first seen before it touched a socket
+// takes all its counts to its port's subject once it has one, and keeps
+// that subject when its last socket is another port's.
+func TestGrouperByPort(t *testing.T) {
+	t0 := time.Now()
+	g := NewGrouper(ByPort)
+	th := func(port int, syscalls uint64) Thread {
+		x := grpThread(7, 5, "conn", syscalls, 0, false)
+		x.Port = port
+		return x
+	}
+	g.Snapshot(grpReading(t0, th(0, 2)))
+	s := g.Snapshot(grpReading(t0.Add(time.Second), th(9092, 50)))
+	p9092 := metrics.Subject{Kind: metrics.KindPort, Name: ":9092"}
+	if got := s.Subjects[p9092].Syscalls; got != 50 {
+		t.Errorf(":9092 has %d syscalls, want all 50 of the thread's", got)
+	}
+	s = g.Snapshot(grpReading(t0.Add(2*time.Second), th(40000, 60)))
+	if got := s.Subjects[p9092].Syscalls; got != 60 {
+		t.Errorf("after a socket of another port, :9092 has %d syscalls, want 60", got)
+	}
+}
