@@ -128,6 +128,34 @@ func (c *uringCore) next(op uringOp) (*uring.SQE, uint64) {
 	return sqe, ud
 }
 
+// chains moves [off, end) in chains of linked operations: fill queues one
+// chain from off and returns how many chunks it holds; settle reads the
+// completed chain and returns how far the file offset advanced and how many
+// bytes reached the socket. After uringStall chains in a row that sent
+// nothing it gives up; what names the operations in that error.
+func (c *uringCore) chains(off, end int64, what string, fill func(off int64) int, settle func(off int64, k int) (advanced, sent int64, err error)) (int64, error) {
+	var total int64
+	for stall := 0; off < end; {
+		k := fill(off)
+		if err := c.run(); err != nil {
+			return total, err
+		}
+		advanced, sent, err := settle(off, k)
+		total += sent
+		off += advanced
+		if err != nil {
+			return total, err
+		}
+		if stall = stall + 1; sent > 0 {
+			stall = 0
+		}
+		if stall > uringStall {
+			return total, fmt.Errorf("io_uring %s: %d chains in a row sent nothing at offset %d", what, stall, off)
+		}
+	}
+	return total, nil
+}
+
 // run links and submits the chain and waits for a completion of each of
 // its SQEs, into c.res: one io_uring_enter when the kernel completes the
 // chain before returning to it, more when it had to wait. Notification

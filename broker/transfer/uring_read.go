@@ -65,9 +65,8 @@ func (p *uringPath) Send(sock int, parts []Part) (int64, error) {
 }
 
 func (p *uringPath) span(sock int, s Span, _ bool) (int64, error) {
-	var total int64
-	off, end := s.Off, s.Off+s.Len
-	for stall := 0; off < end; {
+	end := s.Off + s.Len
+	fill := func(off int64) int {
 		k := 0
 		for o := off; o < end && k < uringChunks(p.chunk); k++ {
 			n := int(min(int64(p.chunk), end-o))
@@ -77,23 +76,12 @@ func (p *uringPath) span(sock int, s Span, _ bool) (int64, error) {
 			sqe.PrepSend(sock, p.buf[:n], unix.MSG_WAITALL, ud)
 			o += int64(n)
 		}
-		if err := p.core.run(); err != nil {
-			return total, err
-		}
-		sent, err := p.settle(sock, off, end, k)
-		total += sent
-		off += sent
-		if err != nil {
-			return total, err
-		}
-		if stall = stall + 1; sent > 0 {
-			stall = 0
-		}
-		if stall > uringStall {
-			return total, fmt.Errorf("io_uring READ+SEND: %d chains in a row sent nothing at offset %d", stall, off)
-		}
+		return k
 	}
-	return total, nil
+	return p.core.chains(s.Off, end, "READ+SEND", fill, func(off int64, k int) (int64, int64, error) {
+		sent, err := p.settle(sock, off, end, k)
+		return sent, sent, err
+	})
 }
 
 // settle walks a completed chain of k READ+SEND pairs from off and returns

@@ -65,9 +65,8 @@ func (p *uringSplicePath) Send(sock int, parts []Part) (int64, error) {
 }
 
 func (p *uringSplicePath) span(sock int, s Span, last bool) (int64, error) {
-	var total int64
-	off, end := s.Off, s.Off+s.Len
-	for stall := 0; off < end; {
+	end := s.Off + s.Len
+	fill := func(off int64) int {
 		k := 0
 		for o := off; o < end && k < uringChunks(p.step); k++ {
 			n := int(min(int64(p.step), end-o))
@@ -81,23 +80,11 @@ func (p *uringSplicePath) span(sock int, s Span, last bool) (int64, error) {
 			sqe, ud = p.core.next(opSplice)
 			sqe.PrepSplice(p.pr, -1, sock, -1, n, flags, ud)
 		}
-		if err := p.core.run(); err != nil {
-			return total, err
-		}
-		in, sent, err := p.settle(sock, off, end, k)
-		total += sent
-		off += in
-		if err != nil {
-			return total, err
-		}
-		if stall = stall + 1; sent > 0 {
-			stall = 0
-		}
-		if stall > uringStall {
-			return total, fmt.Errorf("io_uring SPLICE: %d chains in a row sent nothing at offset %d", stall, off)
-		}
+		return k
 	}
-	return total, nil
+	return p.core.chains(s.Off, end, "SPLICE", fill, func(off int64, k int) (int64, int64, error) {
+		return p.settle(sock, off, end, k)
+	})
 }
 
 // settle walks a completed chain of k SPLICE pairs: in is how far the

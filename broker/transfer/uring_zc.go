@@ -96,9 +96,8 @@ func (p *uringZCPath) span(sock int, s Span, _ bool) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	var total int64
-	off, end := s.Off, s.Off+s.Len
-	for stall := 0; off < end; {
+	end := s.Off + s.Len
+	fill := func(off int64) int {
 		k := 0
 		for o := off; o < end && k < uringChunks(p.chunk); k++ {
 			n := min(int64(p.chunk), end-o)
@@ -107,23 +106,12 @@ func (p *uringZCPath) span(sock int, s Span, _ bool) (int64, error) {
 			m.zc, m.lastSeq = true, ud
 			o += n
 		}
-		if err := p.core.run(); err != nil {
-			return total, err
-		}
-		sent, err := p.settle(sock, off, end, k)
-		total += sent
-		off += sent
-		if err != nil {
-			return total, err
-		}
-		if stall = stall + 1; sent > 0 {
-			stall = 0
-		}
-		if stall > uringStall {
-			return total, fmt.Errorf("io_uring SEND_ZC: %d chains in a row sent nothing at offset %d", stall, off)
-		}
+		return k
 	}
-	return total, nil
+	return p.core.chains(s.Off, end, "SEND_ZC", fill, func(off int64, k int) (int64, int64, error) {
+		sent, err := p.settle(sock, off, end, k)
+		return sent, sent, err
+	})
 }
 
 // settle walks a completed chain of k SEND_ZCs and returns the bytes that
