@@ -1,6 +1,8 @@
 package kafka
 
 import (
+	"testing"
+
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -61,4 +63,21 @@ func groupSeeds() []kmsg.Request {
 	cp.ValidateOnly = true
 	cp.Topics = []kmsg.CreatePartitionsRequestTopic{{Topic: "t", Count: 3}}
 	return []kmsg.Request{join, join0, sync, hb, leave, commit, fetch, find, del, odel, desc, dc, ia, cp}
+}
+
+// FuzzReplayOffsets feeds arbitrary bytes to the offsets log's replay
+// decoder: whatever is on disk, it must not panic, and it only ever
+// creates groups from well-formed commit records.
+func FuzzReplayOffsets(f *testing.F) {
+	f.Add(encodeOffsets("g", []offsetRecord{{tp: topicPartition{"t", 0}, c: committed{offset: 5, metadata: "m"}}, {tp: topicPartition{"t", 1}, del: true}}, 1))
+	f.Add(encodeOffsets("", nil, 0))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c := newCoordinator(nil, func(string, ...any) {}, nil, nil)
+		_, _, _ = c.replayBatches(b)
+		for _, g := range c.snapshot() {
+			if len(g.offsets) == 0 && len(g.members) == 0 && g.state != groupDead {
+				t.Fatalf("replay left an empty group %q", g.id)
+			}
+		}
+	})
 }
