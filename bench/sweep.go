@@ -3,12 +3,10 @@ package bench
 import (
 	"context"
 	"fmt"
-	"math"
-	"strings"
 
 	"github.com/copyscope/copyscope/broker/log"
 	"github.com/copyscope/copyscope/broker/transfer"
-	"github.com/copyscope/copyscope/internal/recordbatch"
+	"github.com/copyscope/copyscope/internal/tagmix"
 )
 
 // The selectivity sweep. With Config.Selectivity every record carries a
@@ -22,15 +20,15 @@ import (
 // client-side check every Kafka consumer does) and counts the bytes it
 // wanted (useful) and the rest (wasted); the bench's own arithmetic says
 // what the useful bytes must be.
-const tagBuckets = 100
+const tagBuckets = tagmix.Buckets
 
 // recordTag is the tag bucket of the record with value sequence seq.
-func recordTag(seq uint64) int { return int(seq * 37 % tagBuckets) }
+func recordTag(seq uint64) int { return tagmix.Bucket(seq) }
 
-func tagName(bucket int) string { return fmt.Sprintf("p%02d", bucket) }
+func tagName(bucket int) string { return tagmix.Tag(bucket) }
 
 // bucketCut is the number of tag buckets selectivity s keeps.
-func bucketCut(s float64) int { return int(math.Round(s * tagBuckets)) }
+func bucketCut(s float64) int { return tagmix.Cut(s) }
 
 // selection is one selectivity of the sweep, as the consumer runs it.
 type selection struct {
@@ -43,15 +41,10 @@ type selection struct {
 // newSelection builds selectivity s's filter; useful comes from produce.
 func newSelection(s float64, useful int64) (*selection, error) {
 	sel := &selection{s: s, useful: useful}
-	k := bucketCut(s)
-	if k >= tagBuckets {
+	sel.expr = tagmix.Expr(s)
+	if sel.expr == "" {
 		return sel, nil
 	}
-	terms := make([]string, k)
-	for i := range terms {
-		terms[i] = tagName(i)
-	}
-	sel.expr = strings.Join(terms, "||")
 	f, err := log.ParseFilter(sel.expr)
 	if err != nil {
 		return nil, fmt.Errorf("selectivity %g: %w", s, err)
@@ -70,21 +63,7 @@ func (sel *selection) clientID() string {
 
 // keep is the consumer's own check of a received batch: the bytes of its
 // matching records plus its header when any matched.
-func (sel *selection) keep(batch []byte) (int64, error) {
-	if sel.filter == nil {
-		return int64(len(batch)), nil
-	}
-	var useful int64
-	err := log.Records(batch, func(r log.Record) {
-		if sel.filter.Match(r.Key, r.Tag, r.HasTag) {
-			useful += int64(len(r.Raw))
-		}
-	})
-	if useful > 0 {
-		useful += recordbatch.HeaderSize
-	}
-	return useful, err
-}
+func (sel *selection) keep(batch []byte) (int64, error) { return tagmix.Useful(sel.filter, batch) }
 
 func checkSelectivity(list []float64) error {
 	for _, s := range list {

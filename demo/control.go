@@ -25,7 +25,8 @@ type control struct {
 	mode    string
 	rate    float64
 	chunk   int
-	fetch   int // consumers' Fetch max_bytes
+	fetch   int     // consumers' Fetch max_bytes
+	filter  float64 // share of records the consumers filter for (1: none)
 	slot    time.Duration
 	enabled map[string]bool
 	racing  string    // race mode: the path running now
@@ -42,6 +43,7 @@ type setting struct {
 	gen     uint64
 	connGen uint64
 	fetch   int
+	filter  float64
 }
 
 func newControl(paths []string, mode string, rate float64, chunk, fetch int, slot time.Duration) *control {
@@ -72,14 +74,14 @@ func (c *control) wait(path string) (setting, bool) {
 	for !c.stopped && !c.runnableLocked(path) {
 		c.cond.Wait()
 	}
-	return setting{mode: c.mode, rate: c.rate, gen: c.gen, connGen: c.connGen, fetch: c.fetch}, !c.stopped
+	return setting{mode: c.mode, rate: c.rate, gen: c.gen, connGen: c.connGen, fetch: c.fetch, filter: c.filter}, !c.stopped
 }
 
 // current returns the settings without waiting.
 func (c *control) current() setting {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return setting{mode: c.mode, rate: c.rate, gen: c.gen, connGen: c.connGen, fetch: c.fetch}
+	return setting{mode: c.mode, rate: c.rate, gen: c.gen, connGen: c.connGen, fetch: c.fetch, filter: c.filter}
 }
 
 func (c *control) changedLocked() {
@@ -131,6 +133,16 @@ func (c *control) setFetch(fetch int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.fetch = fetch
+	c.connGen++
+	c.changedLocked()
+}
+
+// setFilter changes the share of records the consumers ask for; they
+// reconnect with the new client id.
+func (c *control) setFilter(share float64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.filter = share
 	c.connGen++
 	c.changedLocked()
 }

@@ -44,6 +44,9 @@ type Config struct {
 	// OnSnapshot, when set, is called with every interval's cumulative
 	// counters per subject (for exporters such as --prometheus).
 	OnSnapshot func(metrics.Snapshot)
+	// Filter is the share of records the consumers ask the broker for
+	// (tagmix tags; 1 or 0: no filter); key t changes it.
+	Filter float64
 }
 
 // DefaultConfig is the demo as `make demo` runs it.
@@ -102,6 +105,8 @@ type Demo struct {
 	samples chan tui.Sample
 	notes   []string
 
+	filt *filterState // filter.go
+
 	produced atomic.Int64 // record bytes produced
 	leo      atomic.Int64 // log end offset seen by the producer
 
@@ -120,7 +125,7 @@ func Start(ctx context.Context, cfg Config) (*Demo, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	d := &Demo{cfg: cfg, reg: transfer.NewRegistry(), samples: make(chan tui.Sample, 4), fetchers: map[*kfetch.Client]struct{}{}}
+	d := &Demo{cfg: cfg, reg: transfer.NewRegistry(), samples: make(chan tui.Sample, 4), fetchers: map[*kfetch.Client]struct{}{}, filt: newFilterState(cfg.Paths)}
 	d.ctx, d.cancel = context.WithCancel(ctx)
 	started := false
 	defer func() {
@@ -176,6 +181,7 @@ func Start(ctx context.Context, cfg Config) (*Demo, error) {
 	}
 	d.grp = newGrouper(d.probe, cfg.Paths)
 	d.ctl = newControl(cfg.Paths, cfg.Mode, cfg.Rate, cfg.Chunk, cfg.FetchBytes, cfg.RaceSlot)
+	d.ctl.filter = cfg.Filter
 
 	pumping = true
 	d.wg.Add(1)
@@ -234,6 +240,8 @@ func (d *Demo) Act(a tui.Action) {
 			return
 		}
 		d.ctl.setChunk(a.Bytes)
+	case tui.ActionFilter:
+		d.ctl.setFilter(a.Share)
 	case tui.ActionFetch:
 		if a.Bytes > 0 {
 			d.ctl.setFetch(a.Bytes)
@@ -287,7 +295,7 @@ func (d *Demo) consume(path string) {
 		if f == nil {
 			var err error
 			connGen = st.connGen
-			f, err = d.dialConsumer(d.brk.addr(path), st.fetch)
+			f, err = d.dialConsumer(d.brk.addr(path), path, st)
 			if err != nil {
 				if !d.backoff(&failures, err) {
 					return
@@ -399,6 +407,7 @@ func (d *Demo) sample() {
 		produced := d.produced.Load()
 		secs := cur.Time.Sub(prev.Time).Seconds()
 		s := d.buildSample(metrics.Records(prev, cur))
+		d.addFilterFields(&s, d.ctl.current().filter)
 		bs := d.brk.stats()
 		if secs > 0 {
 			bs.ProduceBytesPerS = float64(produced-prevProduced) / secs

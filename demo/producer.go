@@ -7,6 +7,9 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/copyscope/copyscope/broker/log"
+	"github.com/copyscope/copyscope/internal/tagmix"
 )
 
 // produceBatch is how many records one ProduceSync carries.
@@ -35,9 +38,13 @@ func (d *Demo) preload() (func(), error) {
 		value[i] = byte(rng.IntN(256))
 	}
 	batch := make([]*kgo.Record, produceBatch)
+	tags := tagHeaders()
+	var seq uint64
 	produce := func(ctx context.Context) error {
 		for i := range batch {
-			batch[i] = &kgo.Record{Value: value}
+			tag := tags[tagmix.Bucket(seq)]
+			seq++
+			batch[i] = &kgo.Record{Value: value, Headers: []kgo.RecordHeader{{Key: log.TagHeader, Value: tag}}}
 		}
 		res := cl.ProduceSync(ctx, batch...)
 		if err := res.FirstErr(); err != nil {

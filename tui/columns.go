@@ -216,6 +216,10 @@ type row struct {
 	sparkline bool
 	cell      func(c cell, w int) (text string, key float64, ok bool)
 	style     func(c cell, st styles) (styled bool, s func(string) string)
+
+	// onlyWhen rows show only while some subject has a value, and are not
+	// listed as unmeasured otherwise (the filter view's rows).
+	onlyWhen bool
 }
 
 const na = "n/a"
@@ -270,6 +274,7 @@ func (m columnsModel) rows() []row {
 			return ctxCell(c.rec)
 		}},
 	}
+	rs = append(rs, filterRows()...) // filterrows.go
 	if len(m.sample.Consumers) > 0 {
 		rs = append(rs, row{label: "consumer cs", better: -1, cell: func(c cell, w int) (string, float64, bool) {
 			if c.cons == nil {
@@ -464,7 +469,7 @@ func (m columnsModel) measuredRows(f frame) (rows []row, missing []string) {
 		}
 		if measured {
 			rows = append(rows, r)
-		} else {
+		} else if !r.onlyWhen {
 			missing = append(missing, r.label)
 		}
 	}

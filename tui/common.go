@@ -7,6 +7,10 @@ import (
 // defaultChunks are the chunk sizes the c key cycles through.
 func defaultChunks() []int { return []int{4 << 10, 64 << 10, 1 << 20} }
 
+// filterShares are the shares of records the t key cycles the demo's
+// tag filter through (1: off).
+func filterShares() []float64 { return []float64{1, 0.5, 0.1, 0.01} }
+
 // defaultFetches are the Fetch sizes the f key cycles through: 64M is
 // bench's default, so demo and bench figures compare at the same size.
 func defaultFetches() []int { return []int{256 << 10, 1 << 20, 64 << 20} }
@@ -41,6 +45,8 @@ type Config struct {
 	Chunks []int
 	// Fetch is the demo's initial Fetch max_bytes (0: not shown).
 	Fetch int
+	// Filter is the demo's initial tag-filter share (0 or 1: none).
+	Filter float64
 	// Fetches are the sizes the f key cycles through (default 256K, 1M, 64M).
 	Fetches []int
 	// History is the number of samples kept per sparkline (default 120).
@@ -83,6 +89,7 @@ type common struct {
 	mode    string
 	chunk   int
 	fetch   int
+	filter  float64 // share of records filtered for; 0 or 1: none
 	enabled map[string]bool
 	paused  bool
 }
@@ -112,6 +119,7 @@ func newCommon(cfg Config) *common {
 		mode:    cfg.Mode,
 		chunk:   cfg.Chunk,
 		fetch:   cfg.Fetch,
+		filter:  cfg.Filter,
 		enabled: map[string]bool{},
 	}
 	for _, s := range cfg.Subjects {

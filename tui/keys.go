@@ -11,6 +11,7 @@ type keyMap struct {
 	Mode   key.Binding
 	Chunk  key.Binding
 	Fetch  key.Binding
+	Filter key.Binding
 	Paths  key.Binding
 	Left   key.Binding
 	Right  key.Binding
@@ -26,6 +27,7 @@ func newKeyMap(demo bool) keyMap {
 		Mode:   key.NewBinding(key.WithKeys("m"), key.WithHelp("m", "mode")),
 		Chunk:  key.NewBinding(key.WithKeys("c"), key.WithHelp("c", "chunk")),
 		Fetch:  key.NewBinding(key.WithKeys("f"), key.WithHelp("f", "fetch size")),
+		Filter: key.NewBinding(key.WithKeys("t"), key.WithHelp("t", "tag filter share")),
 		Paths:  key.NewBinding(key.WithKeys("1", "2", "3", "4", "5", "6", "7", "8", "9"), key.WithHelp("1-9", "paths")),
 		Left:   key.NewBinding(key.WithKeys("left", "h"), key.WithHelp("←/→", "scroll")),
 		Right:  key.NewBinding(key.WithKeys("right", "l")),
@@ -36,6 +38,7 @@ func newKeyMap(demo bool) keyMap {
 		k.Mode.SetEnabled(false)
 		k.Chunk.SetEnabled(false)
 		k.Fetch.SetEnabled(false)
+		k.Filter.SetEnabled(false)
 		k.Paths.SetEnabled(false)
 	}
 	return k
@@ -50,6 +53,6 @@ func (k keyMap) ShortHelp() []key.Binding {
 func (k keyMap) FullHelp() [][]key.Binding {
 	return [][]key.Binding{
 		{k.Quit, k.Pause, k.Reset, k.Help},
-		{k.Mode, k.Chunk, k.Fetch, k.Paths, k.Left},
+		{k.Mode, k.Chunk, k.Fetch, k.Filter, k.Paths, k.Left},
 	}
 }

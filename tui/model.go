@@ -134,6 +134,10 @@ func (m Model) key(msg tea.KeyMsg) (tea.Model, tea.Cmd) {
 		m.c.fetch = nextChunk(m.c.cfg.Fetches, m.c.fetch)
 		m.columns.forgetPeaks()
 		m.c.act(Action{Kind: ActionFetch, Bytes: m.c.fetch})
+	case key.Matches(msg, k.Filter):
+		m.c.filter = nextShare(m.c.filter)
+		m.columns.forgetPeaks()
+		m.c.act(Action{Kind: ActionFilter, Share: m.c.filter})
 	case key.Matches(msg, k.Paths):
 		i := int(msg.String()[0] - '1')
 		if i >= 0 && i < len(m.c.cfg.Subjects) {
@@ -152,6 +156,17 @@ func (m Model) key(msg tea.KeyMsg) (tea.Model, tea.Cmd) {
 		m.columns.offset = min(m.columns.offset+1, max(0, len(m.columns.visible())-fits))
 	}
 	return m, nil
+}
+
+// nextShare returns the filter share after cur in filterShares.
+func nextShare(cur float64) float64 {
+	s := filterShares()
+	for i, v := range s {
+		if v == cur {
+			return s[(i+1)%len(s)]
+		}
+	}
+	return s[1] // off (0) goes to the first filter
 }
 
 // nextChunk returns the chunk size after cur in the cycle.
@@ -221,6 +236,9 @@ func (m Model) header() []string {
 		p2 = append(p2, mode, "chunk "+chunkStr(m.c.chunk))
 		if m.c.fetch > 0 {
 			p2 = append(p2, "fetch "+chunkStr(m.c.fetch))
+		}
+		if m.c.filter > 0 && m.c.filter < 1 {
+			p2 = append(p2, fmt.Sprintf("tag filter %g%% (broker: read, mmap; consumer: the rest)", m.c.filter*100))
 		}
 	}
 	if b := s.Broker; b != nil {

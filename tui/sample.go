@@ -71,6 +71,9 @@ const (
 	ActionPause
 	// ActionFetch changes the consumers' Fetch max_bytes (Bytes is the new size).
 	ActionFetch
+	// ActionFilter changes the share of records the consumers ask the
+	// broker for (Share; 1 is no filter).
+	ActionFilter
 )
 
 // Action is a change the user asked for with a key.
@@ -80,6 +83,7 @@ type Action struct {
 	Bytes   int             // ActionChunk: new chunk size; ActionFetch: new fetch size
 	Enabled map[string]bool // ActionPaths: subject name -> running
 	Paused  bool            // ActionPause
+	Share   float64         // ActionFilter
 }
 
 // Controller receives the user's actions. It must not block: the UI calls

@@ -372,3 +372,40 @@ func TestPathKeysEight(t *testing.T) {
 		t.Fatalf("keys 6 and 8 toggled %v, want uring then uring-zc off (9 names no path)", got)
 	}
 }
+
+// TestFilterView: the t key cycles the tag filter share and the header
+// says it; the filter rows appear only in samples with useful bytes.
+func TestFilterView(t *testing.T) {
+	demo := loadSamples(t, "testdata/demo_samples.jsonl")
+	rec := &recorder{}
+	m := runModel(t, New(demoConfig(rec), nil), 120, 40, demo, "tt")
+	var got []float64
+	for _, a := range rec.actions {
+		if a.Kind == ActionFilter {
+			got = append(got, a.Share)
+		}
+	}
+	if len(got) != 2 || got[0] != 0.5 || got[1] != 0.1 {
+		t.Fatalf("t t sent shares %v, want [0.5 0.1]", got)
+	}
+	v := m.View()
+	if !strings.Contains(strings.Split(v, "\n")[1], "tag filter 10%") {
+		t.Errorf("header does not show the filter:\n%s", v)
+	}
+	if strings.Contains(v, "useful|waste") {
+		t.Errorf("filter rows shown for samples without useful bytes:\n%s", v)
+	}
+	last := demo[len(demo)-1]
+	for i := range last.Records {
+		d := last.Records[i].DeliveredBytes
+		if d == nil {
+			continue
+		}
+		u, w := *d/10, *d-*d/10
+		last.Records[i].UsefulBytes, last.Records[i].WastedBytes = &u, &w
+	}
+	m = runModel(t, New(demoConfig(rec), nil), 120, 40, append(demo, last), "")
+	if v := m.View(); !strings.Contains(v, "useful|waste") || !strings.Contains(v, "s/useful GB") {
+		t.Errorf("filter rows missing for samples with useful bytes:\n%s", v)
+	}
+}

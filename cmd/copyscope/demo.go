@@ -27,6 +27,7 @@ func newDemoCmd() *cobra.Command {
 		duration, interval, slot              time.Duration
 		asJSON                                bool
 		prom                                  promFlags
+		filterShare                           float64
 	)
 	cmd := &cobra.Command{
 		Use:   "demo",
@@ -39,7 +40,7 @@ and consumer thread, and shows what each path costs, side by side.
 Modes: fair (every path delivers the same --rate, so costs per GB compare)
 and race (each path alone at full speed for --race-slot, in turn).
 On a terminal it is a live UI (keys: q quit, p pause, r reset, m mode,
-c chunk, f fetch size, 1-9 paths (toggle a path column, uring ones included), ? help); otherwise it prints one line per path per
+c chunk, f fetch size, t tag filter, 1-9 paths (toggle a path column, uring ones included), ? help); otherwise it prints one line per path per
 interval, or JSON records with --json: per interval one record per path
 (kind "path") and one per path's consumer threads (kind "thread", subject
 "consumer:<path>"). Without eBPF permission it falls back to /proc
@@ -49,6 +50,10 @@ estimates and says so.`,
 			cfg := def
 			cfg.Mode, cfg.DataDir, cfg.Probe = mode, data, probe
 			cfg.Interval, cfg.RaceSlot = interval, slot
+			if filterShare < 0 || filterShare > 1 {
+				return fmt.Errorf("--filter %g: give the share of records to keep, in (0, 1] (1: no filter)", filterShare)
+			}
+			cfg.Filter = filterShare
 			cfg.Paths = nil
 			for _, p := range strings.Split(paths, ",") {
 				if p = strings.TrimSpace(p); p != "" {
@@ -84,6 +89,7 @@ estimates and says so.`,
 	f.StringVar(&paths, "paths", strings.Join(def.Paths, ","), "transfer paths to run, comma-separated")
 	f.StringVar(&chunk, "chunk", "64KiB", "bytes per data-path syscall (4K, 64K, 1M; key c cycles)")
 	f.StringVar(&fetch, "fetch-bytes", "1MiB", "consumers' Fetch max_bytes (bench uses 64MiB: set it to compare; key f cycles 256K, 1M, 64M)")
+	f.Float64Var(&filterShare, "filter", 1, "share of records the consumers ask the broker for with a tag filter (0.5, 0.1, 0.01; 1: none; key t cycles): read and mmap filter in the broker, the other paths send whole batches")
 	f.StringVar(&rate, "rate", "200MB", "fair mode: bytes per second per path")
 	f.StringVar(&rcvlowat, "rcvlowat", "0", "consumers' SO_RCVLOWAT in bytes (0: kernel default)")
 	f.StringVar(&preload, "preload", "64MiB", "bytes produced before the consumers start")
@@ -133,6 +139,7 @@ func runDemo(cmd *cobra.Command, cfg demo.Config, duration time.Duration, asJSON
 			Rate:       cfg.Rate,
 			Chunk:      cfg.Chunk,
 			Fetch:      cfg.FetchBytes,
+			Filter:     cfg.Filter,
 			Controller: d,
 		}
 		if err := tui.Run(ctx, ui, samples, nil, nil); err != nil {
