@@ -142,7 +142,11 @@ func zerocopySummary(rs []Result) string {
 	if zc == 0 {
 		return ""
 	}
-	return fmt.Sprintf("MSG_ZEROCOPY: the kernel copied %d of %d bytes (%.1f%%, SO_EE_CODE_ZEROCOPY_COPIED): not zero-copy here", copied, zc, 100*float64(copied)/float64(zc))
+	how, flag := "MSG_ZEROCOPY", "SO_EE_CODE_ZEROCOPY_COPIED"
+	if len(rs) > 0 && rs[0].Path == "uring-zc" {
+		how, flag = "io_uring SEND_ZC", "IORING_NOTIF_USAGE_ZC_COPIED"
+	}
+	return fmt.Sprintf("%s: the kernel copied %d of %d bytes (%.1f%%, %s): not zero-copy here", how, copied, zc, 100*float64(copied)/float64(zc), flag)
 }
 
 func fmtPtr(p *float64, format string) string {

@@ -27,26 +27,28 @@ type uringZCPath struct {
 	core    uringCore
 	chunk   int
 	cache   mapCache
-	pending []zcPending // sends whose notification has not arrived, in order
-	closed  bool
-}
-
-// zcPending is one SEND_ZC awaiting its notification.
-type zcPending struct {
-	ud    uint64
-	bytes uint64
-	done  bool
+	// pending maps the user data of each send whose notification has not
+	// arrived to its bytes. The kernel stacks the notifications of
+	// consecutive sends on one socket (Linux 6.10+): none may arrive
+	// until the stream of sends pauses, so thousands can be pending, and
+	// lookups must not scan.
+	pending map[uint64]uint64
+	// lowest is at or below the smallest pending user data (advanced
+	// lazily, each value once): mappings referenced by sends from it on
+	// are still busy.
+	lowest uint64
+	closed bool
 }
 
 func newUringZCPath(opts Options) *uringZCPath {
-	p := &uringZCPath{chunk: opts.chunk()}
+	p := &uringZCPath{chunk: opts.chunk(), pending: map[uint64]uint64{}}
 	p.lg.init(p.chunk)
 	p.ck = corker{off: opts.NoCork, chunk: opts.chunk()}
 	p.core.lg = &p.lg
 	p.core.more = p.announced
 	p.core.notif = p.notified
 	p.cache.lg = &p.lg
-	p.cache.busy = func(m *mapping) bool { return m.zc && len(p.pending) > 0 && m.lastSeq >= p.pending[0].ud }
+	p.cache.busy = func(m *mapping) bool { return m.zc && len(p.pending) > 0 && m.lastSeq >= p.oldest() }
 	return p
 }
 
@@ -55,25 +57,22 @@ func (p *uringZCPath) Ledger() Ledger { return p.lg.snapshot() }
 
 // announced records a send whose notification will follow.
 func (p *uringZCPath) announced(c uring.CQE) {
-	p.pending = append(p.pending, zcPending{ud: c.UserData, bytes: uint64(max(c.Res, 0))})
+	p.pending[c.UserData] = uint64(max(c.Res, 0))
+}
+
+// oldest is the smallest user data still pending (len(pending) > 0).
+func (p *uringZCPath) oldest() uint64 {
+	for _, ok := p.pending[p.lowest]; !ok && p.lowest < p.core.seq; _, ok = p.pending[p.lowest] {
+		p.lowest++
+	}
+	return p.lowest
 }
 
 // notified counts a notification and releases its send.
 func (p *uringZCPath) notified(c uring.CQE) {
 	copied := uint32(c.Res)&uring.NotifUsageZCCopied != 0
-	var bytes uint64
-	for i := range p.pending {
-		if p.pending[i].ud == c.UserData && !p.pending[i].done {
-			p.pending[i].done = true
-			bytes = p.pending[i].bytes
-			break
-		}
-	}
-	k := 0
-	for k < len(p.pending) && p.pending[k].done {
-		k++
-	}
-	p.pending = append(p.pending[:0], p.pending[k:]...)
+	bytes := p.pending[c.UserData]
+	delete(p.pending, c.UserData)
 	p.lg.zcNotified(copied, bytes, UringZCCopiedNote)
 }
 
@@ -171,7 +170,7 @@ func (p *uringZCPath) Close() error {
 		if err := p.waitNotifs(zcCloseWait); err != nil {
 			p.lg.note(err.Error() + "; the ring is closed anyway, uncounted")
 		}
-		p.pending = p.pending[:0]
+		clear(p.pending)
 	}
 	err := p.core.close()
 	if left := p.cache.closeAll(); left > 0 && err == nil {
