@@ -275,3 +275,59 @@ func TestFilterCompressed(t *testing.T) {
 		t.Errorf("sendfile (whole batches): got %v, %v; want the one record", got, err)
 	}
 }
+
+// TestFilterGroupResume: a franz-go group consumer with a filtered client
+// id consumes part of the topic, commits and leaves; a second member of
+// the group resumes from the committed offset. Together they see every
+// matching record exactly once, in order (after the client-side check on
+// the by-reference paths), on every path.
+func TestFilterGroupResume(t *testing.T) {
+	_, addrs := startPathBroker(t)
+	const topic, n = "tagged", 1000
+	all := produceTagged(t, addrs["read"], topic, n)
+	tags := []string{"t1", "t3", "end"}
+	want := keep(all, 0, tags...)
+	id := "grp filter=t1||t3||end"
+	for _, path := range transfer.Names() {
+		group := "g-" + path
+		member := func(stopAfter int) []seen {
+			t.Helper()
+			cl := newClient(t, addrs[path], kgo.ClientID(id), kgo.ConsumerGroup(group), kgo.ConsumeTopics(topic),
+				kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.SessionTimeout(6*time.Second),
+				kgo.DisableAutoCommit(), kgo.FetchMaxBytes(16<<10), kgo.FetchMaxWait(200*time.Millisecond))
+			defer cl.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			var got []seen
+			for {
+				fs := cl.PollRecords(ctx, 50)
+				if ctx.Err() != nil {
+					t.Fatalf("%s: member consumed %d matches, no more within 30 s", path, len(got))
+				}
+				fs.EachError(func(_ string, _ int32, err error) { t.Fatalf("%s: fetch: %v", path, err) })
+				for _, r := range fs.Records() {
+					s := seen{offset: r.Offset, key: string(r.Key)}
+					for _, h := range r.Headers {
+						if h.Key == "tag" {
+							s.tag = string(h.Value)
+						}
+					}
+					got = append(got, s)
+				}
+				if err := cl.CommitRecords(ctx, fs.Records()...); err != nil {
+					t.Fatalf("%s: commit: %v", path, err)
+				}
+				matches := clientKeep(got, tags...)
+				if len(matches) >= stopAfter || (len(got) > 0 && got[len(got)-1].offset == all[len(all)-1].offset) {
+					return matches
+				}
+			}
+		}
+		first := member(len(want) / 3)
+		second := member(len(want))
+		if got := append(first, second...); !slices.Equal(got, want) {
+			t.Errorf("%s: the two members saw %d matches (%d + %d), want %d exactly once: first %v, second from %v",
+				path, len(got), len(first), len(second), len(want), head(first), head(second))
+		}
+	}
+}
