@@ -22,11 +22,11 @@ const UringZCCopiedNote = "io_uring SEND_ZC: the kernel copied the data (IORING_
 // copied after all (IORING_NOTIF_USAGE_ZC_COPIED), counted as
 // ZCCopiedByte. No mapping is unmapped before its notifications arrived.
 type uringZCPath struct {
-	lg      ledger
-	ck      corker
-	core    uringCore
-	chunk   int
-	cache   mapCache
+	lg    ledger
+	ck    corker
+	core  uringCore
+	chunk int
+	cache mapCache
 	// pending maps the user data of each send whose notification has not
 	// arrived to its bytes. The kernel stacks the notifications of
 	// consecutive sends on one socket (Linux 6.10+): none may arrive
