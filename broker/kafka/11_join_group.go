@@ -68,8 +68,9 @@ func (c *coordinator) join(g *group, req *kmsg.JoinGroupRequest, clientID, host 
 		r.ErrorCode, r.Generation, r.MemberID = code, -1, req.MemberID
 		return r, nil
 	}
-	if len(g.members) > 0 && (req.ProtocolType != g.protocolType || !sharesProtocol(g.candidates(), req.Protocols)) {
-		return fail(kerr.InconsistentGroupProtocol.Code)
+	if others := len(g.members) - btoi(g.members[req.MemberID] != nil); others > 0 &&
+		(req.ProtocolType != g.protocolType || !sharesProtocol(g.candidatesExcept(req.MemberID), req.Protocols)) {
+		return fail(kerr.InconsistentGroupProtocol.Code) // the other members speak none of its protocols
 	}
 	m, replaced, code := c.joiningMember(g, req, clientID, now)
 	if code != 0 || m == nil {
@@ -161,6 +162,13 @@ func (c *coordinator) joiningMember(g *group, req *kmsg.JoinGroupRequest, client
 		}
 	}
 	return m, false, code
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func sharesProtocol(cands []string, ps []kmsg.JoinGroupRequestProtocol) bool {

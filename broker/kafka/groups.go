@@ -387,10 +387,17 @@ func (m *member) supports(protocol string) bool {
 
 // candidates are the protocols every member supports, in the preference
 // order of one of them.
-func (g *group) candidates() []string {
+func (g *group) candidates() []string { return g.candidatesExcept("") }
+
+// candidatesExcept are the protocols every member but id supports (all
+// protocols anyone names, when id is the only member).
+func (g *group) candidatesExcept(id string) []string {
 	var out []string
 	first := true
 	for _, m := range g.members {
+		if m.id == id {
+			continue
+		}
 		if first {
 			for _, p := range m.protocols {
 				out = append(out, p.Name)

@@ -220,3 +220,34 @@ func TestStaticRestartNoRebalance(t *testing.T) {
 	wantCode(t, "leader's heartbeat after the restart (no rebalance)", hb(lc, 2, l.MemberID, "l"), nil)
 	wantCode(t, "the old incarnation's heartbeat", hb(fc, 2, f.MemberID, "f"), kerr.FencedInstanceID)
 }
+
+// TestJoinProtocolChange checks the protocol rules: a lone member may
+// switch protocols; a second member with none in common with the first
+// is refused with INCONSISTENT_GROUP_PROTOCOL.
+func TestJoinProtocolChange(t *testing.T) {
+	b := startBroker(t, t.TempDir(), nil)
+	cl := newClient(t, b.addr)
+	ctx := context.Background()
+	join := func(member, protocol string) *kmsg.JoinGroupResponse {
+		t.Helper()
+		for {
+			r := joinReq("pc", member, 6000, 6000, nil)
+			r.Protocols[0].Name = protocol
+			resp, err := r.RequestWith(ctx, cl)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.ErrorCode != kerr.MemberIDRequired.Code {
+				return resp
+			}
+			member = resp.MemberID
+		}
+	}
+	a := join("", "range")
+	wantCode(t, "first join", a.ErrorCode, nil)
+	a2 := join(a.MemberID, "cooperative-sticky")
+	if a2.ErrorCode != 0 || a2.Protocol == nil || *a2.Protocol != "cooperative-sticky" || a2.Generation != a.Generation+1 {
+		t.Fatalf("lone member switching protocol: %+v", a2)
+	}
+	wantCode(t, "second member with no common protocol", join("", "roundrobin").ErrorCode, kerr.InconsistentGroupProtocol)
+}
