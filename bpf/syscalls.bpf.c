@@ -210,15 +210,7 @@ static __always_inline __u32 file_class_fast(struct file *f)
 	struct inode *in = ff->f_inode;
 	if (!in)
 		return CLASS_OTHER;
-	switch (in->i_mode & S_IFMT) {
-	case S_IFREG:
-		return CLASS_FILE;
-	case S_IFSOCK:
-		return CLASS_SOCKET;
-	case S_IFIFO:
-		return CLASS_PIPE;
-	}
-	return CLASS_OTHER;
+	return mode_class(in->i_mode);
 }
 
 /* mkdev(1, 3) and mkdev(1, 5) in the kernel's dev_t: /dev/null, /dev/zero. */

@@ -34,11 +34,9 @@ struct io_counters {
 	__u64 received;        /* bytes off socket fds, by any means */
 };
 
-static __always_inline __u32 file_class(struct file *f)
+/* mode_class is the one rule from an inode's mode to its fd class. */
+static __always_inline __u32 mode_class(umode_t mode)
 {
-	if (!f)
-		return CLASS_OTHER;
-	umode_t mode = BPF_CORE_READ(f, f_inode, i_mode);
 	switch (mode & S_IFMT) {
 	case S_IFREG:
 		return CLASS_FILE;
@@ -48,6 +46,13 @@ static __always_inline __u32 file_class(struct file *f)
 		return CLASS_PIPE;
 	}
 	return CLASS_OTHER;
+}
+
+static __always_inline __u32 file_class(struct file *f)
+{
+	if (!f)
+		return CLASS_OTHER;
+	return mode_class(BPF_CORE_READ(f, f_inode, i_mode));
 }
 
 #endif /* __COPYSCOPE_CLASSES_H__ */
