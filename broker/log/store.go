@@ -87,29 +87,56 @@ func Open(dir string, cfg Config) (*Store, error) {
 	if err != nil {
 		return fail(fmt.Errorf("stat data directory %s: %w", dir, err))
 	}
-	marker := filepath.Join(dir, cleanMarker)
-	_, statErr := os.Stat(marker)
-	clean := statErr == nil
-	if clean {
-		if err := os.Remove(marker); err != nil {
-			return fail(fmt.Errorf("remove %s: %w (check that the data directory is writable)", marker, err))
-		}
-		if err := syncDir(dir); err != nil {
-			return fail(fmt.Errorf("sync data directory %s: %w", dir, err))
-		}
+	clean, err := takeCleanMarker(dir)
+	if err != nil {
+		return fail(err)
 	}
+	parts, err := scanPartitions(dir)
+	if err != nil {
+		return fail(err)
+	}
+	s.recoverAll(parts, clean)
+	s.place(parts)
+	s.fillGaps()
+	s.logRecovery()
+	go s.background()
+	return s, nil
+}
+
+// takeCleanMarker reports whether the last shutdown was clean and removes
+// its marker, so a crash from now on is seen as one.
+func takeCleanMarker(dir string) (bool, error) {
+	marker := filepath.Join(dir, cleanMarker)
+	if _, err := os.Stat(marker); err != nil {
+		return false, nil
+	}
+	if err := os.Remove(marker); err != nil {
+		return true, fmt.Errorf("remove %s: %w (check that the data directory is writable)", marker, err)
+	}
+	if err := syncDir(dir); err != nil {
+		return true, fmt.Errorf("sync data directory %s: %w", dir, err)
+	}
+	return true, nil
+}
+
+// foundPartition is a partition directory found at startup, and what
+// recovering it gave.
+type foundPartition struct {
+	name  string
+	topic string
+	id    int32
+	p     *Partition
+	err   error
+}
+
+// scanPartitions lists the partition directories of dir, removing what a
+// deletion left behind.
+func scanPartitions(dir string) ([]*foundPartition, error) {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
-		return fail(fmt.Errorf("read data directory %s: %w", dir, err))
+		return nil, fmt.Errorf("read data directory %s: %w", dir, err)
 	}
-	type found struct {
-		name  string
-		topic string
-		id    int32
-		p     *Partition
-		err   error
-	}
-	var parts []*found
+	var parts []*foundPartition
 	for _, e := range ents {
 		if !e.IsDir() {
 			continue
@@ -119,12 +146,16 @@ func Open(dir string, cfg Config) (*Store, error) {
 			continue
 		}
 		if topic, id, ok := splitPartitionDir(e.Name()); ok {
-			parts = append(parts, &found{name: e.Name(), topic: topic, id: id})
+			parts = append(parts, &foundPartition{name: e.Name(), topic: topic, id: id})
 		}
 	}
-	// Partitions recover independently: one worker per CPU, so scans of
-	// several unclean active segments overlap.
-	work := make(chan *found)
+	return parts, nil
+}
+
+// recoverAll opens every found partition. They recover independently: one
+// worker per CPU, so scans of several unclean active segments overlap.
+func (s *Store) recoverAll(parts []*foundPartition, clean bool) {
+	work := make(chan *foundPartition)
 	var wg sync.WaitGroup
 	var opened atomic.Int64
 	for w := 0; w < min(runtime.GOMAXPROCS(0), len(parts)); w++ {
@@ -132,7 +163,7 @@ func Open(dir string, cfg Config) (*Store, error) {
 		go func() {
 			defer wg.Done()
 			for f := range work {
-				f.p, f.err = openPartition(filepath.Join(dir, f.name), f.topic, f.id, &s.cfg, clean)
+				f.p, f.err = openPartition(filepath.Join(s.dir, f.name), f.topic, f.id, &s.cfg, clean)
 				if f.err == nil && s.cfg.MaxOpenSegmentFiles >= 0 && 2*opened.Add(1) > int64(s.cfg.MaxOpenSegmentFiles) {
 					f.p.hibernate() // keep startup within the open-file cap
 				}
@@ -144,9 +175,14 @@ func Open(dir string, cfg Config) (*Store, error) {
 	}
 	close(work)
 	wg.Wait()
+}
+
+// place puts the recovered partitions into their topics; one that failed
+// is set aside (its slot stays nil: fillGaps decides).
+func (s *Store) place(parts []*foundPartition) {
 	for _, f := range parts {
 		if f.err != nil {
-			s.setAside(f.name, f.err) // f.p stays nil: fillGaps decides
+			s.setAside(f.name, f.err)
 		}
 		ps := s.topics[f.topic]
 		for int32(len(ps)) <= f.id {
@@ -155,10 +191,6 @@ func Open(dir string, cfg Config) (*Store, error) {
 		ps[f.id] = f.p
 		s.topics[f.topic] = ps
 	}
-	s.fillGaps()
-	s.logRecovery()
-	go s.background()
-	return s, nil
 }
 
 // lockDir takes an exclusive flock on dir/.lock and writes our pid in it.
