@@ -84,7 +84,10 @@ type Config struct {
 	// Chunks, when not empty, repeats everything for each chunk size
 	// (the broker restarted with it); Chunk is then unused.
 	Chunks []int
-	sel    *selection // the selectivity being run
+	// FetchSizes, when not empty, repeats everything for each Fetch
+	// max_bytes; FetchMaxBytes is then unused.
+	FetchSizes []int32
+	sel        *selection // the selectivity being run
 }
 
 func (c *Config) normalize() error {
@@ -153,13 +156,8 @@ func (c *Config) normalize() error {
 	if c.RecordSize == 0 {
 		c.RecordSize = DefaultRecordSize
 	}
-	if err := checkSelectivity(c.Selectivity); err != nil {
+	if err := checkSweep(c); err != nil {
 		return err
-	}
-	for _, ch := range c.Chunks {
-		if ch <= 0 || ch > transfer.MaxChunk {
-			return fmt.Errorf("chunk %d in --chunks out of range 1..%d", ch, transfer.MaxChunk)
-		}
 	}
 	if c.Counters == nil {
 		c.Counters = ProcCounters()
@@ -232,7 +230,7 @@ type Result struct {
 	Overhead               string   `json:"overhead,omitempty"`       // with Config.Overhead: "unprobed" or the Attachment's name
 	Notes                  []string `json:"notes,omitempty"`
 
-	filterFields // with Config.Selectivity (sweep.go)
+	sweepFields // with Config.Selectivity (sweep.go)
 }
 
 // Run produces cfg.Size bytes into a fresh log, then for run 1..Runs and
@@ -275,13 +273,19 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 		chunks = []int{cfg.Chunk}
 	}
 	var out []Result
+	fetches := cfg.FetchSizes
+	if len(fetches) == 0 {
+		fetches = []int32{cfg.FetchMaxBytes}
+	}
 	for _, ch := range chunks {
-		c := cfg
-		c.Chunk = ch
-		rs, err := serve(ctx, store, c, spans, end, bytes, useful)
-		out = append(out, rs...)
-		if err != nil {
-			return out, err
+		for _, fb := range fetches {
+			c := cfg
+			c.Chunk, c.FetchMaxBytes = ch, fb
+			rs, err := serve(ctx, store, c, spans, end, bytes, useful)
+			out = append(out, rs...)
+			if err != nil {
+				return out, err
+			}
 		}
 	}
 	return out, nil

@@ -132,6 +132,7 @@ func consumeOnThread(ctx context.Context, srv fetchServer, cfg Config, events <-
 		r.Notes = append(r.Notes, "zerocopy: on loopback the kernel copies MSG_ZEROCOPY sends (see the raw variant's zerocopy_copied_bytes; the eBPF probes measure it here)")
 	}
 	consumerFields(&r, cAfter.Sub(cBefore))
+	r.FetchMaxBytes = cfg.FetchMaxBytes
 	if cfg.sel != nil {
 		setFilterFields(&r, cfg.sel, fc.UsefulBytes, fc.WastedBytes, filteredBy)
 	}

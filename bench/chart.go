@@ -93,8 +93,17 @@ func ChunkChart(file string, sums []Summary) error {
 	type line struct{ tp, cpu plotter.XYs }
 	lines := map[string]*line{}
 	var order []string
+	fetches := map[int32]bool{}
+	for _, s := range sums {
+		if s.Fetch > 0 {
+			fetches[s.Fetch] = true
+		}
+	}
 	for _, s := range sums {
 		name := s.Path + " " + s.Variant
+		if len(fetches) > 1 && s.Fetch > 0 {
+			name += " fetch " + fetchLabel(s.Fetch)
+		}
 		l, ok := lines[name]
 		if !ok {
 			l = &line{}

@@ -27,6 +27,8 @@ type Summary struct {
 	ConsumerCtxVol *float64
 	ConsumerReads  float64
 	Notes          []string
+
+	Fetch int32 // broker rows: Fetch max_bytes (0 for raw rows)
 }
 
 func median(xs []float64) float64 {
@@ -63,11 +65,12 @@ func Summarize(results []Result) []Summary {
 	type key struct {
 		path, variant string
 		chunk         int
+		fetch         int32
 	}
 	var order []key
 	groups := map[key][]Result{}
 	for _, r := range results {
-		k := key{r.Path, r.Variant, r.Chunk}
+		k := key{r.Path, r.Variant, r.Chunk, r.FetchMaxBytes}
 		if _, ok := groups[k]; !ok {
 			order = append(order, k)
 		}
@@ -77,7 +80,7 @@ func Summarize(results []Result) []Summary {
 	gbps := map[key]float64{}
 	for _, k := range order {
 		rs := groups[k]
-		s := Summary{Path: k.path, Variant: k.variant, Chunk: rs[0].Chunk, Runs: len(rs)}
+		s := Summary{Path: k.path, Variant: k.variant, Chunk: rs[0].Chunk, Runs: len(rs), Fetch: k.fetch}
 		s.GBps = *medianOf(rs, func(r Result) (float64, bool) { return r.ThroughputBytesPerS / 1e9, true })
 		gbps[k] = s.GBps
 		s.CPUNsPerGB = medianOf(rs, func(r Result) (float64, bool) {
@@ -109,7 +112,7 @@ func Summarize(results []Result) []Summary {
 		if out[i].Variant != "broker" {
 			continue
 		}
-		if raw, ok := gbps[key{out[i].Path, "raw", out[i].Chunk}]; ok && raw > 0 {
+		if raw, ok := gbps[key{out[i].Path, "raw", out[i].Chunk, 0}]; ok && raw > 0 {
 			r := out[i].GBps / raw
 			out[i].Ratio = &r
 		}
@@ -171,10 +174,10 @@ func WriteTable(w io.Writer, sums []Summary, estimate bool) error {
 	if estimate {
 		mark = "~"
 	}
-	fmt.Fprintf(tw, "path\tvariant\tchunk\truns\tGB/s (median)\tbroker/raw\tdata cpu_ns/GB\tsyscalls/MB\tctx vol\tctx invol\tconsumer ctx vol\tconsumer reads\t\n")
+	fmt.Fprintf(tw, "path\tvariant\tchunk\tfetch\truns\tGB/s (median)\tbroker/raw\tdata cpu_ns/GB\tsyscalls/MB\tctx vol\tctx invol\tconsumer ctx vol\tconsumer reads\t\n")
 	for _, s := range sums {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%.2f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n",
-			s.Path, s.Variant, s.Chunk, s.Runs, s.GBps, fmtPtr(s.Ratio, "%.2f"),
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%.2f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n",
+			s.Path, s.Variant, s.Chunk, fetchLabel(s.Fetch), s.Runs, s.GBps, fmtPtr(s.Ratio, "%.2f"),
 			mark+siPtr(s.CPUNsPerGB), siPtr(s.SyscallsPerMB),
 			mark+siPtr(s.CtxVol), mark+siPtr(s.CtxInvol), mark+siPtr(s.ConsumerCtxVol), metrics.SI(s.ConsumerReads))
 	}
@@ -227,4 +230,17 @@ func WriteCSV(w io.Writer, results []Result) error {
 	}
 	cw.Flush()
 	return cw.Error()
+}
+
+// fetchLabel is a Fetch size in binary units, "-" for none (raw rows).
+func fetchLabel(n int32) string {
+	switch {
+	case n <= 0:
+		return "-"
+	case n%(1<<20) == 0:
+		return fmt.Sprintf("%dMiB", n>>20)
+	case n%(1<<10) == 0:
+		return fmt.Sprintf("%dKiB", n>>10)
+	}
+	return fmt.Sprint(n)
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/copyscope/copyscope/broker/log"
 	"github.com/copyscope/copyscope/broker/transfer"
+	"github.com/copyscope/copyscope/internal/kfetch"
 	"github.com/copyscope/copyscope/internal/tagmix"
 )
 
@@ -65,6 +66,21 @@ func (sel *selection) clientID() string {
 // matching records plus its header when any matched.
 func (sel *selection) keep(batch []byte) (int64, error) { return tagmix.Useful(sel.filter, batch) }
 
+// checkSweep checks the sweep's lists: selectivities, chunks, fetch sizes.
+func checkSweep(c *Config) error {
+	for _, fb := range c.FetchSizes {
+		if fb <= 0 || fb > kfetch.MaxResponse {
+			return fmt.Errorf("fetch size %d in --fetch-bytes out of range 1..%d", fb, kfetch.MaxResponse)
+		}
+	}
+	for _, ch := range c.Chunks {
+		if ch <= 0 || ch > transfer.MaxChunk {
+			return fmt.Errorf("chunk %d in --chunks out of range 1..%d", ch, transfer.MaxChunk)
+		}
+	}
+	return checkSelectivity(c.Selectivity)
+}
+
 func checkSelectivity(list []float64) error {
 	for _, s := range list {
 		if !(s > 0 && s <= 1) || bucketCut(s) < 1 {
@@ -74,11 +90,14 @@ func checkSelectivity(list []float64) error {
 	return nil
 }
 
-// filterFields are a sweep record's figures, absent outside a sweep.
+// sweepFields are the sweeps' figures: the Fetch size on every broker
+// record, the filter figures only in a selectivity sweep (absent otherwise).
 // throughput_bytes_per_s stays the log's bytes consumed per second
 // (useful, skipped and wasted alike); these say what of it was wanted.
-type filterFields struct {
-	Selectivity *float64 `json:"selectivity,omitempty"`
+type sweepFields struct {
+	// FetchMaxBytes is the broker variant's Fetch max_bytes.
+	FetchMaxBytes int32    `json:"fetch_max_bytes,omitempty"`
+	Selectivity   *float64 `json:"selectivity,omitempty"`
 	// FilteredBy is "broker" when the path filtered in the broker (read,
 	// mmap), "consumer" when whole batches came and the consumer did it.
 	FilteredBy               string   `json:"filtered_by,omitempty"`
