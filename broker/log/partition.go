@@ -752,53 +752,16 @@ func openPartition(dir, topic string, id int32, cfg *Config, clean bool) (*Parti
 			}
 			break
 		}
-		s, err := openSegment(dir, base)
-		if err != nil {
-			return fail(err)
-		}
-		st, err := s.log.Stat()
-		if err != nil {
-			s.release()
-			return fail(fmt.Errorf("stat segment %s: %w", s.logPath, err))
-		}
 		last := i == len(bases)-1
 		trust := clean || (!last && bases[i+1] <= snapOff)
-		if trust && s.checkIndex(st.Size()) {
-			if s.next > snapOff {
-				from := int64(0)
-				if snapOff > s.base {
-					from = s.lookup(snapOff, s.idxN)
-				}
-				if err := s.forEach(from, replay); err != nil {
-					s.release()
-					return fail(fmt.Errorf("recover producer state of %s: %w", p.name(), err))
-				}
-			}
-		} else if r, err := s.rebuild(st.Size(), cfg, replay); err != nil {
-			s.release()
+		s, err := p.recoverSegment(base, trust, snapOff, replay)
+		if err != nil {
 			return fail(err)
-		} else if r.validEnd < st.Size() {
-			p.recovery = append(p.recovery, Truncation{Partition: p.name(), Segment: s.logPath,
-				FromOffset: r.next, Position: r.validEnd, Bytes: st.Size() - r.validEnd, Zero: r.zero, Reason: r.why})
 		}
-		s.sealed = true
 		p.segs = append(p.segs, s)
 	}
-	if len(p.segs) == 0 {
-		s, err := createSegment(dir, 0, cfg, 0)
-		if err != nil {
-			return nil, err
-		}
-		p.segs = append(p.segs, s)
-		if err := syncDir(dir); err != nil { // the segment's name must survive a power loss like its data
-			return fail(fmt.Errorf("sync partition directory %s: %w", dir, err))
-		}
-	} else {
-		act := p.segs[len(p.segs)-1]
-		act.sealed = false
-		if err := act.activate(cfg, 0, false); err != nil {
-			return fail(err)
-		}
+	if err := p.activateTail(); err != nil {
+		return fail(err)
 	}
 	p.start = p.segs[0].base
 	p.end = p.segs[len(p.segs)-1].next
@@ -808,6 +771,61 @@ func openPartition(dir, topic string, id int32, cfg *Config, clean bool) (*Parti
 		}
 	}
 	return p, nil
+}
+
+// recoverSegment opens one segment at startup: a trusted one (clean
+// shutdown, or synced before the producer snapshot) by its index, replaying
+// only the batches from the snapshot on; any other is scanned and rebuilt,
+// its torn tail truncated and recorded.
+func (p *Partition) recoverSegment(base int64, trust bool, snapOff int64, replay func(header)) (*segment, error) {
+	s, err := openSegment(p.dir, base)
+	if err != nil {
+		return nil, err
+	}
+	st, err := s.log.Stat()
+	if err != nil {
+		s.release()
+		return nil, fmt.Errorf("stat segment %s: %w", s.logPath, err)
+	}
+	if trust && s.checkIndex(st.Size()) {
+		if s.next > snapOff {
+			from := int64(0)
+			if snapOff > s.base {
+				from = s.lookup(snapOff, s.idxN)
+			}
+			if err := s.forEach(from, replay); err != nil {
+				s.release()
+				return nil, fmt.Errorf("recover producer state of %s: %w", p.name(), err)
+			}
+		}
+	} else if r, err := s.rebuild(st.Size(), p.cfg, replay); err != nil {
+		s.release()
+		return nil, err
+	} else if r.validEnd < st.Size() {
+		p.recovery = append(p.recovery, Truncation{Partition: p.name(), Segment: s.logPath,
+			FromOffset: r.next, Position: r.validEnd, Bytes: st.Size() - r.validEnd, Zero: r.zero, Reason: r.why})
+	}
+	s.sealed = true
+	return s, nil
+}
+
+// activateTail makes the last recovered segment the active one, or creates
+// the first segment of an empty partition.
+func (p *Partition) activateTail() error {
+	if len(p.segs) > 0 {
+		act := p.segs[len(p.segs)-1]
+		act.sealed = false
+		return act.activate(p.cfg, 0, false)
+	}
+	s, err := createSegment(p.dir, 0, p.cfg, 0)
+	if err != nil {
+		return err
+	}
+	p.segs = append(p.segs, s)
+	if err := syncDir(p.dir); err != nil { // the segment's name must survive a power loss like its data
+		return fmt.Errorf("sync partition directory %s: %w", p.dir, err)
+	}
+	return nil
 }
 
 // rebuild scans a segment whose index cannot be trusted, truncating a torn
