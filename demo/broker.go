@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/copyscope/copyscope/broker/kafka"
 	"github.com/copyscope/copyscope/broker/log"
 	"github.com/copyscope/copyscope/broker/transfer"
+	"github.com/copyscope/copyscope/internal/testca"
 	"github.com/copyscope/copyscope/tui"
 )
 
@@ -22,6 +24,8 @@ type brokerSide struct {
 	reg     *transfer.Registry
 	paths   []string
 	produce *kafka.Server
+	// tls is the throwaway CA of the tls path's listener (nil without it).
+	tls *testca.CA
 
 	mu    sync.Mutex
 	fetch *kafka.Server
@@ -37,6 +41,12 @@ func startBroker(dir string, cfg Config, reg *transfer.Registry) (*brokerSide, e
 		return nil, fmt.Errorf("demo: open log in %s: %w", dir, err)
 	}
 	b := &brokerSide{store: st, topic: cfg.Topic, reg: reg, paths: cfg.Paths}
+	if slices.Contains(cfg.Paths, "tls") {
+		if b.tls, err = testca.New(); err != nil {
+			st.Close()
+			return nil, fmt.Errorf("demo: certificate for the tls listener: %w", err)
+		}
+	}
 	if _, ok := st.Topics()[cfg.Topic]; !ok {
 		if err := st.CreateTopic(cfg.Topic, 1); err != nil {
 			st.Close()
@@ -67,7 +77,11 @@ func startBroker(dir string, cfg Config, reg *transfer.Registry) (*brokerSide, e
 func (b *brokerSide) setChunk(chunk int) error {
 	ls := make([]kafka.Listener, 0, len(b.paths))
 	for _, p := range b.paths {
-		ls = append(ls, kafka.Listener{Addr: "127.0.0.1:0", Path: p})
+		l := kafka.Listener{Addr: "127.0.0.1:0", Path: p}
+		if p == "tls" {
+			l.TLS = b.tls.ServerConfig()
+		}
+		ls = append(ls, l)
 	}
 	srv, err := kafka.NewServer(b.store, kafka.Config{Listeners: ls, Registry: b.reg, Chunk: chunk})
 	if err == nil {

@@ -26,5 +26,11 @@ func (d *Demo) dialConsumer(addr, path string, st setting) (*kfetch.Client, erro
 	if err != nil {
 		return nil, fmt.Errorf("consumer: %w", err)
 	}
+	if path == "tls" {
+		if err := c.StartTLS(d.brk.tls.ClientConfig()); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("consumer: %w", err)
+		}
+	}
 	return c, nil
 }

@@ -73,8 +73,11 @@ func (c Config) validate() error {
 		return errors.New("demo: no transfer path chosen (use --paths with some of " + fmt.Sprint(transfer.Names()) + ")")
 	}
 	for _, p := range c.Paths {
+		if p == "tls" { // a TLS listener; consumers decrypt
+			continue
+		}
 		if !slices.Contains(transfer.Names(), p) {
-			return fmt.Errorf("demo: unknown transfer path %q (valid: %v)", p, transfer.Names())
+			return fmt.Errorf("demo: unknown transfer path %q (valid: %v, tls)", p, transfer.Names())
 		}
 		if err := transfer.Supported(p); err != nil {
 			return fmt.Errorf("demo: %w (leave it out of --paths)", err)
