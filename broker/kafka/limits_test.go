@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"runtime"
@@ -165,54 +166,97 @@ func kcatProbes(t *testing.T, addr string, stop <-chan struct{}) floodResult {
 // process's /proc counts are the broker's alone, and so that 20,000
 // sockets fit under each process's RLIMIT_NOFILE.
 func floodChild(addr string, n int) {
-	conns := make([]net.Conn, n)
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 1000) // dials in flight
-	var failed atomic.Int64
-	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}, Timeout: 20 * time.Second}
-	for i := range conns {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			c, err := d.Dial("tcp", addr)
-			if err != nil {
-				failed.Add(1)
-				return
-			}
-			conns[i] = c
-		}()
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
 	}
-	wg.Wait()
+	fds, failed := floodDial(&unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}, n)
+	// A connection whose handshake the kernel completed while the accept
+	// queue was full may exist on this side only; one byte makes the
+	// broker's kernel answer it with a reset, so it counts as refused.
+	for _, fd := range fds {
+		unix.Write(fd, []byte{0})
+	}
 	quit := make(chan struct{})
 	go func() { io.Copy(io.Discard, os.Stdin); close(quit) }()
-	seen := make([]bool, n)
-	refused := 0
+	open := map[int]bool{}
+	for _, fd := range fds {
+		open[fd] = true
+	}
+	refused := failed
+	var one [1]byte
 	for {
-		for i, c := range conns {
-			if c == nil || seen[i] {
-				continue
-			}
-			c.SetReadDeadline(time.Now().Add(time.Microsecond))
-			var one [1]byte
-			if _, err := c.Read(one[:]); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
-				seen[i] = true
+		for fd := range open {
+			m, err := unix.Read(fd, one[:])
+			if m == 0 && err == nil || err != nil && err != unix.EAGAIN {
+				unix.Close(fd)
+				delete(open, fd)
 				refused++
 			}
 		}
-		fmt.Printf("open=%d refused=%d\n", n-int(failed.Load())-refused, refused+int(failed.Load()))
+		fmt.Printf("open=%d refused=%d\n", len(open), refused)
 		select {
 		case <-quit:
-			for _, c := range conns {
-				if c != nil {
-					c.Close()
-				}
+			for fd := range open {
+				unix.Close(fd)
 			}
 			return
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// floodDial opens n non-blocking connections from 127.0.0.2 to sa, at
+// most 1000 handshakes in flight, with raw syscalls in one goroutine (so
+// the flood costs the same with -race), and returns the connected sockets
+// and the count that failed to connect.
+func floodDial(sa *unix.SockaddrInet4, n int) ([]int, int) {
+	var done []int
+	failed := 0
+	pending := map[int]bool{}
+	for started := 0; started < n || len(pending) > 0; {
+		for ; started < n && len(pending) < 1000; started++ {
+			fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+			if err == nil {
+				err = unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 2}})
+			}
+			if err == nil {
+				if err = unix.Connect(fd, sa); err == unix.EINPROGRESS {
+					err = nil
+				}
+			}
+			if err != nil {
+				if fd >= 0 {
+					unix.Close(fd)
+				}
+				failed++
+				continue
+			}
+			pending[fd] = true
+		}
+		pfds := make([]unix.PollFd, 0, len(pending))
+		for fd := range pending {
+			pfds = append(pfds, unix.PollFd{Fd: int32(fd), Events: unix.POLLOUT})
+		}
+		if _, err := unix.Poll(pfds, 100); err != nil && err != unix.EINTR {
+			break
+		}
+		for _, p := range pfds {
+			if p.Revents == 0 {
+				continue
+			}
+			fd := int(p.Fd)
+			delete(pending, fd)
+			if e, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR); err != nil || e != 0 {
+				unix.Close(fd)
+				failed++
+				continue
+			}
+			done = append(done, fd)
+		}
+	}
+	return done, failed
 }
 
 // flood opens n connections at once from child processes and holds them
