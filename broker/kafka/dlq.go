@@ -151,11 +151,11 @@ func refRecords(rb kmsg.RecordBatch) (refs []string, isRef bool, err error) {
 	raw := rb.Records
 	plain := 0
 	for i := int32(0); i < rb.NumRecords; i++ {
-		var r kmsg.Record
-		if err := r.ReadFrom(raw); err != nil {
+		r, rest, err := nextRecord(raw)
+		if err != nil {
 			return nil, false, nil // Append rejects it with the reason
 		}
-		raw = raw[int(r.Length)+varintLen(int64(r.Length)):]
+		raw = rest
 		ref, ok := refOf(r)
 		if !ok {
 			plain++
@@ -181,7 +181,19 @@ func refOf(r kmsg.Record) (string, bool) {
 	return "", false
 }
 
-func varintLen(v int64) int { return len(binary.AppendVarint(nil, v)) }
+// nextRecord decodes the record at the start of raw, bounded by its own
+// length prefix (kmsg does not check that the fields fill it exactly).
+func nextRecord(raw []byte) (kmsg.Record, []byte, error) {
+	l, n := binary.Varint(raw)
+	if n <= 0 || l < 0 || l > int64(len(raw)-n) {
+		return kmsg.Record{}, nil, errors.New("record length out of range")
+	}
+	var r kmsg.Record
+	if err := r.ReadFrom(raw[:n+int(l)]); err != nil {
+		return kmsg.Record{}, nil, err
+	}
+	return r, raw[n+int(l):], nil
+}
 
 // parseRef splits "topic/partition/offset" (the topic may hold no '/').
 func parseRef(ref string) (topic string, part int32, offset int64, err error) {
@@ -268,11 +280,11 @@ func recordAt(batch []byte, offset int64) (kmsg.Record, int64, error) {
 	}
 	raw := rb.Records
 	for i := int32(0); i < rb.NumRecords; i++ {
-		var r kmsg.Record
-		if err := r.ReadFrom(raw); err != nil {
+		r, rest, err := nextRecord(raw)
+		if err != nil {
 			return kmsg.Record{}, 0, fmt.Errorf("decode the original's record %d: %w", i, err)
 		}
-		raw = raw[int(r.Length)+varintLen(int64(r.Length)):]
+		raw = rest
 		if rb.FirstOffset+int64(r.OffsetDelta) != offset {
 			continue
 		}

@@ -11,6 +11,7 @@ import (
 	"github.com/copyscope/copyscope/broker/transfer"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // consumeAll reads partition 0 of topic from the start until n records
@@ -134,4 +135,29 @@ func TestDeadLetterRejects(t *testing.T) {
 	if err != nil || p.EndOffset() != 0 {
 		t.Errorf("bad.dlq end offset %v (%v), want 0", p.EndOffset(), err)
 	}
+}
+
+// FuzzDeadLetterRefs feeds arbitrary produce record sets and reference
+// headers to the reference decoder: it must accept, reject with
+// errBadRef, or leave the set to the log's validation, never panic.
+func FuzzDeadLetterRefs(f *testing.F) {
+	f.Add(encodeBatchForFuzz("orders/0/1", nil), "orders/0/1")
+	f.Add(encodeBatchForFuzz("orders/0/1", []byte("v")), "a/b/c")
+	f.Add([]byte{0, 1, 2}, "x//1")
+	f.Fuzz(func(t *testing.T, records []byte, ref string) {
+		var rb kmsg.RecordBatch
+		if err := rb.ReadFrom(records); err == nil {
+			if _, _, err := refRecords(rb); err != nil && !errors.Is(err, errBadRef) {
+				t.Fatalf("refRecords: %v is not a reference rejection", err)
+			}
+		}
+		if _, _, _, err := parseRef(ref); err != nil && !errors.Is(err, errBadRef) {
+			t.Fatalf("parseRef(%q): %v is not a reference rejection", ref, err)
+		}
+	})
+}
+
+func encodeBatchForFuzz(ref string, value []byte) []byte {
+	r := kmsg.Record{Value: value, Headers: []kmsg.Header{{Key: RefHeader, Value: []byte(ref)}}}
+	return appendBatch(nil, []kmsg.Record{r}, []int64{1})
 }
