@@ -224,18 +224,23 @@ func (g *Grouper) renames(from metrics.Subject) bool {
 }
 
 // release forgets threads the backend folded into their process's
-// pseudo-thread (tid -pid). Each one's counts stay with its own subject
-// (under --by port or thread that is not the pseudo-thread's), and the
+// pseudo-thread (tid -pid), which counts on for them. A renamed thread's
+// base goes with its counts, so what its old name kept is not counted
+// again under the new one. By port, the pseudo-thread (no port) is not the
+// thread's subject: the thread's counts stay with its port and the
 // pseudo-thread, which now holds them too, counts them no more.
 func (g *Grouper) release(tids []int) {
 	for _, tid := range tids {
 		gr, ok := g.last[tid]
 		delete(g.last, tid)
-		if !ok {
-			continue
+		switch {
+		case !ok:
+		case g.by == ByPort:
+			g.retired[gr.subject] = addCounters(g.retired[gr.subject], gr.share())
+			g.folded[gr.pid] = addCounters(g.folded[gr.pid], gr.counters)
+		case gr.base.Measured != 0:
+			g.folded[gr.pid] = addCounters(g.folded[gr.pid], gr.base)
 		}
-		g.retired[gr.subject] = addCounters(g.retired[gr.subject], gr.share())
-		g.folded[gr.pid] = addCounters(g.folded[gr.pid], gr.counters)
 	}
 }
 
