@@ -2,11 +2,14 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // fioReport is the part of fio --output-format=json this test reads.
@@ -98,5 +101,78 @@ func TestWatchFioIOUring(t *testing.T) {
 	// of 32 reads, while the data moved by READ ops it cannot see.
 	if st["io_uring_enter"]*8 > fioIOs {
 		t.Errorf("strace saw %d io_uring_enter for %d reads: fio did not batch, the test shows no gap", st["io_uring_enter"], fioIOs)
+	}
+}
+
+// TestWatchStraceGapUring: copyscope's own uring path (bench's raw loop,
+// /proc counters so bench loads no BPF itself) moves 64 MiB while strace
+// -c -f of the process sees a handful of io_uring_enter calls; watch
+// counts every READ and SEND and their bytes, as the path's ledger does.
+func TestWatchStraceGapUring(t *testing.T) {
+	straceOrSkip(t)
+	bin := buildBinary(t)
+	out := filepath.Join(t.TempDir(), "bench.json")
+	c := exec.Command("sh", "-c", `kill -STOP $$; exec "$@" >"$OUT"`, "sh", bin, "bench", "--paths", "uring",
+		"--variants", "raw", "--mode", "proc", "--size", "64MiB", "--runs", "1", "--chunk", "64KiB", "--json")
+	c.Env = append(os.Environ(), "OUT="+out)
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Process.Kill(); c.Wait() })
+	pid := c.Process.Pid
+	if !waitFor(10*time.Second, func() bool {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		i := strings.LastIndexByte(string(b), ')')
+		return i > 0 && i+2 < len(b) && b[i+2] == 'T'
+	}) {
+		t.Fatal("the child did not stop itself")
+	}
+	wait := startWatch(t, pid)
+	finish := straceAttach(t, pid)
+	if err := c.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	st := finish(false)
+	recs := watchJSON(t, wait(false))
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ledger map[string]struct {
+		Completed float64 `json:"completed"`
+		Bytes     float64 `json:"bytes"`
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		var r struct {
+			Path, Variant string
+			Ops           json.RawMessage `json:"io_uring_ops"`
+		}
+		if json.Unmarshal([]byte(line), &r) == nil && r.Path == "uring" && r.Variant == "raw" {
+			if err := json.Unmarshal(r.Ops, &ledger); err != nil {
+				t.Fatalf("bench record io_uring_ops: %v", err)
+			}
+		}
+	}
+	if ledger == nil {
+		t.Fatalf("no uring raw record with io_uring_ops in bench's output:\n%s", b)
+	}
+	watched := map[string][2]float64{}
+	for _, r := range recs {
+		ops, _ := r["io_uring_ops"].(map[string]any)
+		for op, v := range ops {
+			m := v.(map[string]any)
+			w := watched[op]
+			watched[op] = [2]float64{w[0] + m["completed"].(float64), w[1] + m["bytes"].(float64)}
+		}
+	}
+	t.Logf("strace -c -f: %d io_uring_enter; ledger %v; watch %v", st["io_uring_enter"], ledger, watched)
+	for _, op := range []string{"READ", "SEND"} {
+		l, w := ledger[op], watched[op]
+		if l.Completed == 0 || w[0] != l.Completed || w[1] != l.Bytes {
+			t.Errorf("%s: watch %v ops and bytes, the path's ledger %v", op, w, l)
+		}
+	}
+	if n := float64(st["io_uring_enter"]); n == 0 || n*10 > ledger["READ"].Completed {
+		t.Errorf("strace saw %v io_uring_enter for %v READs: want a handful (one per 2 MiB chain)", n, ledger["READ"].Completed)
 	}
 }
