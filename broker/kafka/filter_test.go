@@ -331,3 +331,25 @@ func TestFilterGroupResume(t *testing.T) {
 		}
 	}
 }
+
+func TestClientFilter(t *testing.T) {
+	cases := []struct {
+		id, expr string
+		ok       bool
+	}{
+		{"", "", false},
+		{"app", "", false},
+		{"filter=a||b", "a||b", true},
+		{"billing filter=t1||key:user-", "t1||key:user-", true},
+		{"filter=key:x;v2", "key:x", true},
+		{"v2;filter=a", "a", true},
+		{"nofilter=a", "", false},
+		{"filter=", "", true},
+	}
+	for _, c := range cases {
+		expr, ok := clientFilter(c.id)
+		if expr != c.expr || ok != c.ok {
+			t.Errorf("clientFilter(%q) = %q, %v; want %q, %v", c.id, expr, ok, c.expr, c.ok)
+		}
+	}
+}

@@ -51,7 +51,17 @@ probed/unprobed ratios of throughput and data-thread CPU per GB follows
 every record carries "overhead": "probed" or "unprobed". --floor adds a
 third measurement per run with only an empty sys_exit program attached
 ("overhead": "floor", /proc counters): the price of any syscall tracepoint
-on this kernel, below which no tracepoint-based tool can go.`
+on this kernel, below which no tracepoint-based tool can go.
+
+--selectivity 1,0.1,0.01 measures features against speed: records get tag
+headers and each consumer asks the broker (in its client id) for that share
+of them. read and mmap filter in the broker; sendfile, splice and zerocopy
+send whole batches and the consumer filters. Records add useful and wasted
+bytes and CPU per useful GB; the table ends with the selectivity below which
+mmap-with-filter costs less total CPU per useful GB than sendfile.
+--chunks and --fetch-bytes repeat the sweep per size; --png FILE draws it.
+--dead-letters N instead compares dead letters sent back by reference with
+re-produced ones, per record, on every path.`
 
 func newBenchCmd() *cobra.Command {
 	var f benchFlags
