@@ -68,8 +68,15 @@ can attribute each path's syscalls and copies exactly.
 Limits protect it from clients: --max-connections and
 --max-connections-per-ip (each connection holds a thread), --idle-timeout,
 --request-timeout (a request trickling in is cut) and
---max-buffered-request-bytes (memory of large requests being read). Each
-limit hit is logged, at most once a second per limit.
+--max-buffered-request-bytes (memory of large requests being read);
+--max-partitions and --max-open-segment-files bound what topics cost (idle
+partitions close their files and reopen them on demand). Each limit hit is
+logged, at most once a second per limit.
+
+The data directory is locked by its path and watched: if it is removed or
+replaced while the broker runs, produce is refused (KAFKA_STORAGE_ERROR).
+Recovery after a crash logs every cut it makes; --prometheus exposes the
+counts. What each --fsync mode guarantees is in the README.
 
 SIGINT or SIGTERM shut the broker down cleanly: requests in flight finish,
 connections close, the log is synced.`,
