@@ -23,6 +23,12 @@ type batchBuilder struct {
 	// counts its header and its matching records.
 	tagged bool
 	useful map[int]int64
+	// perBatch gives all records of a batch one tag (the batch count's
+	// bucket) instead of one per record: matches cluster, as when a
+	// producer writes one kind of event at a time, and the broker's tag
+	// index can skip whole batches.
+	perBatch bool
+	batches  uint64
 }
 
 func newBatchBuilder(table *crc32.Table, records, valueSize int) *batchBuilder {
@@ -49,6 +55,9 @@ func (b *batchBuilder) next(nowMs int64) []byte {
 	var count [tagBuckets + 1]int
 	for i := 0; i < b.records; i++ {
 		bucket := recordTag(b.seq)
+		if b.perBatch {
+			bucket = recordTag(b.batches)
+		}
 		var body []byte
 		body = append(body, 0)                     // record attributes
 		body = binary.AppendVarint(body, 0)        // timestampDelta
@@ -86,6 +95,7 @@ func (b *batchBuilder) next(nowMs int64) []byte {
 			b.useful[k] += bytes + recordbatch.HeaderSize
 		}
 	}
+	b.batches++
 	binary.BigEndian.PutUint32(buf[recordbatch.PosBatchLength:], uint32(len(buf)-recordbatch.LogOverhead))
 	binary.BigEndian.PutUint32(buf[recordbatch.PosCRC:], crc32.Checksum(buf[recordbatch.PosAttributes:], b.table))
 	b.buf = buf

@@ -87,7 +87,10 @@ type Config struct {
 	// FetchSizes, when not empty, repeats everything for each Fetch
 	// max_bytes; FetchMaxBytes is then unused.
 	FetchSizes []int32
-	sel        *selection // the selectivity being run
+	// TagPerBatch, in a selectivity sweep, tags whole batches alike
+	// instead of spreading the tags over every batch's records.
+	TagPerBatch bool
+	sel         *selection // the selectivity being run
 }
 
 func (c *Config) normalize() error {
@@ -421,7 +424,7 @@ func produce(store *log.Store, cfg Config, table *crc32.Table) (*log.Partition, 
 		if part.Stats().Bytes > 0 {
 			return nil, 0, nil, fmt.Errorf("--selectivity needs a fresh log (its arithmetic counts the records it writes): give --data an empty directory or leave it out")
 		}
-		bb.tagged, bb.useful = true, map[int]int64{}
+		bb.tagged, bb.useful, bb.perBatch = true, map[int]int64{}, cfg.TagPerBatch
 		for _, s := range cfg.Selectivity {
 			bb.useful[bucketCut(s)] = 0
 		}

@@ -155,3 +155,28 @@ func TestDeadLetters(t *testing.T) {
 	}
 	t.Log("\n" + out.String())
 }
+
+// TestSelectivityPerBatch: with one tag per batch the tag index lets read
+// and mmap skip whole batches; the useful bytes are still the workload's
+// arithmetic and the by-reference paths still waste the rest.
+func TestSelectivityPerBatch(t *testing.T) {
+	var progress bytes.Buffer
+	cfg := Config{Size: 8 << 20, Runs: 2, Selectivity: []float64{1, 0.1}, TagPerBatch: true, Progress: &progress,
+		Paths: []string{"mmap", "sendfile"}, FetchMaxBytes: 1 << 20}
+	res, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("Run: %v\n%s", err, progress.String())
+	}
+	for _, r := range res {
+		if r.Variant != "broker" || *r.Selectivity == 1 {
+			continue
+		}
+		useful, delivered := float64(*r.UsefulBytes), float64(*r.DeliveredBytes)
+		if r.Path == "mmap" && delivered > 1.05*useful {
+			t.Errorf("mmap at 0.1, one tag per batch: delivered %.0f for %.0f useful", delivered, useful)
+		}
+		if r.Path == "sendfile" && *r.WastedBytes == 0 {
+			t.Errorf("sendfile at 0.1 wasted nothing")
+		}
+	}
+}

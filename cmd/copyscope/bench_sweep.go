@@ -17,13 +17,14 @@ import (
 // sweepFlags are bench's sweep options: the selectivity of broker-side
 // filters (and, with it, the sweep table instead of the path table).
 type sweepFlags struct {
-	selectivity, chunks, png, fetches string
-	deadLetters                       int
+	selectivity, chunks, png, fetches, tagSpread string
+	deadLetters                                  int
 }
 
 func (s *sweepFlags) add(f *pflag.FlagSet) {
 	f.IntVar(&s.deadLetters, "dead-letters", 0, "instead of the sweep: send N dead letters over every path's listener, by reference (the broker copies the original from its log) and by re-producing the whole record (the client-side way), and report each one's cost per record")
 	f.StringVar(&s.fetches, "fetch-bytes", "", "comma-separated Fetch max_bytes to sweep (e.g. 1MiB,64MiB); each runs every path (replaces --fetch-max-bytes)")
+	f.StringVar(&s.tagSpread, "tag-spread", "record", "with --selectivity: \"record\" spreads the tags over every batch's records (the tag index can skip nothing), \"batch\" gives each batch one tag (matches cluster; the index skips whole batches)")
 	f.StringVar(&s.chunks, "chunks", "", "comma-separated chunk sizes to sweep (e.g. 4KiB,64KiB,1MiB); each runs every path with the broker restarted at that chunk (replaces --chunk)")
 	f.StringVar(&s.png, "png", "", "draw a PNG chart to FILE: total CPU per useful GB against selectivity per path with the mmap/sendfile crossover (with --selectivity), else throughput and CPU per GB against chunk size per path")
 	f.StringVar(&s.selectivity, "selectivity", "", "comma-separated shares of records a tag filter keeps (e.g. 1,0.1,0.01): records get tags, read and mmap filter in the broker, sendfile/splice/zerocopy send whole batches and the consumer filters; reports useful and wasted bytes and CPU per useful GB, and the mmap/sendfile crossover")
@@ -48,6 +49,13 @@ func (s *sweepFlags) apply(cfg *bench.Config) error {
 			}
 			cfg.FetchSizes = append(cfg.FetchSizes, int32(n))
 		}
+	}
+	switch s.tagSpread {
+	case "record", "":
+	case "batch":
+		cfg.TagPerBatch = true
+	default:
+		return fmt.Errorf("--tag-spread %q: use record or batch", s.tagSpread)
 	}
 	if s.selectivity == "" {
 		return nil
