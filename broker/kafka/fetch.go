@@ -87,15 +87,15 @@ func (c *conn) sendFetch(fr fetchFrame) error {
 // returns the record bytes found and whether any partition has an error
 // (which, as in Kafka, answers the fetch at once).
 func (c *conn) readFetch(req *kmsg.FetchRequest) (total int64, anyErr bool) {
-	s, f := c.srv, &c.fetch
+	f := &c.fetch
 	c.filter.body = c.filter.body[:0]
-	flt, view := c.filtering()
+	fb := fetchBudget{remaining: int64(req.MaxBytes)}
+	fb.flt, fb.view = c.filtering()
 	f.topics, f.parts, f.spans = f.topics[:0], f.parts[:0], f.spans[:0]
 	clear(f.changed)
 	f.changed = f.changed[:0]
-	remaining := int64(req.MaxBytes)
-	if req.Version < 3 || remaining <= 0 {
-		remaining = 1<<31 - 1
+	if req.Version < 3 || fb.remaining <= 0 {
+		fb.remaining = 1<<31 - 1
 	}
 	// Partitions are appended to f.parts first and cut into topics after,
 	// since appending may move the backing array.
@@ -110,59 +110,7 @@ func (c *conn) readFetch(req *kmsg.FetchRequest) (total int64, anyErr bool) {
 		for _, p := range t.Partitions {
 			fp := fetchPartition{partition: p.Partition, hw: -1, lso: -1, logStart: -1}
 			spanLo := len(f.spans)
-			code := int16(0)
-			switch part, err := s.store.Partition(t.Topic, p.Partition); {
-			case nameErr != nil:
-				code = kerr.InvalidTopicException.Code
-			case err != nil:
-				code = errCode(err)
-			case c.filterCode() != 0:
-				code = c.filterCode()
-			default:
-				f.changed = append(f.changed, part.Changed())
-				start, end := part.StartOffset(), part.EndOffset()
-				fp.hw, fp.lso, fp.logStart = end, end, start
-				switch {
-				case p.FetchOffset < start || p.FetchOffset > end:
-					code = kerr.OffsetOutOfRange.Code
-				case p.FetchOffset == end:
-				case remaining <= 0 && total > 0:
-					// The response is full; the client asks again.
-				default:
-					limit := min(int64(max(p.PartitionMaxBytes, 1)), max(remaining, 1))
-					rr, err := part.Read(p.FetchOffset, int32(limit))
-					if err != nil {
-						code = errCode(err)
-						break
-					}
-					fp.hw, fp.lso, fp.logStart = rr.HighWatermark, rr.HighWatermark, rr.LogStartOffset
-					var got int64
-					for _, sl := range rr.Slices {
-						got += sl.Len
-					}
-					if total > 0 && got > limit {
-						// The log returns at least one batch; as in Kafka,
-						// only the response's first data may exceed a limit.
-						rr.Release()
-						break
-					}
-					f.held = append(f.held, rr)
-					if flt != nil {
-						code = c.filterSlices(flt, view, part, &fp, rr.Slices)
-						total += got
-						remaining -= got
-						break
-					}
-					for _, sl := range rr.Slices {
-						if sl.Len <= 0 {
-							continue
-						}
-						f.spans = append(f.spans, transfer.Span{Fd: int(sl.File.Fd()), Off: sl.Pos, Len: sl.Len})
-						total += sl.Len
-						remaining -= sl.Len
-					}
-				}
-			}
+			code := c.readPartition(t.Topic, nameErr, p, &fp, &fb)
 			if code != 0 {
 				anyErr = true
 			}
@@ -175,7 +123,74 @@ func (c *conn) readFetch(req *kmsg.FetchRequest) (total int64, anyErr bool) {
 	for _, ct := range cuts {
 		f.topics = append(f.topics, fetchTopic{name: ct.name, partitions: f.parts[ct.lo:ct.hi]})
 	}
-	return total, anyErr
+	return fb.total, anyErr
+}
+
+// fetchBudget is what one Fetch has read so far and may still read, and
+// the broker-side filter it applies.
+type fetchBudget struct {
+	total, remaining int64
+	flt              *log.Filter
+	view             transfer.Viewer
+}
+
+// readPartition reads one requested partition into fp (its offsets, and
+// spans of the log or filtered bytes) within the fetch's budget, and
+// returns its Kafka error code.
+func (c *conn) readPartition(topic string, nameErr error, p kmsg.FetchRequestTopicPartition, fp *fetchPartition, fb *fetchBudget) int16 {
+	f := &c.fetch
+	part, err := c.srv.store.Partition(topic, p.Partition)
+	switch {
+	case nameErr != nil:
+		return kerr.InvalidTopicException.Code
+	case err != nil:
+		return errCode(err)
+	case c.filterCode() != 0:
+		return c.filterCode()
+	}
+	f.changed = append(f.changed, part.Changed())
+	start, end := part.StartOffset(), part.EndOffset()
+	fp.hw, fp.lso, fp.logStart = end, end, start
+	switch {
+	case p.FetchOffset < start || p.FetchOffset > end:
+		return kerr.OffsetOutOfRange.Code
+	case p.FetchOffset == end:
+		return 0
+	case fb.remaining <= 0 && fb.total > 0:
+		return 0 // the response is full; the client asks again
+	}
+	limit := min(int64(max(p.PartitionMaxBytes, 1)), max(fb.remaining, 1))
+	rr, err := part.Read(p.FetchOffset, int32(limit))
+	if err != nil {
+		return errCode(err)
+	}
+	fp.hw, fp.lso, fp.logStart = rr.HighWatermark, rr.HighWatermark, rr.LogStartOffset
+	var got int64
+	for _, sl := range rr.Slices {
+		got += sl.Len
+	}
+	if fb.total > 0 && got > limit {
+		// The log returns at least one batch; as in Kafka, only the
+		// response's first data may exceed a limit.
+		rr.Release()
+		return 0
+	}
+	f.held = append(f.held, rr)
+	if fb.flt != nil {
+		code := c.filterSlices(fb.flt, fb.view, part, fp, rr.Slices)
+		fb.total += got
+		fb.remaining -= got
+		return code
+	}
+	for _, sl := range rr.Slices {
+		if sl.Len <= 0 {
+			continue
+		}
+		f.spans = append(f.spans, transfer.Span{Fd: int(sl.File.Fd()), Off: sl.Pos, Len: sl.Len})
+		fb.total += sl.Len
+		fb.remaining -= sl.Len
+	}
+	return 0
 }
 
 func (s *Server) isClosing() bool {
