@@ -265,86 +265,113 @@ func (d *Demo) consume(path string) {
 		d.grp.mu.Unlock()
 	}
 	defer d.grp.removeConsumer(tid)
-	var (
-		f         *kfetch.Client
-		connGen   uint64
-		offset    int64
-		paceGen   = ^uint64(0)
-		paceStart time.Time
-		paceBytes float64
-		failures  int
-	)
-	drop := func() {
-		d.grp.dropPeer(f.Local())
-		d.fetchMu.Lock()
-		delete(d.fetchers, f)
-		d.fetchMu.Unlock()
-		f.Close()
-		f = nil
-	}
-	defer func() {
-		if f != nil {
-			drop()
-		}
-	}()
+	c := &consumer{d: d, path: path, paceGen: ^uint64(0)}
+	defer c.drop()
 	for d.ctx.Err() == nil {
 		st, ok := d.ctl.wait(path)
 		if !ok {
 			return
 		}
-		if f != nil && st.connGen != connGen {
-			drop()
+		if c.f != nil && st.connGen != c.connGen {
+			c.drop()
 		}
-		if f == nil {
-			var err error
-			connGen = st.connGen
-			f, err = d.dialConsumer(d.brk.addr(path), path, st)
-			if err != nil {
-				if !d.backoff(&failures, err) {
-					return
-				}
-				continue
-			}
-			d.grp.addPeer(f.Local(), path)
-			d.fetchMu.Lock()
-			d.fetchers[f] = struct{}{}
-			stopping := d.ctx.Err() != nil
-			d.fetchMu.Unlock()
-			if stopping {
+		if c.f == nil {
+			if ok, retry := c.connect(st); !ok {
 				return
-			}
-		}
-		if st.mode == ModeFair {
-			if st.gen != paceGen {
-				paceGen, paceStart, paceBytes = st.gen, time.Now(), 0
-			}
-			due := paceStart.Add(time.Duration(paceBytes / st.rate * 1e9))
-			if wait := time.Until(due); wait > 0 {
-				time.Sleep(min(wait, 100*time.Millisecond))
+			} else if retry {
 				continue
 			}
 		}
-		res, err := f.Fetch(offset)
-		if err != nil {
-			err = fmt.Errorf("consumer: %w", err)
-			drop()
-			if !d.backoff(&failures, err) {
-				return
-			}
+		if c.paced(st) {
 			continue
 		}
-		failures = 0
-		paceBytes += float64(res.Bytes)
-		d.grp.received[path].Add(res.Bytes)
-		switch {
-		case res.ErrCode != 0 || res.Next >= res.HighWatermark:
-			// At the end of the log (or out of range): read it again from
-			// the start at once rather than long-polling for new records.
-			offset = max(res.LogStart, 0)
-		default:
-			offset = res.Next
+		if !c.fetch() {
+			return
 		}
 	}
+}
+
+// consumer is the state of one path's consumer thread.
+type consumer struct {
+	d         *Demo
+	path      string
+	f         *kfetch.Client // nil while not connected
+	connGen   uint64         // the settings generation f was made for
+	offset    int64
+	failures  int
+	paceGen   uint64 // fair-mode pacing: its settings generation,
+	paceStart time.Time
+	paceBytes float64 // and the bytes fetched since paceStart
+}
+
+// connect dials the path's listener for settings st. ok false: stop the
+// consumer; retry: the dial failed and was backed off, try again.
+func (c *consumer) connect(st setting) (ok, retry bool) {
+	d := c.d
+	c.connGen = st.connGen
+	f, err := d.dialConsumer(d.brk.addr(c.path), c.path, st)
+	if err != nil {
+		return d.backoff(&c.failures, err), true
+	}
+	c.f = f
+	d.grp.addPeer(f.Local(), c.path)
+	d.fetchMu.Lock()
+	d.fetchers[f] = struct{}{}
+	stopping := d.ctx.Err() != nil
+	d.fetchMu.Unlock()
+	return !stopping, false
+}
+
+// paced reports whether fair mode wants the consumer to wait (it has then
+// slept a little) before the next fetch.
+func (c *consumer) paced(st setting) bool {
+	if st.mode != ModeFair {
+		return false
+	}
+	if st.gen != c.paceGen {
+		c.paceGen, c.paceStart, c.paceBytes = st.gen, time.Now(), 0
+	}
+	due := c.paceStart.Add(time.Duration(c.paceBytes / st.rate * 1e9))
+	if wait := time.Until(due); wait > 0 {
+		time.Sleep(min(wait, 100*time.Millisecond))
+		return true
+	}
+	return false
+}
+
+// fetch makes one Fetch and moves the offset on, wrapping to the log start
+// at its end; false when the consumer gives up after failures.
+func (c *consumer) fetch() bool {
+	res, err := c.f.Fetch(c.offset)
+	if err != nil {
+		c.drop()
+		return c.d.backoff(&c.failures, fmt.Errorf("consumer: %w", err))
+	}
+	c.failures = 0
+	c.paceBytes += float64(res.Bytes)
+	c.d.grp.received[c.path].Add(res.Bytes)
+	switch {
+	case res.ErrCode != 0 || res.Next >= res.HighWatermark:
+		// At the end of the log (or out of range): read it again from
+		// the start at once rather than long-polling for new records.
+		c.offset = max(res.LogStart, 0)
+	default:
+		c.offset = res.Next
+	}
+	return true
+}
+
+// drop closes the connection, if any.
+func (c *consumer) drop() {
+	if c.f == nil {
+		return
+	}
+	c.d.grp.dropPeer(c.f.Local())
+	c.d.fetchMu.Lock()
+	delete(c.d.fetchers, c.f)
+	c.d.fetchMu.Unlock()
+	c.f.Close()
+	c.f = nil
 }
 
 // backoff waits a little after a failed fetch; it gives up (false) when
