@@ -136,14 +136,8 @@ func Start(ctx context.Context, cfg Config) (*Demo, error) {
 			d.Close()
 		}
 	}()
-	var err error
-	d.dir = cfg.DataDir
-	if d.dir == "" {
-		d.dir, err = os.MkdirTemp("", "copyscope-demo-")
-		if err != nil {
-			return nil, fmt.Errorf("demo: create a temporary data dir: %w (set TMPDIR or use --data)", err)
-		}
-		d.tempDir = true
+	if err := d.makeDataDir(); err != nil {
+		return nil, err
 	}
 	// Loading the BPF programs (the verifier) overlaps the broker's start
 	// and the preload; connection events wait in the subscription.
@@ -164,6 +158,7 @@ func Start(ctx context.Context, cfg Config) (*Demo, error) {
 			unsub()
 		}
 	}()
+	var err error
 	d.brk, err = startBroker(d.dir, cfg, d.reg)
 	var produce func()
 	if err == nil {
@@ -188,21 +183,7 @@ func Start(ctx context.Context, cfg Config) (*Demo, error) {
 
 	pumping = true
 	d.wg.Add(1)
-	go func() {
-		defer d.wg.Done()
-		defer unsub()
-		for {
-			select {
-			case ev, ok := <-events:
-				if !ok {
-					return
-				}
-				d.grp.connEvent(ev)
-			case <-d.ctx.Done():
-				return
-			}
-		}
-	}()
+	go d.pumpEvents(events, unsub)
 	d.wg.Add(1)
 	go produce()
 	for _, p := range cfg.Paths {
@@ -213,6 +194,39 @@ func Start(ctx context.Context, cfg Config) (*Demo, error) {
 	go d.sample()
 	started = true
 	return d, nil
+}
+
+// makeDataDir uses Config.DataDir, or a temporary directory removed by
+// Close.
+func (d *Demo) makeDataDir() error {
+	d.dir = d.cfg.DataDir
+	if d.dir != "" {
+		return nil
+	}
+	dir, err := os.MkdirTemp("", "copyscope-demo-")
+	if err != nil {
+		return fmt.Errorf("demo: create a temporary data dir: %w (set TMPDIR or use --data)", err)
+	}
+	d.dir, d.tempDir = dir, true
+	return nil
+}
+
+// pumpEvents hands the broker's connection events to the grouper until
+// the demo stops.
+func (d *Demo) pumpEvents(events <-chan transfer.Event, unsub func()) {
+	defer d.wg.Done()
+	defer unsub()
+	for {
+		select {
+		case ev, ok := <-events:
+			if !ok {
+				return
+			}
+			d.grp.connEvent(ev)
+		case <-d.ctx.Done():
+			return
+		}
+	}
 }
 
 // Samples delivers one sample per interval; it is closed when the demo
