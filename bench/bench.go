@@ -93,7 +93,30 @@ type Config struct {
 	sel         *selection // the selectivity being run
 }
 
+// normalize fills the defaults and checks the configuration: paths and
+// variants, sizes and counts, then the TCP congestion control.
 func (c *Config) normalize() error {
+	if err := c.normalizePaths(); err != nil {
+		return err
+	}
+	if err := c.normalizeSizes(); err != nil {
+		return err
+	}
+	if err := checkSweep(c); err != nil {
+		return err
+	}
+	if c.Counters == nil {
+		c.Counters = ProcCounters()
+	}
+	if c.Progress == nil {
+		c.Progress = io.Discard
+	}
+	return c.normalizeCongestion()
+}
+
+// normalizePaths picks every usable path when none is given (saying why
+// one is skipped) and checks the paths and variants asked for.
+func (c *Config) normalizePaths() error {
 	if len(c.Paths) == 0 {
 		// Every path that can run here; the io_uring ones are left out
 		// with the reason where io_uring is unavailable.
@@ -129,6 +152,12 @@ func (c *Config) normalize() error {
 			return fmt.Errorf("unknown variant %q (valid: broker, raw)", v)
 		}
 	}
+	return nil
+}
+
+// normalizeSizes fills the default size, runs, chunk, Fetch and record
+// sizes and checks their ranges.
+func (c *Config) normalizeSizes() error {
 	if c.Size == 0 {
 		c.Size = DefaultSize
 	}
@@ -159,15 +188,12 @@ func (c *Config) normalize() error {
 	if c.RecordSize == 0 {
 		c.RecordSize = DefaultRecordSize
 	}
-	if err := checkSweep(c); err != nil {
-		return err
-	}
-	if c.Counters == nil {
-		c.Counters = ProcCounters()
-	}
-	if c.Progress == nil {
-		c.Progress = io.Discard
-	}
+	return nil
+}
+
+// normalizeCongestion checks the TCP congestion control asked for; the
+// default falls back to the host's, with a note, where it cannot be set.
+func (c *Config) normalizeCongestion() error {
 	switch c.Congestion {
 	case "":
 		c.Congestion = DefaultCongestion
@@ -178,9 +204,7 @@ func (c *Config) normalize() error {
 		}
 	case SystemCongestion:
 	default:
-		if err := checkCongestion(c.Congestion); err != nil {
-			return err
-		}
+		return checkCongestion(c.Congestion)
 	}
 	return nil
 }
