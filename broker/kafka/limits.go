@@ -89,7 +89,12 @@ type byteBudget struct {
 	mu      sync.Mutex
 	avail   int64
 	changed chan struct{} // closed and replaced when bytes come back
+	waiting atomic.Int32  // connections waiting for bytes
 }
+
+// contended reports whether some connection waits for bytes (a nil
+// budget never is).
+func (b *byteBudget) contended() bool { return b != nil && b.waiting.Load() > 0 }
 
 func newByteBudget(n int64) *byteBudget {
 	return &byteBudget{avail: n, changed: make(chan struct{})}
@@ -106,16 +111,25 @@ func (b *byteBudget) acquire(n int64, deadline time.Time, stop <-chan struct{}) 
 		}
 		ch := b.changed
 		b.mu.Unlock()
-		wait := time.NewTimer(time.Until(deadline))
-		select {
-		case <-ch:
-			wait.Stop()
-		case <-wait.C:
-			return errRequestTimeout
-		case <-stop:
-			wait.Stop()
-			return errors.New("broker shutting down")
+		if err := b.wait(ch, deadline, stop); err != nil {
+			return err
 		}
+	}
+}
+
+// wait blocks until ch closes (bytes came back), deadline or stop.
+func (b *byteBudget) wait(ch <-chan struct{}, deadline time.Time, stop <-chan struct{}) error {
+	b.waiting.Add(1)
+	defer b.waiting.Add(-1)
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case <-ch:
+		return nil
+	case <-t.C:
+		return errRequestTimeout
+	case <-stop:
+		return errors.New("broker shutting down")
 	}
 }
 

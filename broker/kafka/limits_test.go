@@ -591,3 +591,40 @@ func TestBufferedRequestCap(t *testing.T) {
 	}
 
 }
+
+// TestKeptMappingGivenBack: after a 1 MiB produce the connection keeps
+// its request mapping (and its share of the budget) for the next one,
+// and gives both back once it has been silent for a socket timeout.
+func TestKeptMappingGivenBack(t *testing.T) {
+	const capB = 8 << 20
+	b := startBroker(t, t.TempDir(), func(c *Config) {
+		c.MaxRequestBytes, c.MaxBufferedRequestBytes, c.RequestTimeout = 2<<20, capB, 400*time.Millisecond
+	})
+	if err := b.store.CreateTopic("kept", 1); err != nil {
+		t.Fatal(err)
+	}
+	c := dialRaw(t, b.addr)
+	req := kmsg.NewPtrProduceRequest()
+	req.SetVersion(9)
+	req.Acks, req.TimeoutMillis = 1, 5000
+	req.Topics = []kmsg.ProduceRequestTopic{{Topic: "kept", Partitions: []kmsg.ProduceRequestTopicPartition{{Partition: 0, Records: makeBatch(make([]byte, 1<<20))}}}}
+	if p := rawRequest(t, c, req).(*kmsg.ProduceResponse).Topics[0].Partitions[0]; p.ErrorCode != 0 {
+		t.Fatalf("produce: error %d", p.ErrorCode)
+	}
+	avail := func() int64 {
+		b.srv.budget.mu.Lock()
+		defer b.srv.budget.mu.Unlock()
+		return b.srv.budget.avail
+	}
+	if a := avail(); a > capB-(1<<20) {
+		t.Fatalf("right after a 1 MiB request the budget has %d of %d bytes free: the mapping was not kept", a, capB)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for avail() != capB && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if a := avail(); a != capB {
+		t.Fatalf("%d of %d budget bytes free after the connection fell silent: the kept mapping was not given back", a, capB)
+	}
+	rawRequest(t, c, kmsg.NewPtrApiVersionsRequest()) // the connection still works
+}
