@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
 	"hash/crc32"
 	"io"
@@ -12,9 +11,8 @@ import (
 	"time"
 
 	"github.com/copyscope/copyscope/broker/log"
-	"github.com/copyscope/copyscope/internal/recordbatch"
+	"github.com/copyscope/copyscope/internal/kproduce"
 	"github.com/copyscope/copyscope/metrics"
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"golang.org/x/sys/unix"
 )
@@ -145,17 +143,15 @@ func sendDeadLetters(ctx context.Context, srv fetchServer, cfg Config, path, way
 		return DeadLetterResult{}, err
 	}
 	start := time.Now()
-	var sent uint64
-	p := &dlqProducer{fd: fd, value: make([]byte, cfg.RecordSize)}
+	p := kproduce.New(fd)
+	value := make([]byte, cfg.RecordSize)
 	for i := 0; i < n; i += deadLetterBatch {
-		k := min(deadLetterBatch, n-i)
-		m, err := p.send(way, i, k, end)
-		sent += m
-		if err != nil {
+		if err := p.Send(deadLetterTopic, deadLetterRecords(way, i, min(deadLetterBatch, n-i), end, value)); err != nil {
 			return DeadLetterResult{}, err
 		}
 	}
 	secs := time.Since(start).Seconds()
+	sent := p.BytesSent
 	dAfter, err := tc.Read(dtid)
 	if err != nil {
 		return DeadLetterResult{}, err
@@ -165,6 +161,22 @@ func sendDeadLetters(ctx context.Context, srv fetchServer, cfg Config, path, way
 		return DeadLetterResult{}, err
 	}
 	return deadLetterRecord(path, way, n, secs, sent, start, tc.Mode(), dAfter.Sub(dBefore), pAfter.Sub(pBefore)), nil
+}
+
+// deadLetterRecords are dead letters i..i+k-1 one way: references to
+// offsets spread over the log, or whole records of the log's value size.
+func deadLetterRecords(way string, i, k int, end int64, value []byte) []kmsg.Record {
+	recs := make([]kmsg.Record, k)
+	for j := range recs {
+		off := int64(i+j) * 7919 % end
+		if way == "reference" {
+			recs[j].Headers = []kmsg.Header{{Key: refHeader, Value: fmt.Appendf(nil, "%s/0/%d", topic, off)}}
+			continue
+		}
+		fillValue(value, uint64(off))
+		recs[j].Value = value
+	}
+	return recs
 }
 
 func deadLetterRecord(path, way string, n int, secs float64, sent uint64, start time.Time, mode metrics.Mode, d, p metrics.Counters) DeadLetterResult {
@@ -184,134 +196,6 @@ func deadLetterRecord(path, way string, n int, secs float64, sent uint64, start 
 		r.ProducerCPUNsPerRec = per(p.CPUNs)
 	}
 	return r
-}
-
-// dlqProducer speaks Produce v7 (acks 1) over a blocking socket.
-type dlqProducer struct {
-	fd    int
-	corr  int32
-	value []byte
-	buf   []byte
-}
-
-// send produces records i..i+k-1 one way and waits for the answer; it
-// returns the request bytes written.
-func (p *dlqProducer) send(way string, i, k int, end int64) (uint64, error) {
-	recs := make([]kmsg.Record, k)
-	for j := range recs {
-		off := int64(i+j) * 7919 % end // spread over the log
-		if way == "reference" {
-			recs[j].Headers = []kmsg.Header{{Key: refHeader, Value: fmt.Appendf(nil, "%s/0/%d", topic, off)}}
-		} else {
-			fillValue(p.value, uint64(off))
-			recs[j].Value = p.value
-		}
-	}
-	req := kmsg.NewPtrProduceRequest()
-	req.Version, req.Acks, req.TimeoutMillis = 7, 1, 30_000
-	rt := kmsg.NewProduceRequestTopic()
-	rt.Topic = deadLetterTopic
-	rp := kmsg.NewProduceRequestTopicPartition()
-	rp.Records = encodeBatch(recs)
-	rt.Partitions = append(rt.Partitions, rp)
-	req.Topics = append(req.Topics, rt)
-	p.corr++
-	b := p.buf[:0]
-	b = append(b, 0, 0, 0, 0)
-	b = binary.BigEndian.AppendUint16(b, 0) // Produce
-	b = binary.BigEndian.AppendUint16(b, 7)
-	b = binary.BigEndian.AppendUint32(b, uint32(p.corr))
-	b = binary.BigEndian.AppendUint16(b, 5)
-	b = append(b, "bench"...)
-	b = req.AppendTo(b)
-	binary.BigEndian.PutUint32(b, uint32(len(b)-4))
-	p.buf = b
-	if err := writeFull(p.fd, b); err != nil {
-		return 0, err
-	}
-	return uint64(len(b)), p.answer()
-}
-
-// answer reads one Produce response and fails on its error code.
-func (p *dlqProducer) answer() error {
-	var size [4]byte
-	if err := readFull(p.fd, size[:]); err != nil {
-		return err
-	}
-	n := binary.BigEndian.Uint32(size[:])
-	if n < 4 || n > 1<<20 {
-		return fmt.Errorf("produce response size %d out of range", n)
-	}
-	body := make([]byte, n)
-	if err := readFull(p.fd, body); err != nil {
-		return err
-	}
-	resp := kmsg.NewPtrProduceResponse()
-	resp.Version = 7
-	if err := resp.ReadFrom(body[4:]); err != nil {
-		return fmt.Errorf("decode produce response: %w", err)
-	}
-	for _, t := range resp.Topics {
-		for _, pr := range t.Partitions {
-			if err := kerr.ErrorForCode(pr.ErrorCode); err != nil {
-				msg := ""
-				if pr.ErrorMessage != nil {
-					msg = ": " + *pr.ErrorMessage
-				}
-				return fmt.Errorf("produce to %s: %w%s", t.Topic, err, msg)
-			}
-		}
-	}
-	return nil
-}
-
-// encodeBatch is one uncompressed v2 batch of recs.
-func encodeBatch(recs []kmsg.Record) []byte {
-	var body []byte
-	for i := range recs {
-		r := &recs[i]
-		r.OffsetDelta = int32(i)
-		r.Length = int32(len(r.AppendTo(nil)) - 1)
-		body = r.AppendTo(body)
-	}
-	now := time.Now().UnixMilli()
-	rb := kmsg.RecordBatch{Magic: 2, LastOffsetDelta: int32(len(recs) - 1), FirstTimestamp: now, MaxTimestamp: now,
-		ProducerID: -1, ProducerEpoch: -1, FirstSequence: -1, NumRecords: int32(len(recs)), Records: body}
-	rb.Length = int32(recordbatch.HeaderSize - recordbatch.LogOverhead + len(body))
-	b := rb.AppendTo(nil)
-	binary.BigEndian.PutUint32(b[recordbatch.PosCRC:], crc32.Checksum(b[recordbatch.PosAttributes:], crc32.MakeTable(crc32.Castagnoli)))
-	return b
-}
-
-func writeFull(fd int, b []byte) error {
-	for len(b) > 0 {
-		n, err := unix.Write(fd, b)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("write produce request: %w", err)
-		}
-		b = b[n:]
-	}
-	return nil
-}
-
-func readFull(fd int, b []byte) error {
-	for len(b) > 0 {
-		n, err := unix.Read(fd, b)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("read produce response: %w", err)
-		}
-		if n == 0 {
-			return fmt.Errorf("broker closed the connection mid-response")
-		}
-		b = b[n:]
-	}
-	return nil
 }
 
 // benchDir is cfg.DataDir, or a temporary directory removed by cleanup.
