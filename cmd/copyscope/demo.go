@@ -18,21 +18,18 @@ import (
 	"github.com/copyscope/copyscope/tui"
 )
 
-func newDemoCmd() *cobra.Command {
-	def := demo.DefaultConfig()
-	var (
-		paths, chunk, rate, rcvlowat, preload string
-		fetch                                 string
-		mode, data, probe, record             string
-		duration, interval, slot              time.Duration
-		asJSON                                bool
-		prom                                  promFlags
-		filterShare                           float64
-	)
-	cmd := &cobra.Command{
-		Use:   "demo",
-		Short: "Broker, producer, one consumer per transfer path and probes, side by side live",
-		Long: `demo starts the embedded broker on 127.0.0.1 with one listener per transfer
+// demoFlags are copyscope demo's options, as given.
+type demoFlags struct {
+	paths, chunk, rate, rcvlowat, preload string
+	fetch                                 string
+	mode, data, probe, record             string
+	duration, interval, slot              time.Duration
+	asJSON                                bool
+	prom                                  promFlags
+	filterShare                           float64
+}
+
+const demoLong = `demo starts the embedded broker on 127.0.0.1 with one listener per transfer
 path, a producer (franz-go, through the Kafka protocol) and one consumer per
 path on its own OS thread, attaches the probes to every broker data thread
 and consumer thread, and shows what each path costs, side by side.
@@ -44,66 +41,88 @@ c chunk, f fetch size, t tag filter, 1-9 paths (toggle a path column, uring ones
 interval, or JSON records with --json: per interval one record per path
 (kind "path") and one per path's consumer threads (kind "thread", subject
 "consumer:<path>"). Without eBPF permission it falls back to /proc
-estimates and says so.`,
-		Args: cobra.NoArgs,
+estimates and says so.`
+
+func newDemoCmd() *cobra.Command {
+	def := demo.DefaultConfig()
+	var f demoFlags
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "Broker, producer, one consumer per transfer path and probes, side by side live",
+		Long:  demoLong,
+		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg := def
-			cfg.Mode, cfg.DataDir, cfg.Probe = mode, data, probe
-			cfg.Interval, cfg.RaceSlot = interval, slot
-			if filterShare < 0 || filterShare > 1 {
-				return fmt.Errorf("--filter %g: give the share of records to keep, in (0, 1] (1: no filter)", filterShare)
+			cfg, err := f.config(def)
+			if err != nil {
+				return err
 			}
-			cfg.Filter = filterShare
-			cfg.Paths = nil
-			for _, p := range strings.Split(paths, ",") {
-				if p = strings.TrimSpace(p); p != "" {
-					cfg.Paths = append(cfg.Paths, p)
-				}
-			}
-			sizes := []struct {
-				name, val string
-				set       func(int64)
-			}{
-				{"--chunk", chunk, func(n int64) { cfg.Chunk = int(n) }},
-				{"--rate", rate, func(n int64) { cfg.Rate = float64(n) }},
-				{"--rcvlowat", rcvlowat, func(n int64) { cfg.RcvLowat = int(n) }},
-				{"--preload", preload, func(n int64) { cfg.Preload = n }},
-				{"--fetch-bytes", fetch, func(n int64) { cfg.FetchBytes = int(n) }},
-			}
-			for _, sz := range sizes {
-				n, err := parseBytes(sz.val)
-				if err != nil {
-					return fmt.Errorf("%s: %w", sz.name, err)
-				}
-				sz.set(n)
-			}
-			exp, err := demoExporter(cmd, &cfg, prom)
+			exp, err := demoExporter(cmd, &cfg, f.prom)
 			if err != nil {
 				return err
 			}
 			defer exp.close()
-			return runDemo(cmd, cfg, duration, asJSON, record)
+			return runDemo(cmd, cfg, f.duration, f.asJSON, f.record)
 		},
 	}
-	f := cmd.Flags()
-	f.StringVar(&paths, "paths", strings.Join(def.Paths, ","), "transfer paths to run, comma-separated")
-	f.StringVar(&chunk, "chunk", "64KiB", "bytes per data-path syscall (4K, 64K, 1M; key c cycles)")
-	f.StringVar(&fetch, "fetch-bytes", "1MiB", "consumers' Fetch max_bytes (bench uses 64MiB: set it to compare; key f cycles 256K, 1M, 64M)")
-	f.Float64Var(&filterShare, "filter", 1, "share of records the consumers ask the broker for with a tag filter (0.5, 0.1, 0.01; 1: none; key t cycles): read and mmap filter in the broker, the other paths send whole batches")
-	f.StringVar(&rate, "rate", "200MB", "fair mode: bytes per second per path")
-	f.StringVar(&rcvlowat, "rcvlowat", "0", "consumers' SO_RCVLOWAT in bytes (0: kernel default)")
-	f.StringVar(&preload, "preload", "64MiB", "bytes produced before the consumers start")
-	f.StringVar(&mode, "mode", def.Mode, "fair or race")
-	f.DurationVar(&slot, "race-slot", def.RaceSlot, "race mode: how long each path runs alone")
-	f.DurationVar(&duration, "duration", 0, "stop after this long (0: until q or Ctrl-C)")
-	f.DurationVar(&interval, "interval", def.Interval, "sampling interval")
-	f.BoolVar(&asJSON, "json", false, "print JSON records (one per subject per interval) instead of the UI")
-	f.StringVar(&data, "data", "", "log directory (default: a temporary one, removed on exit)")
-	f.StringVar(&probe, "probe", def.Probe, "probe backend: auto (eBPF, else /proc), ebpf or proc")
-	f.StringVar(&record, "record", "", "also write every sample as a JSON line to this file (UI test fixtures)")
-	f.MarkHidden("record")
-	prom.register(f)
+	f.register(cmd, def)
 	return cmd
+}
+
+// register declares the flags on cmd, with def's defaults.
+func (f *demoFlags) register(cmd *cobra.Command, def demo.Config) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.paths, "paths", strings.Join(def.Paths, ","), "transfer paths to run, comma-separated")
+	fl.StringVar(&f.chunk, "chunk", "64KiB", "bytes per data-path syscall (4K, 64K, 1M; key c cycles)")
+	fl.StringVar(&f.fetch, "fetch-bytes", "1MiB", "consumers' Fetch max_bytes (bench uses 64MiB: set it to compare; key f cycles 256K, 1M, 64M)")
+	fl.Float64Var(&f.filterShare, "filter", 1, "share of records the consumers ask the broker for with a tag filter (0.5, 0.1, 0.01; 1: none; key t cycles): read and mmap filter in the broker, the other paths send whole batches")
+	fl.StringVar(&f.rate, "rate", "200MB", "fair mode: bytes per second per path")
+	fl.StringVar(&f.rcvlowat, "rcvlowat", "0", "consumers' SO_RCVLOWAT in bytes (0: kernel default)")
+	fl.StringVar(&f.preload, "preload", "64MiB", "bytes produced before the consumers start")
+	fl.StringVar(&f.mode, "mode", def.Mode, "fair or race")
+	fl.DurationVar(&f.slot, "race-slot", def.RaceSlot, "race mode: how long each path runs alone")
+	fl.DurationVar(&f.duration, "duration", 0, "stop after this long (0: until q or Ctrl-C)")
+	fl.DurationVar(&f.interval, "interval", def.Interval, "sampling interval")
+	fl.BoolVar(&f.asJSON, "json", false, "print JSON records (one per subject per interval) instead of the UI")
+	fl.StringVar(&f.data, "data", "", "log directory (default: a temporary one, removed on exit)")
+	fl.StringVar(&f.probe, "probe", def.Probe, "probe backend: auto (eBPF, else /proc), ebpf or proc")
+	fl.StringVar(&f.record, "record", "", "also write every sample as a JSON line to this file (UI test fixtures)")
+	fl.MarkHidden("record")
+	f.prom.register(fl)
+}
+
+// config checks the flags and turns them into a demo.Config.
+func (f demoFlags) config(def demo.Config) (demo.Config, error) {
+	cfg := def
+	cfg.Mode, cfg.DataDir, cfg.Probe = f.mode, f.data, f.probe
+	cfg.Interval, cfg.RaceSlot = f.interval, f.slot
+	if f.filterShare < 0 || f.filterShare > 1 {
+		return cfg, fmt.Errorf("--filter %g: give the share of records to keep, in (0, 1] (1: no filter)", f.filterShare)
+	}
+	cfg.Filter = f.filterShare
+	cfg.Paths = nil
+	for _, p := range strings.Split(f.paths, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			cfg.Paths = append(cfg.Paths, p)
+		}
+	}
+	sizes := []struct {
+		name, val string
+		set       func(int64)
+	}{
+		{"--chunk", f.chunk, func(n int64) { cfg.Chunk = int(n) }},
+		{"--rate", f.rate, func(n int64) { cfg.Rate = float64(n) }},
+		{"--rcvlowat", f.rcvlowat, func(n int64) { cfg.RcvLowat = int(n) }},
+		{"--preload", f.preload, func(n int64) { cfg.Preload = n }},
+		{"--fetch-bytes", f.fetch, func(n int64) { cfg.FetchBytes = int(n) }},
+	}
+	for _, sz := range sizes {
+		n, err := parseBytes(sz.val)
+		if err != nil {
+			return cfg, fmt.Errorf("%s: %w", sz.name, err)
+		}
+		sz.set(n)
+	}
+	return cfg, nil
 }
 
 func runDemo(cmd *cobra.Command, cfg demo.Config, duration time.Duration, asJSON bool, record string) error {
