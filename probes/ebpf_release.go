@@ -45,10 +45,11 @@ type goneProcess struct {
 func (p *ebpfProbe) foldExited(tid uint32, f func(c *metrics.Counters)) {
 	e, ok := p.exited[int(tid)]
 	if !ok {
-		ti := p.identify(int(tid))
-		e.tgid, e.comm = ti.pid, ti.comm
-		if r, ok := p.released[int(tid)]; ok && e.tgid == 0 {
+		if r, ok := p.released[int(tid)]; ok {
 			e.tgid = r.pid // a late event of a thread already released
+		} else {
+			ti := p.identify(int(tid))
+			e.tgid, e.comm = ti.pid, ti.comm
 		}
 	}
 	f(&e.counters)
@@ -177,7 +178,18 @@ func (p *ebpfProbe) addExited(r *Reading, schedLive map[uint32]bool, update func
 	p.gen++
 	for tid, e := range p.exited {
 		explicit := p.byThread[e.tgid][tid]
-		if e.reported && !explicit && !schedLive[uint32(tid)] && e.tgid > 0 {
+		if _, reused := r.Threads[tid]; e.reported && e.tgid == 0 && !reused && !schedLive[uint32(tid)] {
+			// A late event of a thread nobody knows any more: reported
+			// once, then left to the consumer to retire like any
+			// thread that leaves the readings.
+			delete(p.exited, tid)
+			delete(p.info, tid)
+			continue
+		}
+		// A live thread in this reading with the same id (reused) keeps
+		// the identity maps; release once it has exited too.
+		_, reused := r.Threads[tid]
+		if e.reported && !explicit && !reused && !schedLive[uint32(tid)] && e.tgid > 0 {
 			p.release(tid, e)
 			r.Released = append(r.Released, tid)
 			continue

@@ -229,6 +229,11 @@ func (p *ebpfProbe) harvest(add func(tid uint32, f func(c *metrics.Counters))) e
 		tid := v.Tid
 		p.kernelID[int(tid)] = kernelIdentity{tgid: int(v.Tgid), comm: cString(v.Comm[:]), port: int(v.Port)}
 		if state != slotExited {
+			// A live slot is a live thread: what is cached about an
+			// exited thread that had this id is stale.
+			if ti, ok := p.info[int(tid)]; ok && ti.exited {
+				delete(p.info, int(tid))
+			}
 			add(tid, func(c *metrics.Counters) { addSlot(c, v, p.countOnExit) })
 			return nil
 		}

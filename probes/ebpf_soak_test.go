@@ -251,6 +251,7 @@ func TestEBPFThreadChurnSoak(t *testing.T) {
 	// Exited threads are kept for one reading, about a second's exits.
 	checkFlat(t, samples, 2*(alive+int(float64(alive)*float64(time.Second)/float64(life)))+64)
 	cost := p.Cost()
+	t.Logf("probe state at end: %v", cost.Entries)
 	for why, n := range cost.Dropped {
 		if n > 0 {
 			t.Errorf("%d events dropped: %s", n, why)
@@ -298,6 +299,14 @@ func checkChurnTotals(t *testing.T, s metrics.Snapshot, pid, threads, ended int)
 	if !found {
 		t.Fatalf("no subject for process %d in %v", pid, s.Subjects)
 	}
+	var all uint64
+	for sub, sc := range s.Subjects {
+		all += sc.SyscallsByName["pwrite64"]
+		if n := sc.SyscallsByName["pwrite64"]; n > 0 && !strings.HasSuffix(sub.Name, "["+strconv.Itoa(pid)+"]") {
+			t.Errorf("%d pwrite64 calls of the workload attributed to %v", n, sub)
+		}
+	}
+	t.Logf("pwrite64 over every subject: %d", all)
 	want := uint64(threads * churnWrites)
 	if got := c.SyscallsByName["pwrite64"]; got != want {
 		t.Errorf("pwrite64 calls %d, the workload made %d", got, want)
