@@ -3,11 +3,12 @@
 package probes
 
 import (
-	"os"
 	"strconv"
 	"strings"
 
 	"github.com/copyscope/copyscope/internal/uring"
+
+	"github.com/copyscope/copyscope/internal/procfs"
 )
 
 // transferPaths says whether the kernel can run the transfer paths that
@@ -25,8 +26,7 @@ func (d *diagnosis) transferPaths() {
 
 // readULPs is the kernel's list of TCP upper-layer protocols.
 func readULPs() (string, error) {
-	b, err := os.ReadFile("/proc/sys/net/ipv4/tcp_available_ulp")
-	return strings.TrimSpace(string(b)), err
+	return procfs.Sysctl("net/ipv4/tcp_available_ulp")
 }
 
 // ulpCheck says whether kTLS can run, from tcp_available_ulp.

@@ -3,11 +3,11 @@
 package probes
 
 import (
-	"os"
 	"sort"
-	"strings"
 
 	"github.com/cilium/ebpf"
+
+	"github.com/copyscope/copyscope/internal/procfs"
 )
 
 // dropNames names the drops array's indexes (enum drop_reason in
@@ -76,6 +76,6 @@ func countKeys(m *ebpf.Map) int {
 
 // bpfStatsEnabled reports whether the kernel collects program run time.
 func bpfStatsEnabled() bool {
-	b, err := os.ReadFile("/proc/sys/kernel/bpf_stats_enabled")
-	return err == nil && strings.TrimSpace(string(b)) == "1"
+	v, err := procfs.Sysctl("kernel/bpf_stats_enabled")
+	return err == nil && v == "1"
 }

@@ -8,12 +8,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"sync"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/copyscope/copyscope/internal/procfs"
 )
 
 // The kernel TLS ABI (include/uapi/linux/tls.h); x/sys/unix lacks it.
@@ -179,8 +180,8 @@ func (p *ktlsPath) offload(sock int) error {
 		return fmt.Errorf("%s: derive TX keys: %w", p.name, err)
 	}
 	if err := unix.SetsockoptString(sock, unix.IPPROTO_TCP, unix.TCP_ULP, "tls"); err != nil {
-		ulps, _ := os.ReadFile("/proc/sys/net/ipv4/tcp_available_ulp")
-		return fmt.Errorf("%s: %w: setsockopt TCP_ULP tls: %v (tcp_available_ulp: %q; modprobe tls, a kernel with CONFIG_TLS)", p.name, ErrNoTLSULP, err, strings.TrimSpace(string(ulps)))
+		ulps, _ := procfs.Sysctl("net/ipv4/tcp_available_ulp")
+		return fmt.Errorf("%s: %w: setsockopt TCP_ULP tls: %v (tcp_available_ulp: %q; modprobe tls, a kernel with CONFIG_TLS)", p.name, ErrNoTLSULP, err, ulps)
 	}
 	b := unsafe.Slice((*byte)(unsafe.Pointer(&ci)), unsafe.Sizeof(ci))
 	_, _, errno := unix.Syscall6(unix.SYS_SETSOCKOPT, uintptr(sock), solTLS, tlsTX, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), 0)

@@ -20,13 +20,13 @@ package uring
 import (
 	"errors"
 	"fmt"
-	"os"
-	"strings"
 	"sync/atomic"
 	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/copyscope/copyscope/internal/procfs"
 )
 
 // Op is an io_uring opcode (enum io_uring_op).
@@ -189,8 +189,8 @@ func setupError(errno unix.Errno) error {
 		return fmt.Errorf("%w: io_uring_setup: %v (kernel older than 5.1, built without CONFIG_IO_URING, or the syscall is filtered by seccomp)", ErrUnavailable, errno)
 	case unix.EPERM:
 		why := "blocked by seccomp or a container runtime"
-		if b, err := os.ReadFile("/proc/sys/kernel/io_uring_disabled"); err == nil {
-			switch v := strings.TrimSpace(string(b)); v {
+		if v, err := procfs.Sysctl("kernel/io_uring_disabled"); err == nil {
+			switch v {
 			case "2":
 				why = "kernel.io_uring_disabled=2 (disabled for everyone; set it to 0)"
 			case "1":
