@@ -26,6 +26,8 @@ const (
 // Kind names what a subject is.
 type Kind string
 
+// The kinds of subject: a transfer path (demo, bench), a thread, a
+// process, a command name or a local port (watch --by).
 const (
 	KindPath    Kind = "path"
 	KindThread  Kind = "thread"
@@ -37,6 +39,8 @@ const (
 // FdClass classifies the file descriptor a copy went through.
 type FdClass int
 
+// The fd classes, in the order of bpf/headers/classes.h's enum fd_class
+// (probes checks it at compile time); NumClasses counts them.
 const (
 	ClassFile FdClass = iota
 	ClassSocket
@@ -98,6 +102,8 @@ func (b ByClass) Map() map[string]uint64 {
 // mode actually measured.
 type Field uint32
 
+// The fields, one bit each, named after the metrics-contract fields they
+// stand for (FDelivered: delivered_bytes, FCPU: cpu_ns, ...).
 const (
 	FDelivered Field = 1 << iota
 	FSyscalls
