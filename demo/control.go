@@ -27,6 +27,7 @@ type control struct {
 	chunk   int
 	fetch   int     // consumers' Fetch max_bytes
 	filter  float64 // share of records the consumers filter for (1: none)
+	dlqOn   bool    // dead letters are being sent (deadletters.go)
 	slot    time.Duration
 	enabled map[string]bool
 	racing  string    // race mode: the path running now
@@ -44,6 +45,8 @@ type setting struct {
 	connGen uint64
 	fetch   int
 	filter  float64
+
+	deadLetters bool
 }
 
 func newControl(paths []string, mode string, rate float64, chunk, fetch int, slot time.Duration) *control {
@@ -74,14 +77,14 @@ func (c *control) wait(path string) (setting, bool) {
 	for !c.stopped && !c.runnableLocked(path) {
 		c.cond.Wait()
 	}
-	return setting{mode: c.mode, rate: c.rate, gen: c.gen, connGen: c.connGen, fetch: c.fetch, filter: c.filter}, !c.stopped
+	return setting{mode: c.mode, rate: c.rate, gen: c.gen, connGen: c.connGen, fetch: c.fetch, filter: c.filter, deadLetters: c.dlqOn}, !c.stopped
 }
 
 // current returns the settings without waiting.
 func (c *control) current() setting {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return setting{mode: c.mode, rate: c.rate, gen: c.gen, connGen: c.connGen, fetch: c.fetch, filter: c.filter}
+	return setting{mode: c.mode, rate: c.rate, gen: c.gen, connGen: c.connGen, fetch: c.fetch, filter: c.filter, deadLetters: c.dlqOn}
 }
 
 func (c *control) changedLocked() {
@@ -144,6 +147,14 @@ func (c *control) setFilter(share float64) {
 	defer c.mu.Unlock()
 	c.filter = share
 	c.connGen++
+	c.changedLocked()
+}
+
+// setDeadLetters starts or stops the dead-letter producers.
+func (c *control) setDeadLetters(on bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.dlqOn = on
 	c.changedLocked()
 }
 

@@ -109,6 +109,7 @@ type Demo struct {
 	notes   []string
 
 	filt *filterState // filter.go
+	dlq  *dlqState    // deadletters.go
 
 	produced atomic.Int64 // record bytes produced
 	leo      atomic.Int64 // log end offset seen by the producer
@@ -128,7 +129,7 @@ func Start(ctx context.Context, cfg Config) (*Demo, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	d := &Demo{cfg: cfg, reg: transfer.NewRegistry(), samples: make(chan tui.Sample, 4), fetchers: map[*kfetch.Client]struct{}{}, filt: newFilterState(cfg.Paths)}
+	d := &Demo{cfg: cfg, reg: transfer.NewRegistry(), samples: make(chan tui.Sample, 4), fetchers: map[*kfetch.Client]struct{}{}, filt: newFilterState(cfg.Paths), dlq: newDLQState(cfg.Paths)}
 	d.ctx, d.cancel = context.WithCancel(ctx)
 	started := false
 	defer func() {
@@ -186,6 +187,10 @@ func Start(ctx context.Context, cfg Config) (*Demo, error) {
 	go d.pumpEvents(events, unsub)
 	d.wg.Add(1)
 	go produce()
+	for _, p := range cfg.Paths {
+		d.wg.Add(1)
+		go d.deadLetters(p)
+	}
 	for _, p := range cfg.Paths {
 		d.wg.Add(1)
 		go d.consume(p)
@@ -259,6 +264,12 @@ func (d *Demo) Act(a tui.Action) {
 		d.ctl.setChunk(a.Bytes)
 	case tui.ActionFilter:
 		d.ctl.setFilter(a.Share)
+	case tui.ActionDeadLetters:
+		if err := d.ensureDeadLetterTopic(); err != nil {
+			d.noteErr(err)
+			return
+		}
+		d.ctl.setDeadLetters(a.On)
 	case tui.ActionFetch:
 		if a.Bytes > 0 {
 			d.ctl.setFetch(a.Bytes)
@@ -452,6 +463,7 @@ func (d *Demo) sample() {
 		secs := cur.Time.Sub(prev.Time).Seconds()
 		s := d.buildSample(metrics.Records(prev, cur))
 		d.addFilterFields(&s, d.ctl.current().filter)
+		d.addDeadLetterRates(&s, secs)
 		bs := d.brk.stats()
 		if secs > 0 {
 			bs.ProduceBytesPerS = float64(produced-prevProduced) / secs

@@ -274,7 +274,7 @@ func (m columnsModel) rows() []row {
 			return ctxCell(c.rec)
 		}},
 	}
-	rs = append(rs, filterRows()...) // filterrows.go
+	rs = append(rs, m.filterRows()...) // filterrows.go
 	if len(m.sample.Consumers) > 0 {
 		rs = append(rs, row{label: "consumer cs", better: -1, cell: func(c cell, w int) (string, float64, bool) {
 			if c.cons == nil {

@@ -90,6 +90,7 @@ type common struct {
 	chunk   int
 	fetch   int
 	filter  float64 // share of records filtered for; 0 or 1: none
+	dlqOn   bool    // the demo sends dead letters
 	enabled map[string]bool
 	paused  bool
 }

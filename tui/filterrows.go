@@ -6,13 +6,23 @@ import (
 	"github.com/copyscope/copyscope/metrics"
 )
 
-// filterRows are the demo's filter view: while a tag filter runs, each
+// filterRows are the demo's dead letters (per path: sent by reference per
+// second, and the bytes on the socket by reference and re-produced) and
+// its filter view: while a tag filter runs, each
 // path's useful and wasted record bytes per second (wasted: sent whole by
 // a by-reference path and dropped by the consumer) and the CPU seconds the
 // broker's data thread and the consumer spend per useful GB. Without a
 // filter no record has useful bytes and the rows are not shown.
-func filterRows() []row {
+func (m columnsModel) filterRows() []row {
 	return []row{
+		{label: "dead letters", onlyWhen: true, cell: func(c cell, w int) (string, float64, bool) {
+			r, ok := m.sample.DeadLetters[c.rec.Subject]
+			if !ok {
+				return na, 0, false
+			}
+			long := fmt.Sprintf("ref %s/s %sB/s, copy %sB/s", metrics.SI(r.RefsPerS), metrics.SI(r.RefBytesPerS), metrics.SI(r.CopyBytesPerS))
+			return firstFit(w, long, "ref "+metrics.SI(r.RefBytesPerS)+"B cp "+metrics.SI(r.CopyBytesPerS)+"B", "ref "+metrics.SI(r.RefBytesPerS)+" cp "+metrics.SI(r.CopyBytesPerS)), 0, true
+		}},
 		{label: "useful|waste", better: +1, onlyWhen: true, cell: func(c cell, w int) (string, float64, bool) {
 			u, ok := c.perS(c.rec.UsefulBytes)
 			if !ok {

@@ -12,6 +12,7 @@ type keyMap struct {
 	Chunk  key.Binding
 	Fetch  key.Binding
 	Filter key.Binding
+	DLQ    key.Binding
 	Paths  key.Binding
 	Left   key.Binding
 	Right  key.Binding
@@ -28,6 +29,7 @@ func newKeyMap(demo bool) keyMap {
 		Chunk:  key.NewBinding(key.WithKeys("c"), key.WithHelp("c", "chunk")),
 		Fetch:  key.NewBinding(key.WithKeys("f"), key.WithHelp("f", "fetch size")),
 		Filter: key.NewBinding(key.WithKeys("t"), key.WithHelp("t", "tag filter share")),
+		DLQ:    key.NewBinding(key.WithKeys("d"), key.WithHelp("d", "dead letters")),
 		Paths:  key.NewBinding(key.WithKeys("1", "2", "3", "4", "5", "6", "7", "8", "9"), key.WithHelp("1-9", "paths")),
 		Left:   key.NewBinding(key.WithKeys("left", "h"), key.WithHelp("←/→", "scroll")),
 		Right:  key.NewBinding(key.WithKeys("right", "l")),
@@ -39,6 +41,7 @@ func newKeyMap(demo bool) keyMap {
 		k.Chunk.SetEnabled(false)
 		k.Fetch.SetEnabled(false)
 		k.Filter.SetEnabled(false)
+		k.DLQ.SetEnabled(false)
 		k.Paths.SetEnabled(false)
 	}
 	return k
@@ -53,6 +56,6 @@ func (k keyMap) ShortHelp() []key.Binding {
 func (k keyMap) FullHelp() [][]key.Binding {
 	return [][]key.Binding{
 		{k.Quit, k.Pause, k.Reset, k.Help},
-		{k.Mode, k.Chunk, k.Fetch, k.Filter, k.Paths, k.Left},
+		{k.Mode, k.Chunk, k.Fetch, k.Filter, k.DLQ, k.Paths, k.Left},
 	}
 }

@@ -134,6 +134,9 @@ func (m Model) key(msg tea.KeyMsg) (tea.Model, tea.Cmd) {
 		m.c.fetch = nextChunk(m.c.cfg.Fetches, m.c.fetch)
 		m.columns.forgetPeaks()
 		m.c.act(Action{Kind: ActionFetch, Bytes: m.c.fetch})
+	case key.Matches(msg, k.DLQ):
+		m.c.dlqOn = !m.c.dlqOn
+		m.c.act(Action{Kind: ActionDeadLetters, On: m.c.dlqOn})
 	case key.Matches(msg, k.Filter):
 		m.c.filter = nextShare(m.c.filter)
 		m.columns.forgetPeaks()
@@ -239,6 +242,9 @@ func (m Model) header() []string {
 		}
 		if m.c.filter > 0 && m.c.filter < 1 {
 			p2 = append(p2, fmt.Sprintf("tag filter %g%% (broker: read, mmap; consumer: the rest)", m.c.filter*100))
+		}
+		if m.c.dlqOn {
+			p2 = append(p2, "dead letters on (by reference and re-produced)")
 		}
 	}
 	if b := s.Broker; b != nil {

@@ -21,6 +21,18 @@ type Sample struct {
 	// Status is a one-line account of what the producer of samples is
 	// doing (e.g. "race: sendfile alone, 3s left"); empty for none.
 	Status string `json:"status,omitempty"`
+	// DeadLetters, while the demo sends dead letters, are each path's
+	// rates by way; nil otherwise.
+	DeadLetters map[string]DeadLetterRates `json:"dead_letters,omitempty"`
+}
+
+// DeadLetterRates are one path's dead letters per second, by reference
+// and re-produced, and the bytes each way put on the socket per second.
+type DeadLetterRates struct {
+	RefsPerS      float64 `json:"refs_per_s"`
+	CopiesPerS    float64 `json:"copies_per_s"`
+	RefBytesPerS  float64 `json:"ref_bytes_per_s"`
+	CopyBytesPerS float64 `json:"copy_bytes_per_s"`
 }
 
 // BrokerStats is the embedded broker's state at the end of an interval.
@@ -74,6 +86,8 @@ const (
 	// ActionFilter changes the share of records the consumers ask the
 	// broker for (Share; 1 is no filter).
 	ActionFilter
+	// ActionDeadLetters starts (On) or stops the demo's dead letters.
+	ActionDeadLetters
 )
 
 // Action is a change the user asked for with a key.
@@ -84,6 +98,7 @@ type Action struct {
 	Enabled map[string]bool // ActionPaths: subject name -> running
 	Paused  bool            // ActionPause
 	Share   float64         // ActionFilter
+	On      bool            // ActionDeadLetters
 }
 
 // Controller receives the user's actions. It must not block: the UI calls

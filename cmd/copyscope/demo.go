@@ -37,7 +37,7 @@ and consumer thread, and shows what each path costs, side by side.
 Modes: fair (every path delivers the same --rate, so costs per GB compare)
 and race (each path alone at full speed for --race-slot, in turn).
 On a terminal it is a live UI (keys: q quit, p pause, r reset, m mode,
-c chunk, f fetch size, t tag filter, 1-9 paths (toggle a path column, uring ones included), ? help); otherwise it prints one line per path per
+c chunk, f fetch size, t tag filter, d dead letters, 1-9 paths (toggle a path column, uring ones included), ? help); otherwise it prints one line per path per
 interval, or JSON records with --json: per interval one record per path
 (kind "path") and one per path's consumer threads (kind "thread", subject
 "consumer:<path>"). Without eBPF permission it falls back to /proc
