@@ -27,18 +27,7 @@ type closedFiles struct {
 // holds the segment.
 func (s *segment) closeFiles() {
 	s.cold = closedFiles{idxLen: len(s.idx), dataLen: len(s.data), hadIdx: s.idxFile != nil}
-	if s.data != nil {
-		_ = unix.Munmap(s.data)
-		s.data = nil
-	}
-	if s.idx != nil {
-		_ = unix.Munmap(s.idx)
-		s.idx = nil
-	}
-	if s.idxFile != nil {
-		_ = s.idxFile.Close()
-		s.idxFile = nil
-	}
+	s.unmapFiles()
 	_ = s.log.Close()
 	s.log = nil
 }

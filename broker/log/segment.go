@@ -216,11 +216,9 @@ func (s *segment) trim() error {
 // (it holds Partition.mu and found the segment in the list).
 func (s *segment) acquire() { s.refs.Add(1) }
 
-// release drops a reference; the last one unmaps and closes the files.
-func (s *segment) release() {
-	if s.refs.Add(-1) != 0 {
-		return
-	}
+// unmapFiles unmaps the data and the index and closes the index file
+// (release and closeFiles; the log file is theirs to close).
+func (s *segment) unmapFiles() {
 	if s.data != nil {
 		_ = unix.Munmap(s.data)
 		s.data = nil
@@ -231,7 +229,16 @@ func (s *segment) release() {
 	}
 	if s.idxFile != nil {
 		_ = s.idxFile.Close()
+		s.idxFile = nil
 	}
+}
+
+// release drops a reference; the last one unmaps and closes the files.
+func (s *segment) release() {
+	if s.refs.Add(-1) != 0 {
+		return
+	}
+	s.unmapFiles()
 	if s.log != nil { // nil while hibernating
 		_ = s.log.Close()
 	}
