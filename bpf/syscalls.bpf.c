@@ -550,7 +550,7 @@ int BPF_PROG(sys_exit, struct pt_regs *regs, long ret)
 			return 0;
 		if (!class_counted(st, cls, f))
 			return 0;
-		c->to_user[cls & 3] += ret;
+		c->to_user[CLASS_INDEX(cls)] += ret;
 		if (cls == CLASS_SOCKET)
 			c->received += ret;
 		return 0;
@@ -565,7 +565,7 @@ int BPF_PROG(sys_exit, struct pt_regs *regs, long ret)
 		if (ret > 0) {
 			if (!class_counted(st, cls, f))
 				return 0;
-			c->to_user[cls & 3] += ret;
+			c->to_user[CLASS_INDEX(cls)] += ret;
 			if (cls == CLASS_SOCKET)
 				c->received += ret;
 		}
@@ -597,7 +597,7 @@ int BPF_PROG(sys_exit, struct pt_regs *regs, long ret)
 				return 0;
 			}
 		}
-		c->from_user[cls & 3] += ret;
+		c->from_user[CLASS_INDEX(cls)] += ret;
 		return 0;
 	}
 	case NR_recvmmsg:
@@ -610,13 +610,13 @@ int BPF_PROG(sys_exit, struct pt_regs *regs, long ret)
 		if (!class_counted(st, cls, f))
 			return 0;
 		if (nr == NR_recvmmsg) {
-			c->to_user[cls & 3] += bytes;
+			c->to_user[CLASS_INDEX(cls)] += bytes;
 			if (cls == CLASS_SOCKET)
 				c->received += bytes;
 			return 0;
 		}
 		/* MSG_ZEROCOPY per message is not looked at: counted as copies. */
-		c->from_user[cls & 3] += bytes;
+		c->from_user[CLASS_INDEX(cls)] += bytes;
 		if (cls == CLASS_SOCKET)
 			c->delivered += bytes;
 		return 0;
@@ -650,7 +650,7 @@ int BPF_PROG(sys_exit, struct pt_regs *regs, long ret)
 	}
 	if (!class_counted(st, cls, f))
 		return 0;
-	c->moved[cls & 3] += ret;
+	c->moved[CLASS_INDEX(cls)] += ret;
 	if (cls == CLASS_SOCKET)
 		c->delivered += ret;
 	return 0;

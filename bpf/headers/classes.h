@@ -34,6 +34,11 @@ struct io_counters {
 	__u64 received;        /* bytes off socket fds, by any means */
 };
 
+/* CLASS_INDEX bounds a class for the verifier as an index into the
+ * per-class arrays (NUM_CLASSES is a power of two). */
+#define CLASS_INDEX(c) ((c) & (NUM_CLASSES - 1))
+_Static_assert((NUM_CLASSES & (NUM_CLASSES - 1)) == 0, "NUM_CLASSES must be a power of two for CLASS_INDEX");
+
 /* mode_class is the one rule from an inode's mode to its fd class. */
 static __always_inline __u32 mode_class(umode_t mode)
 {
