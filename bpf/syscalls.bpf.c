@@ -306,6 +306,28 @@ static __always_inline bool class_counted(struct thread_stats *st, __u32 cls, st
 	return !filter_ports || st->matched;
 }
 
+/*
+ * copy_class classes the fd bytes went through and reports whether they
+ * are counted: not for /dev/null or /dev/zero (nothing is copied), nor what
+ * the port filter leaves out.
+ */
+static __always_inline bool copy_class(struct thread_stats *st, struct file *f, __u32 *cls)
+{
+	*cls = file_class_fast(f);
+	if (*cls == CLASS_OTHER && nocopy_dev(f))
+		return false;
+	return class_counted(st, *cls, f);
+}
+
+/* add_to_user counts n bytes copied to user space: received too, when they
+ * came off a socket. */
+static __always_inline void add_to_user(struct io_counters *c, __u32 cls, __u64 n)
+{
+	c->to_user[CLASS_INDEX(cls)] += n;
+	if (cls == CLASS_SOCKET)
+		c->received += n;
+}
+
 /* Keep the compiler from moving memory accesses across this point. */
 #define barrier() asm volatile("" ::: "memory")
 
@@ -542,17 +564,9 @@ int BPF_PROG(sys_exit, struct pt_regs *regs, long ret)
 	case NR_preadv:
 	case NR_preadv2:
 	case NR_recvfrom:
-		if (ret == 0)
+		if (ret == 0 || !copy_class(st, fd_file(t, fd), &cls))
 			return 0;
-		f = fd_file(t, fd);
-		cls = file_class_fast(f);
-		if (cls == CLASS_OTHER && nocopy_dev(f))
-			return 0;
-		if (!class_counted(st, cls, f))
-			return 0;
-		c->to_user[CLASS_INDEX(cls)] += ret;
-		if (cls == CLASS_SOCKET)
-			c->received += ret;
+		add_to_user(c, cls, ret);
 		return 0;
 	case NR_recvmsg:
 		f = fd_file(t, fd);
@@ -562,13 +576,8 @@ int BPF_PROG(sys_exit, struct pt_regs *regs, long ret)
 				zc_notified(c, file_sock(f), (void *)regs->si);
 			return 0;
 		}
-		if (ret > 0) {
-			if (!class_counted(st, cls, f))
-				return 0;
-			c->to_user[CLASS_INDEX(cls)] += ret;
-			if (cls == CLASS_SOCKET)
-				c->received += ret;
-		}
+		if (ret > 0 && class_counted(st, cls, f))
+			add_to_user(c, cls, ret);
 		return 0;
 	case NR_write:
 	case NR_pwrite64:
@@ -580,10 +589,7 @@ int BPF_PROG(sys_exit, struct pt_regs *regs, long ret)
 		if (ret == 0)
 			return 0;
 		f = fd_file(t, fd);
-		cls = file_class_fast(f);
-		if (cls == CLASS_OTHER && nocopy_dev(f))
-			return 0;
-		if (!class_counted(st, cls, f))
+		if (!copy_class(st, f, &cls))
 			return 0;
 		if (cls == CLASS_SOCKET)
 			c->delivered += ret;
@@ -610,9 +616,7 @@ int BPF_PROG(sys_exit, struct pt_regs *regs, long ret)
 		if (!class_counted(st, cls, f))
 			return 0;
 		if (nr == NR_recvmmsg) {
-			c->to_user[CLASS_INDEX(cls)] += bytes;
-			if (cls == CLASS_SOCKET)
-				c->received += bytes;
+			add_to_user(c, cls, bytes);
 			return 0;
 		}
 		/* MSG_ZEROCOPY per message is not looked at: counted as copies. */
