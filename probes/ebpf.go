@@ -852,6 +852,10 @@ func eachPerCPU[K, V any](m *ebpf.Map, fn func(K, []V)) error {
 func (p *ebpfProbe) identify(tid int) threadInfo {
 	old, known := p.info[tid]
 	if known && old.exited {
+		if kid, ok := p.kernelID[tid]; ok && old.pid == 0 {
+			old.pid, old.comm = kid.tgid, kid.comm
+			p.info[tid] = old
+		}
 		return old
 	}
 	ti, err := readThreadInfo(tid)

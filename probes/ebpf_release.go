@@ -101,6 +101,10 @@ func (p *ebpfProbe) readSched(now uint64, update func(uint32, func(*metrics.Coun
 			continue
 		}
 		live[k] = true
+		if _, ok := p.kernelID[int(k)]; !ok && x.Tgid != 0 {
+			// Who it is, for when /proc has forgotten it first.
+			p.kernelID[int(k)] = kernelIdentity{tgid: int(x.Tgid)}
+		}
 		update(k, add)
 	}
 	if err := it.Err(); err != nil {
