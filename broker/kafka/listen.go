@@ -142,6 +142,13 @@ func (s *Server) setup(fd int, peer, ip string, l *rawListener) (*conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connection from %s: getsockname: %v", peer, err)
 	}
+	// Go's net package sets TCP_NODELAY on every accepted connection, and
+	// Kafka brokers do too; accept4 does not. Without it Nagle holds each
+	// response's last partial segment until the consumer ACKs, which cut
+	// sendfile and splice through the broker to ~0.7 of their raw loop.
+	if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1); err != nil {
+		return nil, fmt.Errorf("connection from %s: set TCP_NODELAY: %v", peer, err)
+	}
 	if cc := s.cfg.Congestion; cc != "" {
 		if err := unix.SetsockoptString(fd, unix.IPPROTO_TCP, unix.TCP_CONGESTION, cc); err != nil {
 			return nil, fmt.Errorf("connection from %s: set TCP congestion control %q: %v (see net.ipv4.tcp_allowed_congestion_control)", peer, cc, err)
