@@ -29,23 +29,17 @@
  *
  * Not seen: syscall counts, writes into files, and io_uring operations
  * (their sends and receives are counted, as copies). Counters per thread
- * in a per-CPU hash, folded and deleted by the reader once the thread has
- * exited.
+ * in the exact mode's slots (slots.h): two inlined array reads per event,
+ * no map helper call.
  */
 #include "common.h"
 #include "classes.h"
 #include "sysnr.h"
+#include "slots.h"
 
 char __license[] SEC("license") = "GPL";
 
 #define PAGE_SIZE 4096
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(max_entries, MAX_THREADS);
-	__type(key, __u32); /* tid */
-	__type(value, struct io_counters);
-} low_counts SEC(".maps");
 
 /* Bytes each TCP socket's reader had consumed at its previous receive. */
 struct {
@@ -55,8 +49,6 @@ struct {
 	__type(value, __u64);
 } splice_seq SEC(".maps");
 
-static const struct io_counters low_zero;
-
 /* current_nr is the syscall the current thread is in, or -1. */
 static __always_inline long current_nr(void)
 {
@@ -64,24 +56,21 @@ static __always_inline long current_nr(void)
 	return regs ? regs->orig_ax : -1;
 }
 
-/* low_watched reports whether the current thread is counted: inlined
- * array reads, before anything costlier, so unwatched threads pay least. */
-static __always_inline bool low_watched(void)
-{
-	return watched_current(bpf_get_current_pid_tgid());
-}
-
-/* low_counters returns the current (watched) thread's counters. */
+/* low_counters returns the current thread's counters, or 0 when it is not
+ * watched: two inlined array reads (tid_slots, thread_stats) for a thread
+ * that has a slot, one more (the filter) for one that has none. */
 static __always_inline struct io_counters *low_counters(void)
 {
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
-	return lookup_or_init(&low_counts, &tid, &low_zero);
+	struct thread_stats *st = thread_slot(bpf_get_current_task_btf());
+	return st ? &st->io : 0;
 }
 
 SEC("tp_btf/sock_send_length")
 int BPF_PROG(low_send, struct sock *sk, int ret, int flags)
 {
-	if (ret <= 0 || !low_watched())
+	/* flags is always 0 here (sock_sendmsg_nosec passes no flags), so
+	 * the syscall says how the bytes came. */
+	if (ret <= 0)
 		return 0;
 	struct io_counters *c = low_counters();
 	if (!c)
@@ -112,7 +101,7 @@ int BPF_PROG(low_send, struct sock *sk, int ret, int flags)
 SEC("tp_btf/sock_recv_length")
 int BPF_PROG(low_recv, struct sock *sk, int ret, int flags)
 {
-	if (ret <= 0 || !low_watched())
+	if (ret <= 0)
 		return 0;
 	struct io_counters *c = low_counters();
 	if (!c)
@@ -125,7 +114,8 @@ int BPF_PROG(low_recv, struct sock *sk, int ret, int flags)
 SEC("tp_btf/tcp_rcv_space_adjust")
 int BPF_PROG(low_splice_recv, struct sock *sk)
 {
-	if (!low_watched())
+	struct io_counters *c = low_counters();
+	if (!c)
 		return 0;
 	/* What the application has consumed since the connection began:
 	 * received minus still queued (rcv_nxt - copied_seq). */
@@ -147,18 +137,18 @@ int BPF_PROG(low_splice_recv, struct sock *sk)
 		bpf_map_update_elem(&splice_seq, &k, &consumed, BPF_ANY);
 	if (current_nr() != NR_splice || !d)
 		return 0;
-	struct io_counters *c = low_counters();
-	if (c) {
-		c->received += d;
-		c->moved[CLASS_PIPE] += d;
-	}
+	c->received += d;
+	c->moved[CLASS_PIPE] += d;
 	return 0;
 }
 
 SEC("tp_btf/mm_filemap_get_pages")
 int BPF_PROG(low_file_read, void *mapping, unsigned long index, unsigned long last_index)
 {
-	if (last_index < index || !low_watched())
+	if (last_index < index)
+		return 0;
+	struct io_counters *c = low_counters();
+	if (!c)
 		return 0;
 	switch (current_nr()) {
 	case NR_read:
@@ -170,8 +160,6 @@ int BPF_PROG(low_file_read, void *mapping, unsigned long index, unsigned long la
 	default:
 		return 0;
 	}
-	struct io_counters *c = low_counters();
-	if (c)
-		c->to_user[CLASS_FILE] += (last_index - index + 1) * PAGE_SIZE;
+	c->to_user[CLASS_FILE] += (last_index - index + 1) * PAGE_SIZE;
 	return 0;
 }

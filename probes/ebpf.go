@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -151,7 +152,7 @@ type ebpfProbe struct {
 	// Per-thread syscall counters (bpf/syscalls.bpf.c).
 	slots *slotTable
 	// Other counter maps; nil when their object did not load.
-	uringCounts, uringOps, schedCounts, faultCounts, lowCounts *ebpf.Map
+	uringCounts, uringOps, schedCounts, faultCounts *ebpf.Map
 	// low: the low-cost mode (ebpf_lowcost.go).
 	low bool
 	// The following configuration (bpf/follow.bpf.c); nil when it did not load.
@@ -325,8 +326,11 @@ func (p *ebpfProbe) plan(opts *EBPFOptions, descs []progDesc) (order []string, b
 	if opts.LowCost {
 		p.low, p.measured = true, lowCostMeasured
 		p.notes = append(p.notes, lowCostNote)
-		order = append([]string{"syscalls"}, order...) // maps only
-		opts.MaxThreads = 1                            // no syscall slots are used
+		// The syscalls object (process_exit, the filter and slot maps)
+		// loads first: the others share its maps.
+		order = slices.DeleteFunc(order, func(o string) bool { return o == "syscalls" })
+		order = append([]string{"syscalls"}, order...)
+		p.countOnExit = false // no syscall is counted
 	}
 	if opts.SkipOptional {
 		p.measured &^= metrics.FPageFaults | metrics.FFileFaults | metrics.FPageCache | metrics.FDiskRead | metrics.FUringOps
@@ -342,10 +346,8 @@ func (p *ebpfProbe) prepare(obj string, opts EBPFOptions, edit func(string, *ebp
 	if err != nil {
 		return nil, fmt.Errorf("read embedded BPF object %s: %w (run make generate)", obj, err)
 	}
-	if obj == "syscalls" {
-		if err := sizeSlotMaps(spec, opts.MaxThreads); err != nil {
-			return nil, err
-		}
+	if err := sizeSlotMaps(obj, spec, opts.MaxThreads); err != nil {
+		return nil, err
 	}
 	if edit != nil {
 		edit(obj, spec)
@@ -389,9 +391,6 @@ func (p *ebpfProbe) adopt(obj string, coll *ebpf.Collection, opts EBPFOptions) e
 	}
 	if m := coll.Maps[faultsMapFaultCounts]; m != nil {
 		p.faultCounts = m
-	}
-	if m := coll.Maps[lowcostMapLowCounts]; m != nil {
-		p.lowCounts = m
 	}
 	if m := coll.Maps[followMapFollow]; m != nil {
 		p.follow = m
@@ -456,6 +455,11 @@ func (p *ebpfProbe) loadObject(obj string, spec *ebpf.CollectionSpec, descs []pr
 	if p.tgids != nil {
 		shared := map[string]*ebpf.Map{
 			syscallsMapWatchedTgids: p.tgids, syscallsMapWatchedTids: p.tids, syscallsMapFilter: p.filter, syscallsMapDrops: p.drops,
+		}
+		if p.slots != nil {
+			for name, m := range p.slots.maps() {
+				shared[name] = m
+			}
 		}
 		for name, m := range shared {
 			if _, ok := spec.Maps[name]; ok {
@@ -782,9 +786,6 @@ func (p *ebpfProbe) Read() (Reading, error) {
 		return Reading{}, err
 	}
 	if err := readPerCPU(p, p.faultCounts, update, addFaults); err != nil {
-		return Reading{}, err
-	}
-	if err := readPerCPU(p, p.lowCounts, update, addLow); err != nil {
 		return Reading{}, err
 	}
 	p.addExited(&r, schedLive, update)

@@ -37,24 +37,24 @@ func lowCostPrograms() []progDesc {
 }
 
 // selectCost keeps the programs of one cost level: the exact set, or the
-// low-cost programs plus sched_switch and process following. In the low-cost mode the syscalls
-// object still loads, with no program, for the filter maps it owns.
+// low-cost programs plus sched_switch, process following and the
+// syscalls object's sched_process_exit, which marks an exited thread's
+// slot (the low-cost programs count into the same slots, and the syscalls
+// object owns the filter and slot maps).
 func selectCost(low bool, descs []progDesc) []progDesc {
 	if !low {
 		return descs
 	}
 	out := lowCostPrograms()
 	for _, d := range descs {
-		if d.obj == "sched" || d.obj == "follow" {
+		switch {
+		case d.obj == "sched" || d.obj == "follow":
+			out = append(out, d)
+		case d.name == syscallsProgProcessExit:
+			d.only = countAny
+			d.lost = "exited threads' slots are recycled only when the thread id is reused or the thread is read gone from /proc"
 			out = append(out, d)
 		}
 	}
 	return out
-}
-
-// addLow sums one thread's per-CPU low-cost byte counters.
-func addLow(c *metrics.Counters, v []lowcostIoCounters) {
-	for _, x := range v {
-		addIO(c, x.ToUser, x.FromUser, x.Moved, x.Delivered, x.Received, x.Zerocopy, x.ZerocopyCopied)
-	}
 }

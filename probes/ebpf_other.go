@@ -34,5 +34,10 @@ func AttachFloor() (*Floor, error) {
 	return nil, fmt.Errorf("the empty sys_exit program is built for linux/amd64 only, not %s/%s", runtime.GOOS, runtime.GOARCH)
 }
 
+// AttachLowFloor is only built for linux/amd64.
+func AttachLowFloor() (*Floor, error) {
+	return nil, fmt.Errorf("the empty low-cost floor programs are built for linux/amd64 only, not %s/%s", runtime.GOOS, runtime.GOARCH)
+}
+
 // Close does nothing.
 func (*Floor) Close() error { return nil }

@@ -51,13 +51,18 @@ type slotTable struct {
 	buf                []byte
 }
 
-// sizeSlotMaps sets the slot and thread-id arrays' sizes before loading:
-// n slots (n <= 0: as compiled, MAX_SLOTS), and one link per thread id the
-// kernel can hand out.
-func sizeSlotMaps(spec *ebpf.CollectionSpec, n int) error {
+// sizeSlotMaps sets the slot and thread-id arrays' sizes in one object
+// before loading: n slots (n <= 0: as compiled, MAX_SLOTS), and one link
+// per thread id the kernel can hand out. Every object that declares them
+// (bpf/headers/slots.h) is sized alike, so they can share the syscalls
+// object's maps.
+func sizeSlotMaps(obj string, spec *ebpf.CollectionSpec, n int) error {
 	for _, name := range []string{syscallsMapThreadStats, syscallsMapFreeSlots} {
 		m := spec.Maps[name]
 		if m == nil {
+			if obj != "syscalls" {
+				continue // an object without slots
+			}
 			return fmt.Errorf("BPF object syscalls has no map %s (run make generate)", name)
 		}
 		if n > 0 {
@@ -101,6 +106,12 @@ func newSlotTable(coll *ebpf.Collection) (*slotTable, error) {
 		}
 	}
 	return t, nil
+}
+
+// maps are the slot maps by name, for the other objects that declare them
+// (the low-cost programs count into the same slots).
+func (t *slotTable) maps() map[string]*ebpf.Map {
+	return map[string]*ebpf.Map{syscallsMapThreadStats: t.stats, syscallsMapTidSlots: t.links, syscallsMapFreeSlots: t.free}
 }
 
 // header reads a slot's state and owner without copying the counters.

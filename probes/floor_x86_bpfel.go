@@ -16,7 +16,12 @@ import (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	floorProgFloorSysExit = "floor_sys_exit"
+	floorProgFloorFileRead    = "floor_file_read"
+	floorProgFloorRcvSpace    = "floor_rcv_space"
+	floorProgFloorRecv        = "floor_recv"
+	floorProgFloorSchedSwitch = "floor_sched_switch"
+	floorProgFloorSend        = "floor_send"
+	floorProgFloorSysExit     = "floor_sys_exit"
 )
 
 // loadFloor returns the embedded CollectionSpec for floor.
@@ -61,7 +66,12 @@ type floorSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type floorProgramSpecs struct {
-	FloorSysExit *ebpf.ProgramSpec `ebpf:"floor_sys_exit"`
+	FloorFileRead    *ebpf.ProgramSpec `ebpf:"floor_file_read"`
+	FloorRcvSpace    *ebpf.ProgramSpec `ebpf:"floor_rcv_space"`
+	FloorRecv        *ebpf.ProgramSpec `ebpf:"floor_recv"`
+	FloorSchedSwitch *ebpf.ProgramSpec `ebpf:"floor_sched_switch"`
+	FloorSend        *ebpf.ProgramSpec `ebpf:"floor_send"`
+	FloorSysExit     *ebpf.ProgramSpec `ebpf:"floor_sys_exit"`
 }
 
 // floorMapSpecs contains maps before they are loaded into the kernel.
@@ -112,11 +122,21 @@ type floorVariables struct {
 //
 // It can be passed to loadFloorObjects or ebpf.CollectionSpec.LoadAndAssign.
 type floorPrograms struct {
-	FloorSysExit *ebpf.Program `ebpf:"floor_sys_exit"`
+	FloorFileRead    *ebpf.Program `ebpf:"floor_file_read"`
+	FloorRcvSpace    *ebpf.Program `ebpf:"floor_rcv_space"`
+	FloorRecv        *ebpf.Program `ebpf:"floor_recv"`
+	FloorSchedSwitch *ebpf.Program `ebpf:"floor_sched_switch"`
+	FloorSend        *ebpf.Program `ebpf:"floor_send"`
+	FloorSysExit     *ebpf.Program `ebpf:"floor_sys_exit"`
 }
 
 func (p *floorPrograms) Close() error {
 	return _FloorClose(
+		p.FloorFileRead,
+		p.FloorRcvSpace,
+		p.FloorRecv,
+		p.FloorSchedSwitch,
+		p.FloorSend,
 		p.FloorSysExit,
 	)
 }

@@ -31,40 +31,55 @@ type lowcostFilterCfg struct {
 	Pad         uint32
 }
 
-type lowcostIoCounters struct {
-	_              structs.HostLayout
-	ToUser         [4]uint64
-	FromUser       [4]uint64
-	Moved          [4]uint64
-	Delivered      uint64
-	Zerocopy       uint64
-	ZerocopySends  uint64
-	ZerocopyCopied uint64
-	ZerocopyNotes  uint64
-	Received       uint64
-}
-
 type lowcostTgidBits struct {
 	_    structs.HostLayout
 	All  uint64
 	Some uint64
 }
 
+type lowcostThreadStats struct {
+	_       structs.HostLayout
+	State   uint32
+	Tid     uint32
+	Tgid    uint32
+	Port    uint16
+	Matched uint8
+	Pad     uint8
+	Comm    [16]int8
+	Io      struct {
+		_              structs.HostLayout
+		ToUser         [4]uint64
+		FromUser       [4]uint64
+		Moved          [4]uint64
+		Delivered      uint64
+		Zerocopy       uint64
+		ZerocopySends  uint64
+		ZerocopyCopied uint64
+		ZerocopyNotes  uint64
+		Received       uint64
+	}
+	Sys [512]uint64
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	lowcostMapDrops          = "drops"
-	lowcostMapFilter         = "filter"
-	lowcostMapLowCounts      = "low_counts"
-	lowcostMapSpliceSeq      = "splice_seq"
-	lowcostMapWatchedTgids   = "watched_tgids"
-	lowcostMapWatchedTids    = "watched_tids"
-	lowcostProgLowFileRead   = "low_file_read"
-	lowcostProgLowRecv       = "low_recv"
-	lowcostProgLowSend       = "low_send"
-	lowcostProgLowSpliceRecv = "low_splice_recv"
-	lowcostVarBtfEmitFdClass = "__btf_emit_fd_class"
+	lowcostMapDrops           = "drops"
+	lowcostMapFilter          = "filter"
+	lowcostMapFreeSlots       = "free_slots"
+	lowcostMapSpliceSeq       = "splice_seq"
+	lowcostMapStatsZero       = "stats_zero"
+	lowcostMapThreadStats     = "thread_stats"
+	lowcostMapTidSlots        = "tid_slots"
+	lowcostMapWatchedTgids    = "watched_tgids"
+	lowcostMapWatchedTids     = "watched_tids"
+	lowcostProgLowFileRead    = "low_file_read"
+	lowcostProgLowRecv        = "low_recv"
+	lowcostProgLowSend        = "low_send"
+	lowcostProgLowSpliceRecv  = "low_splice_recv"
+	lowcostVarBtfEmitFdClass  = "__btf_emit_fd_class"
+	lowcostVarBtfEmitSysIndex = "__btf_emit_sys_index"
 )
 
 // loadLowcost returns the embedded CollectionSpec for lowcost.
@@ -121,8 +136,11 @@ type lowcostProgramSpecs struct {
 type lowcostMapSpecs struct {
 	Drops        *ebpf.MapSpec `ebpf:"drops"`
 	Filter       *ebpf.MapSpec `ebpf:"filter"`
-	LowCounts    *ebpf.MapSpec `ebpf:"low_counts"`
+	FreeSlots    *ebpf.MapSpec `ebpf:"free_slots"`
 	SpliceSeq    *ebpf.MapSpec `ebpf:"splice_seq"`
+	StatsZero    *ebpf.MapSpec `ebpf:"stats_zero"`
+	ThreadStats  *ebpf.MapSpec `ebpf:"thread_stats"`
+	TidSlots     *ebpf.MapSpec `ebpf:"tid_slots"`
 	WatchedTgids *ebpf.MapSpec `ebpf:"watched_tgids"`
 	WatchedTids  *ebpf.MapSpec `ebpf:"watched_tids"`
 }
@@ -131,7 +149,8 @@ type lowcostMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type lowcostVariableSpecs struct {
-	BtfEmitFdClass *ebpf.VariableSpec `ebpf:"__btf_emit_fd_class"`
+	BtfEmitFdClass  *ebpf.VariableSpec `ebpf:"__btf_emit_fd_class"`
+	BtfEmitSysIndex *ebpf.VariableSpec `ebpf:"__btf_emit_sys_index"`
 }
 
 // lowcostObjects contains all objects after they have been loaded into the kernel.
@@ -156,8 +175,11 @@ func (o *lowcostObjects) Close() error {
 type lowcostMaps struct {
 	Drops        *ebpf.Map `ebpf:"drops"`
 	Filter       *ebpf.Map `ebpf:"filter"`
-	LowCounts    *ebpf.Map `ebpf:"low_counts"`
+	FreeSlots    *ebpf.Map `ebpf:"free_slots"`
 	SpliceSeq    *ebpf.Map `ebpf:"splice_seq"`
+	StatsZero    *ebpf.Map `ebpf:"stats_zero"`
+	ThreadStats  *ebpf.Map `ebpf:"thread_stats"`
+	TidSlots     *ebpf.Map `ebpf:"tid_slots"`
 	WatchedTgids *ebpf.Map `ebpf:"watched_tgids"`
 	WatchedTids  *ebpf.Map `ebpf:"watched_tids"`
 }
@@ -166,8 +188,11 @@ func (m *lowcostMaps) Close() error {
 	return _LowcostClose(
 		m.Drops,
 		m.Filter,
-		m.LowCounts,
+		m.FreeSlots,
 		m.SpliceSeq,
+		m.StatsZero,
+		m.ThreadStats,
+		m.TidSlots,
 		m.WatchedTgids,
 		m.WatchedTids,
 	)
@@ -177,7 +202,8 @@ func (m *lowcostMaps) Close() error {
 //
 // It can be passed to loadLowcostObjects or ebpf.CollectionSpec.LoadAndAssign.
 type lowcostVariables struct {
-	BtfEmitFdClass *ebpf.Variable `ebpf:"__btf_emit_fd_class"`
+	BtfEmitFdClass  *ebpf.Variable `ebpf:"__btf_emit_fd_class"`
+	BtfEmitSysIndex *ebpf.Variable `ebpf:"__btf_emit_sys_index"`
 }
 
 // lowcostPrograms contains all programs after they have been loaded into the kernel.

@@ -48,10 +48,14 @@ variant is done twice, once with every probe attached (for that run only)
 and once with nothing attached, in alternating order, and a table of
 probed/unprobed ratios of throughput and data-thread CPU per GB follows
 (medians; use --runs 9 or more, this is a noisy measurement). With --json
-every record carries "overhead": "probed" or "unprobed". --floor adds a
-third measurement per run with only an empty sys_exit program attached
-("overhead": "floor", /proc counters): the price of any syscall tracepoint
-on this kernel, below which no tracepoint-based tool can go.
+every record carries "overhead": "probed" or "unprobed". --floor adds
+three measurements per run: the low-cost probes (--cost low, "low"), only
+an empty sys_exit program ("floor", /proc counters: the price of any
+syscall tracepoint on this kernel, below which no syscall-counting tool
+can go), and only empty programs on the low-cost mode's tracepoints
+("low-floor": the price of a program call at each socket send and
+receive, page-cache read and context switch, below which the low-cost
+mode cannot go).
 
 --selectivity 1,0.1,0.01 measures features against speed: records get tag
 headers and each consumer asks the broker (in its client id) for that share
@@ -96,7 +100,7 @@ func (f *benchFlags) register(cmd *cobra.Command) {
 	fl.BoolVar(&f.noCork, "no-cork", false, "raw variant without TCP_CORK, as a bare syscall loop (needs --variants raw; the broker always corks)")
 	fl.StringVar(&f.tcpCC, "tcp-cc", "", "TCP congestion control of both variants' sending sockets (default "+bench.DefaultCongestion+", or the host's with a note when setting it needs CAP_NET_ADMIN; \""+bench.SystemCongestion+"\": the host's; bbr paces loopback and the broker's responses restart it from idle; compare other tools under the same one)")
 	fl.BoolVar(&f.overhead, "overhead", false, "measure the probes' cost: every run probed and unprobed, then a table of ratios (root)")
-	fl.BoolVar(&f.floor, "floor", false, "with --overhead: also measure each run with only an empty sys_exit program attached (the kernel's price for any syscall tracepoint), and with the low-cost probes (--cost low, labelled \"low\")")
+	fl.BoolVar(&f.floor, "floor", false, "with --overhead: also measure each run with the low-cost probes (--cost low, \"low\"), with only an empty sys_exit program (\"floor\": the kernel's price for any syscall tracepoint) and with only empty programs on the low-cost tracepoints (\"low-floor\")")
 	fl.BoolVar(&f.noPin, "no-pin", false, "do not pin the data thread to CPU0 and the consumer to CPU1")
 }
 
@@ -214,15 +218,22 @@ func (f benchFlags) counters(cfg *bench.Config, stderr io.Writer) (func(), error
 	}}}
 	if f.floor {
 		cfg.Overhead = append(cfg.Overhead, lowCostAttachment())
-		cfg.Overhead = append(cfg.Overhead, bench.Attachment{Name: "floor", Open: func() (bench.ThreadCounters, func() error, error) {
-			fl, err := probes.AttachFloor()
-			if err != nil {
-				return nil, nil, err
-			}
-			return bench.ProcCounters(), fl.Close, nil
-		}})
+		cfg.Overhead = append(cfg.Overhead, floorAttachment("floor", probes.AttachFloor),
+			floorAttachment("low-floor", probes.AttachLowFloor))
 	}
 	return func() {}, nil
+}
+
+// floorAttachment measures runs with only empty programs attached, their
+// counters from /proc.
+func floorAttachment(name string, attach func() (*probes.Floor, error)) bench.Attachment {
+	return bench.Attachment{Name: name, Open: func() (bench.ThreadCounters, func() error, error) {
+		fl, err := attach()
+		if err != nil {
+			return nil, nil, err
+		}
+		return bench.ProcCounters(), fl.Close, nil
+	}}
 }
 
 // write writes the results: the CSV file if asked, then JSON lines or the

@@ -125,8 +125,8 @@ func TestBenchCommandOverhead(t *testing.T) {
 		t.Fatalf("bench --overhead --floor --json: %v", err)
 	}
 	count = overheadLabels(t, out)
-	if count["probed"] != 4 || count["unprobed"] != 4 || count["floor"] != 4 {
-		t.Errorf("--floor records by label %v, want 4 each of probed, unprobed, floor", count)
+	if count["probed"] != 4 || count["unprobed"] != 4 || count["floor"] != 4 || count["low"] != 4 || count["low-floor"] != 4 {
+		t.Errorf("--floor records by label %v, want 4 each of probed, unprobed, floor, low, low-floor", count)
 	}
 }
 
@@ -147,7 +147,7 @@ func overheadLabels(t *testing.T, out string) map[string]int {
 		switch {
 		case label == "probed" && (m["mode"] != "ebpf" || !hasSyscalls):
 			t.Errorf("probed record without eBPF counts: %s", l)
-		case (label == "unprobed" || label == "floor") && m["mode"] != "proc":
+		case (label == "unprobed" || label == "floor" || label == "low-floor") && m["mode"] != "proc":
 			t.Errorf("%s record not from /proc: %s", label, l)
 		}
 	}
