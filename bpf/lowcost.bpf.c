@@ -41,80 +41,111 @@ char __license[] SEC("license") = "GPL";
 
 #define PAGE_SIZE 4096
 
-/* Bytes each TCP socket's reader had consumed at its previous receive. */
+/*
+ * Sampling (watch --cost low --duty N): the loader attaches these programs
+ * for 1/N of every period and sets weight to N, so every count is added N
+ * times and the totals are estimates of the whole period's. counting
+ * opens and closes each window exactly (attaching and detaching take
+ * milliseconds, which would widen a 10 ms window by 10-20%; measured):
+ * the loader sets it after attaching and clears it before detaching.
+ * window numbers the windows, so a receive base left from an earlier
+ * window is not taken for this one's.
+ */
+const volatile __u64 weight = 1;
+volatile __u32 counting = 1;
+volatile __u64 window;
+
+/* Bytes each TCP socket's reader had consumed at its previous receive,
+ * and in which window. */
+struct splice_base {
+	__u64 consumed;
+	__u64 window;
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 4096);
 	__type(key, __u64); /* struct sock * */
-	__type(value, __u64);
+	__type(value, struct splice_base);
 } splice_seq SEC(".maps");
 
-/* current_nr is the syscall the current thread is in, or -1. */
-static __always_inline long current_nr(void)
+/* task_nr is the syscall task t (the current thread) is in, or -1. */
+static __always_inline long task_nr(struct task_struct *t, struct pt_regs **regs)
 {
-	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
-	return regs ? regs->orig_ax : -1;
+	*regs = (struct pt_regs *)bpf_task_pt_regs(t);
+	return *regs ? (*regs)->orig_ax : -1;
 }
 
-/* low_counters returns the current thread's counters, or 0 when it is not
- * watched: two inlined array reads (tid_slots, thread_stats) for a thread
- * that has a slot, one more (the filter) for one that has none. */
-static __always_inline struct io_counters *low_counters(void)
+/* slot_io returns the counters of task t (the current thread), or 0 when
+ * it is not watched: two inlined array reads (tid_slots, thread_stats)
+ * for a thread that has a slot, one more (the filter) for one that has
+ * none. */
+static __always_inline struct io_counters *slot_io(struct task_struct *t)
 {
-	struct thread_stats *st = thread_slot(bpf_get_current_task_btf());
+	struct thread_stats *st = thread_slot(t);
 	return st ? &st->io : 0;
 }
 
 SEC("tp_btf/sock_send_length")
 int BPF_PROG(low_send, struct sock *sk, int ret, int flags)
 {
+	if (!counting)
+		return 0;
 	/* flags is always 0 here (sock_sendmsg_nosec passes no flags), so
 	 * the syscall says how the bytes came. */
 	if (ret <= 0)
 		return 0;
-	struct io_counters *c = low_counters();
+	struct task_struct *t = bpf_get_current_task_btf();
+	struct io_counters *c = slot_io(t);
 	if (!c)
 		return 0;
-	c->delivered += ret;
-	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
-	long nr = regs ? regs->orig_ax : -1;
+	__u64 n = (__u64)ret * weight;
+	c->delivered += n;
+	struct pt_regs *regs;
+	long nr = task_nr(t, &regs);
 	switch (nr) {
 	case NR_sendfile:
 	case NR_splice:
-		c->moved[CLASS_SOCKET] += ret;
+		c->moved[CLASS_SOCKET] += n;
 		return 0;
 	case NR_sendmsg:
 	case NR_sendto: {
 		unsigned long fl = nr == NR_sendmsg ? regs->dx : regs->r10;
 		if ((fl & MSG_ZEROCOPY) && sock_zerocopy(sk)) {
-			c->zerocopy += ret;
-			c->zerocopy_sends += 1;
+			c->zerocopy += n;
+			c->zerocopy_sends += weight;
 			return 0;
 		}
 		break;
 	}
 	}
-	c->from_user[CLASS_SOCKET] += ret;
+	c->from_user[CLASS_SOCKET] += n;
 	return 0;
 }
 
 SEC("tp_btf/sock_recv_length")
 int BPF_PROG(low_recv, struct sock *sk, int ret, int flags)
 {
+	if (!counting)
+		return 0;
 	if (ret <= 0)
 		return 0;
-	struct io_counters *c = low_counters();
+	struct io_counters *c = slot_io(bpf_get_current_task_btf());
 	if (!c)
 		return 0;
-	c->received += ret;
-	c->to_user[CLASS_SOCKET] += ret;
+	__u64 n = (__u64)ret * weight;
+	c->received += n;
+	c->to_user[CLASS_SOCKET] += n;
 	return 0;
 }
 
 SEC("tp_btf/tcp_rcv_space_adjust")
 int BPF_PROG(low_splice_recv, struct sock *sk)
 {
-	struct io_counters *c = low_counters();
+	if (!counting)
+		return 0;
+	struct task_struct *t = bpf_get_current_task_btf();
+	struct io_counters *c = slot_io(t);
 	if (!c)
 		return 0;
 	/* What the application has consumed since the connection began:
@@ -122,35 +153,44 @@ int BPF_PROG(low_splice_recv, struct sock *sk)
 	struct tcp_sock *tp = (struct tcp_sock *)sk;
 	__u64 got = BPF_CORE_READ(tp, bytes_received);
 	__u32 queued = BPF_CORE_READ(tp, rcv_nxt) - BPF_CORE_READ(tp, copied_seq);
-	__u64 consumed = got > queued ? got - queued : 0;
+	struct splice_base now = {.consumed = got > queued ? got - queued : 0, .window = window};
 	__u64 k = (__u64)sk;
-	__u64 *last = bpf_map_lookup_elem(&splice_seq, &k);
+	struct splice_base *last = bpf_map_lookup_elem(&splice_seq, &k);
 	/* Every receive of a watched thread moves the base (recvmsg too), so
 	 * a splice counts only what it took itself. A socket not seen yet, or
-	 * a new connection at a freed socket's address, counts from its start. */
-	__u64 d = consumed;
-	if (last && consumed >= *last)
-		d = consumed - *last;
+	 * a new connection at a freed socket's address, counts from its start;
+	 * when sampling, such a socket and one last seen in an earlier window
+	 * count nothing (what it took before was taken unwatched). */
+	__u64 d = now.consumed;
+	if ((last && last->window != now.window) || (!last && weight > 1))
+		d = 0;
+	else if (last && now.consumed >= last->consumed)
+		d = now.consumed - last->consumed;
 	if (last)
-		*last = consumed;
+		*last = now;
 	else
-		bpf_map_update_elem(&splice_seq, &k, &consumed, BPF_ANY);
-	if (current_nr() != NR_splice || !d)
+		bpf_map_update_elem(&splice_seq, &k, &now, BPF_ANY);
+	struct pt_regs *regs;
+	if (task_nr(t, &regs) != NR_splice || !d)
 		return 0;
-	c->received += d;
-	c->moved[CLASS_PIPE] += d;
+	c->received += d * weight;
+	c->moved[CLASS_PIPE] += d * weight;
 	return 0;
 }
 
 SEC("tp_btf/mm_filemap_get_pages")
 int BPF_PROG(low_file_read, void *mapping, unsigned long index, unsigned long last_index)
 {
+	if (!counting)
+		return 0;
 	if (last_index < index)
 		return 0;
-	struct io_counters *c = low_counters();
+	struct task_struct *t = bpf_get_current_task_btf();
+	struct io_counters *c = slot_io(t);
 	if (!c)
 		return 0;
-	switch (current_nr()) {
+	struct pt_regs *regs;
+	switch (task_nr(t, &regs)) {
 	case NR_read:
 	case NR_pread64:
 	case NR_readv:
@@ -160,6 +200,6 @@ int BPF_PROG(low_file_read, void *mapping, unsigned long index, unsigned long la
 	default:
 		return 0;
 	}
-	c->to_user[CLASS_FILE] += (last_index - index + 1) * PAGE_SIZE;
+	c->to_user[CLASS_FILE] += (last_index - index + 1) * PAGE_SIZE * weight;
 	return 0;
 }

@@ -36,6 +36,13 @@ type EBPFOptions struct {
 	// by transfer style from socket and page-cache tracepoints, some as
 	// estimates, no syscall counts or faults; the mode is ModeEBPFLow.
 	LowCost bool
+	// Duty, with LowCost and above 1, samples: the byte-counting programs
+	// are attached for 1/Duty of every DutyPeriod (default 1 s) at a
+	// random offset and count every byte Duty times, so byte figures are
+	// estimates at about 1/Duty of the cost (ebpf_duty.go). At most
+	// MaxDuty.
+	Duty       int
+	DutyPeriod time.Duration
 	// MaxThreads is how many threads can be counted at once (default
 	// 4096; 4.2 KiB of kernel memory each). Exited threads' slots are
 	// recycled at each Read; a thread beyond the limit is not counted and
@@ -153,8 +160,9 @@ type ebpfProbe struct {
 	slots *slotTable
 	// Other counter maps; nil when their object did not load.
 	uringCounts, uringOps, schedCounts, faultCounts *ebpf.Map
-	// low: the low-cost mode (ebpf_lowcost.go).
-	low bool
+	// low: the low-cost mode (ebpf_lowcost.go); duty samples it.
+	low  bool
+	duty *dutyCycle
 	// The following configuration (bpf/follow.bpf.c); nil when it did not load.
 	follow    *ebpf.Map
 	followCfg followFollowCfg
@@ -270,6 +278,9 @@ func openEBPF(opts EBPFOptions, descs []progDesc, edit func(obj string, spec *eb
 // the options, then per BPF object prepare its spec, load it, adopt its
 // maps and attach its programs.
 func (p *ebpfProbe) open(opts EBPFOptions, descs []progDesc, edit func(string, *ebpf.CollectionSpec)) error {
+	if err := checkDuty(opts); err != nil {
+		return err
+	}
 	order, byObj := p.plan(&opts, descs)
 	for _, obj := range order {
 		spec, err := p.prepare(obj, opts, edit)
@@ -290,6 +301,22 @@ func (p *ebpfProbe) open(opts EBPFOptions, descs []progDesc, edit func(string, *
 		if err := p.attachAll(coll, byObj[obj]); err != nil {
 			return err
 		}
+	}
+	if p.duty != nil {
+		return p.duty.start()
+	}
+	return nil
+}
+
+// checkDuty validates the sampling options.
+func checkDuty(opts EBPFOptions) error {
+	switch {
+	case opts.Duty < 0 || opts.Duty > MaxDuty:
+		return fmt.Errorf("duty %d: use 1 (always attached) to %d", opts.Duty, MaxDuty)
+	case opts.Duty > 1 && !opts.LowCost:
+		return errors.New("sampling (duty above 1) is a variant of the low-cost mode: the exact mode's syscall counts cannot be scaled")
+	case opts.DutyPeriod < 0 || (opts.DutyPeriod > 0 && opts.DutyPeriod < 10*time.Millisecond*time.Duration(max(opts.Duty, 1))):
+		return fmt.Errorf("duty period %v: use at least 10 ms per sampled window (%v for duty %d)", opts.DutyPeriod, 10*time.Millisecond*time.Duration(max(opts.Duty, 1)), opts.Duty)
 	}
 	return nil
 }
@@ -326,6 +353,9 @@ func (p *ebpfProbe) plan(opts *EBPFOptions, descs []progDesc) (order []string, b
 	if opts.LowCost {
 		p.low, p.measured = true, lowCostMeasured
 		p.notes = append(p.notes, lowCostNote)
+		if opts.Duty > 1 {
+			p.duty = newDutyCycle(opts.Duty, opts.DutyPeriod)
+		}
 		// The syscalls object (process_exit, the filter and slot maps)
 		// loads first: the others share its maps.
 		order = slices.DeleteFunc(order, func(o string) bool { return o == "syscalls" })
@@ -351,6 +381,11 @@ func (p *ebpfProbe) prepare(obj string, opts EBPFOptions, edit func(string, *ebp
 	}
 	if edit != nil {
 		edit(obj, spec)
+	}
+	if v := spec.Variables[lowcostVarWeight]; v != nil && opts.Duty > 1 {
+		if err := v.Set(uint64(opts.Duty)); err != nil {
+			return nil, fmt.Errorf("set the sampling weight in BPF object %s: %w", obj, err)
+		}
 	}
 	for name, on := range map[string]bool{syscallsVarCountOnExit: p.countOnExit,
 		syscallsVarTrackPorts: opts.TrackPorts, syscallsVarFilterPorts: len(opts.Ports) > 0} {
@@ -392,6 +427,9 @@ func (p *ebpfProbe) adopt(obj string, coll *ebpf.Collection, opts EBPFOptions) e
 	if m := coll.Maps[faultsMapFaultCounts]; m != nil {
 		p.faultCounts = m
 	}
+	if p.duty != nil && obj == "lowcost" {
+		p.duty.window, p.duty.counting = coll.Variables[lowcostVarWindow], coll.Variables[lowcostVarCounting]
+	}
 	if m := coll.Maps[followMapFollow]; m != nil {
 		p.follow = m
 		if !opts.NoFollowChildren {
@@ -418,6 +456,10 @@ func (p *ebpfProbe) attachAll(coll *ebpf.Collection, descs []progDesc) error {
 				return fmt.Errorf("attach required program %s to %s: %w (doctor explains what this kernel allows)", d.name, d.where(), err)
 			}
 			p.degrade(d, fmt.Sprintf("attach %s: %v", d.where(), err))
+			continue
+		}
+		if p.duty != nil && d.obj == "lowcost" {
+			p.duty.adopt(prog, l)
 			continue
 		}
 		p.links = append(p.links, l)
@@ -530,6 +572,9 @@ func (p *ebpfProbe) Notes() []string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	out := append([]string(nil), p.notes...)
+	if p.duty != nil {
+		out = append(out, p.duty.note())
+	}
 	if p.drops != nil && !p.closed {
 		var full, bad []uint64
 		if p.drops.Lookup(syscallsDropReasonDROP_MAP_FULL, &full) == nil && sum(full) > 0 {
@@ -914,26 +959,19 @@ func (p *ebpfProbe) Close() error {
 		return nil
 	}
 	p.closed = true
-	// Each detach waits for an RCU grace period in the kernel; doing them
-	// one after another made Close take 0.5-0.7 s, so detach concurrently.
-	errs := make([]error, len(p.links))
-	var wg sync.WaitGroup
-	for i, l := range p.links {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := l.Close(); err != nil {
-				errs[i] = fmt.Errorf("detach BPF link: %w", err)
-			}
-		}()
+	if p.duty != nil {
+		p.duty.close()
 	}
-	wg.Wait()
+	// Each detach waits for an RCU grace period in the kernel; doing them
+	// one after another made Close take 0.5-0.7 s (closeLinks detaches
+	// concurrently).
+	err := closeLinks(p.links)
 	p.links = nil
 	for _, c := range p.colls {
 		c.Close()
 	}
 	p.colls = nil
-	return errors.Join(errs...)
+	return err
 }
 
 // FollowComm watches, from its first syscall, every process that execs

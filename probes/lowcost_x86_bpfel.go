@@ -31,6 +31,12 @@ type lowcostFilterCfg struct {
 	Pad         uint32
 }
 
+type lowcostSpliceBase struct {
+	_        structs.HostLayout
+	Consumed uint64
+	Window   uint64
+}
+
 type lowcostTgidBits struct {
 	_    structs.HostLayout
 	All  uint64
@@ -80,6 +86,9 @@ const (
 	lowcostProgLowSpliceRecv  = "low_splice_recv"
 	lowcostVarBtfEmitFdClass  = "__btf_emit_fd_class"
 	lowcostVarBtfEmitSysIndex = "__btf_emit_sys_index"
+	lowcostVarCounting        = "counting"
+	lowcostVarWeight          = "weight"
+	lowcostVarWindow          = "window"
 )
 
 // loadLowcost returns the embedded CollectionSpec for lowcost.
@@ -151,6 +160,9 @@ type lowcostMapSpecs struct {
 type lowcostVariableSpecs struct {
 	BtfEmitFdClass  *ebpf.VariableSpec `ebpf:"__btf_emit_fd_class"`
 	BtfEmitSysIndex *ebpf.VariableSpec `ebpf:"__btf_emit_sys_index"`
+	Counting        *ebpf.VariableSpec `ebpf:"counting"`
+	Weight          *ebpf.VariableSpec `ebpf:"weight"`
+	Window          *ebpf.VariableSpec `ebpf:"window"`
 }
 
 // lowcostObjects contains all objects after they have been loaded into the kernel.
@@ -204,6 +216,9 @@ func (m *lowcostMaps) Close() error {
 type lowcostVariables struct {
 	BtfEmitFdClass  *ebpf.Variable `ebpf:"__btf_emit_fd_class"`
 	BtfEmitSysIndex *ebpf.Variable `ebpf:"__btf_emit_sys_index"`
+	Counting        *ebpf.Variable `ebpf:"counting"`
+	Weight          *ebpf.Variable `ebpf:"weight"`
+	Window          *ebpf.Variable `ebpf:"window"`
 }
 
 // lowcostPrograms contains all programs after they have been loaded into the kernel.

@@ -49,7 +49,8 @@ and once with nothing attached, in alternating order, and a table of
 probed/unprobed ratios of throughput and data-thread CPU per GB follows
 (medians; use --runs 9 or more, this is a noisy measurement). With --json
 every record carries "overhead": "probed" or "unprobed". --floor adds
-three measurements per run: the low-cost probes (--cost low, "low"), only
+four measurements per run: the low-cost probes (--cost low, "low"), the
+same sampled (--cost low --duty 10, "low/10"), only
 an empty sys_exit program ("floor", /proc counters: the price of any
 syscall tracepoint on this kernel, below which no syscall-counting tool
 can go), and only empty programs on the low-cost mode's tracepoints
@@ -100,7 +101,7 @@ func (f *benchFlags) register(cmd *cobra.Command) {
 	fl.BoolVar(&f.noCork, "no-cork", false, "raw variant without TCP_CORK, as a bare syscall loop (needs --variants raw; the broker always corks)")
 	fl.StringVar(&f.tcpCC, "tcp-cc", "", "TCP congestion control of both variants' sending sockets (default "+bench.DefaultCongestion+", or the host's with a note when setting it needs CAP_NET_ADMIN; \""+bench.SystemCongestion+"\": the host's; bbr paces loopback and the broker's responses restart it from idle; compare other tools under the same one)")
 	fl.BoolVar(&f.overhead, "overhead", false, "measure the probes' cost: every run probed and unprobed, then a table of ratios (root)")
-	fl.BoolVar(&f.floor, "floor", false, "with --overhead: also measure each run with the low-cost probes (--cost low, \"low\"), with only an empty sys_exit program (\"floor\": the kernel's price for any syscall tracepoint) and with only empty programs on the low-cost tracepoints (\"low-floor\")")
+	fl.BoolVar(&f.floor, "floor", false, "with --overhead: also measure each run with the low-cost probes (--cost low, \"low\"; --duty 10, \"low/10\"), with only an empty sys_exit program (\"floor\": the kernel's price for any syscall tracepoint) and with only empty programs on the low-cost tracepoints (\"low-floor\")")
 	fl.BoolVar(&f.noPin, "no-pin", false, "do not pin the data thread to CPU0 and the consumer to CPU1")
 }
 
@@ -217,12 +218,16 @@ func (f benchFlags) counters(cfg *bench.Config, stderr io.Writer) (func(), error
 		return bench.ProbeCounters(p), p.Close, nil
 	}}}
 	if f.floor {
-		cfg.Overhead = append(cfg.Overhead, lowCostAttachment())
+		cfg.Overhead = append(cfg.Overhead, lowCostAttachment(1), lowCostAttachment(benchDuty))
 		cfg.Overhead = append(cfg.Overhead, floorAttachment("floor", probes.AttachFloor),
 			floorAttachment("low-floor", probes.AttachLowFloor))
 	}
 	return func() {}, nil
 }
+
+// benchDuty is the sampling bench --overhead --floor measures beside the
+// always-attached low-cost mode (records labelled "low/10").
+const benchDuty = 10
 
 // floorAttachment measures runs with only empty programs attached, their
 // counters from /proc.

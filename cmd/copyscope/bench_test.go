@@ -125,8 +125,8 @@ func TestBenchCommandOverhead(t *testing.T) {
 		t.Fatalf("bench --overhead --floor --json: %v", err)
 	}
 	count = overheadLabels(t, out)
-	if count["probed"] != 4 || count["unprobed"] != 4 || count["floor"] != 4 || count["low"] != 4 || count["low-floor"] != 4 {
-		t.Errorf("--floor records by label %v, want 4 each of probed, unprobed, floor, low, low-floor", count)
+	if count["probed"] != 4 || count["unprobed"] != 4 || count["floor"] != 4 || count["low"] != 4 || count["low/10"] != 4 || count["low-floor"] != 4 {
+		t.Errorf("--floor records by label %v, want 4 each of probed, unprobed, floor, low, low/10, low-floor", count)
 	}
 }
 

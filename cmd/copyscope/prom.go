@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -96,8 +97,17 @@ func (e *exporter) close() error {
 const costHelp = `probe cost: exact (syscall tracepoints: every count exact; every thread of the machine pays the kernel's syscall-tracepoint price) ` +
 	`or low (socket and page-cache tracepoints only, for production: transfer style and copies per byte, some estimates, no syscall counts or faults)`
 
-// costOptions turns --cost into probe options.
-func costOptions(cost, mode string) (probes.EBPFOptions, error) {
+// costOptions turns --cost, --duty and --duty-period into probe options.
+func costOptions(cost, mode string, duty int, period time.Duration) (probes.EBPFOptions, error) {
+	if duty != 1 && cost != "low" {
+		return probes.EBPFOptions{}, fmt.Errorf("--duty %d samples the low-cost mode: add --cost low", duty)
+	}
+	if duty < 1 || duty > probes.MaxDuty {
+		return probes.EBPFOptions{}, fmt.Errorf("--duty %d: use 1 (always attached) to %d", duty, probes.MaxDuty)
+	}
+	if min := 10 * time.Millisecond * time.Duration(duty); period < min {
+		return probes.EBPFOptions{}, fmt.Errorf("--duty-period %v: at --duty %d use at least %v (10 ms per window)", period, duty, min)
+	}
 	switch cost {
 	case "exact", "":
 		return probes.EBPFOptions{}, nil
@@ -105,16 +115,20 @@ func costOptions(cost, mode string) (probes.EBPFOptions, error) {
 		if mode == "proc" {
 			return probes.EBPFOptions{}, fmt.Errorf("--cost low is an eBPF mode: drop --mode proc")
 		}
-		return probes.EBPFOptions{LowCost: true}, nil
+		return probes.EBPFOptions{LowCost: true, Duty: duty, DutyPeriod: period}, nil
 	}
 	return probes.EBPFOptions{}, fmt.Errorf("unknown --cost %q (use exact or low)", cost)
 }
 
 // lowCostAttachment measures bench --overhead runs with the low-cost
-// probes attached (records labelled "low").
-func lowCostAttachment() bench.Attachment {
-	return bench.Attachment{Name: "low", Open: func() (bench.ThreadCounters, func() error, error) {
-		p, err := probes.OpenEBPF(probes.EBPFOptions{LowCost: true})
+// probes attached (records labelled "low", or "low/N" sampled 1/N).
+func lowCostAttachment(duty int) bench.Attachment {
+	name := "low"
+	if duty > 1 {
+		name = fmt.Sprintf("low/%d", duty)
+	}
+	return bench.Attachment{Name: name, Open: func() (bench.ThreadCounters, func() error, error) {
+		p, err := probes.OpenEBPF(probes.EBPFOptions{LowCost: true, Duty: duty})
 		if err != nil {
 			return nil, nil, err
 		}

@@ -32,8 +32,10 @@ type watchFlags struct {
 	// followChildren watches new child processes of watched processes.
 	followChildren bool
 	// ports limits the socket bytes counted to these local or remote ports.
-	ports []int
-	cost  string
+	ports      []int
+	cost       string
+	duty       int
+	dutyPeriod time.Duration
 }
 
 func newWatchCmd() *cobra.Command {
@@ -60,7 +62,10 @@ serves the counters at http://ADDR/metrics (loopback unless ADDR names
 another host; see the README for the metric names). --cost low attaches no
 syscall tracepoint (for long runs beside production servers): transfer
 style and copies per byte from socket and page-cache events, records
-marked estimates, no syscall counts or faults.`,
+marked estimates, no syscall counts or faults. --duty N samples it: the
+byte-counting programs are attached for 1/N of every --duty-period at a
+random offset and count each byte N times (estimates, about 1/N of the
+cost; context switches and CPU time stay exact).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runWatch(cmd, f) },
 	}
@@ -77,6 +82,8 @@ marked estimates, no syscall counts or faults.`,
 	fl.StringVar(&f.mode, "mode", "auto", "probe backend: auto, ebpf (exact, root) or proc (estimates, no privileges)")
 	f.prom.register(fl)
 	fl.StringVar(&f.cost, "cost", "exact", costHelp)
+	fl.IntVar(&f.duty, "duty", 1, fmt.Sprintf("with --cost low: attach the byte-counting programs for 1/N of every --duty-period and scale their counts by N (1: always attached; at most %d)", probes.MaxDuty))
+	fl.DurationVar(&f.dutyPeriod, "duty-period", probes.DefaultDutyPeriod, "with --duty: the sampling period (one window of period/N in each, at a random offset)")
 	return cmd
 }
 
@@ -235,7 +242,7 @@ func (w *watchRun) open() error {
 	if err != nil {
 		return err
 	}
-	opts, err := costOptions(w.f.cost, w.f.mode)
+	opts, err := costOptions(w.f.cost, w.f.mode, w.f.duty, w.f.dutyPeriod)
 	if err != nil {
 		return err
 	}
