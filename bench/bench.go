@@ -247,6 +247,9 @@ type Result struct {
 	ThroughputBytesPerS float64 `json:"throughput_bytes_per_s"`
 	metrics.Record
 
+	// WorkerCPUNs is the part of cpu_ns spent by the data thread's
+	// io_uring worker threads (iou-wrk-<tid>), absent when none ran.
+	WorkerCPUNs            *uint64  `json:"worker_cpu_ns,omitempty"`
 	ConsumerCPUNs          *uint64  `json:"consumer_cpu_ns,omitempty"`
 	ConsumerCtxVoluntary   *uint64  `json:"consumer_ctx_switches_voluntary,omitempty"`
 	ConsumerCtxInvoluntary *uint64  `json:"consumer_ctx_switches_involuntary,omitempty"`

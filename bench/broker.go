@@ -81,7 +81,7 @@ func consumeOnThread(ctx context.Context, srv fetchServer, cfg Config, events <-
 	if l := srv.ledger(bc.dtid); l != nil {
 		ledBefore = *l
 	}
-	dBefore, cBefore, err := bc.read(tc)
+	dBefore, cBefore, wBefore, err := bc.read(tc)
 	if err != nil {
 		return Result{}, err
 	}
@@ -105,7 +105,7 @@ func consumeOnThread(ctx context.Context, srv fetchServer, cfg Config, events <-
 		return Result{}, err
 	}
 	secs := time.Since(start).Seconds()
-	dAfter, cAfter, err := bc.read(tc)
+	dAfter, cAfter, wAfter, err := bc.read(tc)
 	if err != nil {
 		return Result{}, err
 	}
@@ -132,6 +132,7 @@ func consumeOnThread(ctx context.Context, srv fetchServer, cfg Config, events <-
 		r.Notes = append(r.Notes, "zerocopy: on loopback the kernel copies MSG_ZEROCOPY sends (see the raw variant's zerocopy_copied_bytes; the eBPF probes measure it here)")
 	}
 	consumerFields(&r, cAfter.Sub(cBefore))
+	r.WorkerCPUNs = workerDelta(wBefore, wAfter)
 	r.FetchMaxBytes = cfg.FetchMaxBytes
 	if cfg.sel != nil {
 		setFilterFields(&r, cfg.sel, fc.UsefulBytes, fc.WastedBytes, filteredBy)
@@ -194,13 +195,14 @@ func connectConsumer(ctx context.Context, cfg Config, events <-chan transfer.Eve
 	return bc, done, nil
 }
 
-// read returns the data thread's and the consumer's counters.
-func (bc brokerConn) read(tc ThreadCounters) (data, consumer metrics.Counters, err error) {
-	if data, err = tc.Read(bc.dtid); err != nil {
-		return data, consumer, err
+// read returns the data thread's counters (its io_uring workers' CPU
+// folded in, and that part), and the consumer's.
+func (bc brokerConn) read(tc ThreadCounters) (data, consumer metrics.Counters, workers uint64, err error) {
+	if data, workers, err = readData(tc, bc.dtid); err != nil {
+		return data, consumer, 0, err
 	}
 	consumer, err = tc.Read(bc.ctid)
-	return data, consumer, err
+	return data, consumer, workers, err
 }
 
 // fetchAll fetches offsets [0, end) in order, each response from where

@@ -54,6 +54,9 @@ type threadRun struct {
 	tid   int
 	delta metrics.Counters
 	err   error
+	// workers is the CPU of its io_uring workers over the run, folded
+	// into delta (nil: none ran).
+	workers *uint64
 }
 
 // sinkResult is what the receiver saw.
@@ -213,10 +216,10 @@ func (rs rawSend) count(tc ThreadCounters) rawResult {
 	}
 	_ = tc.Watch(tid)
 	defer tc.Unwatch(tid)
-	before, err := tc.Read(tid)
+	before, wBefore, err := readData(tc, tid)
 	close(rs.start)
 	res := <-rs.sent
-	after, aerr := tc.Read(tid)
+	after, wAfter, aerr := readData(tc, tid)
 	close(rs.finish)
 	if err == nil {
 		err = aerr
@@ -225,6 +228,7 @@ func (rs rawSend) count(tc ThreadCounters) rawResult {
 		res.sender.err = err
 	}
 	res.sender.delta = after.Sub(before)
+	res.sender.workers = workerDelta(wBefore, wAfter)
 	return res
 }
 

@@ -96,6 +96,7 @@ func rawRecord(path string, spans []transfer.Span, bytes int64, cfg Config) (Res
 	}
 	r.Record = dataRecord(path, cfg.Counters.Mode(), rr.start, rr.seconds, bytes, rr.sender.delta, &rr.ledger)
 	consumerFields(&r, rr.sink.delta)
+	r.WorkerCPUNs = rr.sender.workers
 	for _, n := range rr.ledger.Notes {
 		if n != transfer.ZerocopyCopiedNote { // zerocopyNote says it with numbers
 			r.Notes = append(r.Notes, n)
