@@ -126,7 +126,7 @@ func sizeName(n int) string {
 
 // loopbackSender returns the fd of a connected loopback TCP socket whose
 // peer a goroutine drains until the benchmark ends.
-func loopbackSender(b *testing.B) int {
+func loopbackSender(b testing.TB) int {
 	b.Helper()
 	ln, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
 	if err != nil {
