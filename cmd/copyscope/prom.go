@@ -35,13 +35,16 @@ type exporter struct {
 }
 
 // startExporter serves the collector when --prometheus is set.
-func startExporter(f promFlags, p probes.Probe, grouping string, say func(string, ...any)) (*exporter, error) {
+func startExporter(f promFlags, p probes.Probe, grouping string, duty int, say func(string, ...any)) (*exporter, error) {
 	if f.addr == "" {
 		return nil, nil
 	}
 	cost := "exact"
 	if p.Mode() == metrics.ModeEBPFLow {
 		cost = "low"
+		if duty > 1 {
+			cost = fmt.Sprintf("low/%d", duty) // sampled: attached 1/duty of the time
+		}
 	}
 	col := promexport.NewCollector(f.maxSubjects, p.Mode(), grouping, cost)
 	srv, err := promexport.Listen(f.addr, col)

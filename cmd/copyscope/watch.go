@@ -192,7 +192,7 @@ func runWatch(cmd *cobra.Command, f watchFlags) error {
 	sink := newWatchSink(ctx, cancel, out, f.json)
 	_, w.log.hold = sink.(*tuiSink)
 
-	exp, err := startExporter(f.prom, w.p, string(w.by), w.log.say)
+	exp, err := startExporter(f.prom, w.p, string(w.by), f.duty, w.log.say)
 	if err != nil {
 		sink.close()
 		w.log.release()

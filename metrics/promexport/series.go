@@ -33,7 +33,7 @@ var (
 	descUringOps   = subjectDesc("copyscope_io_uring_operations_total", "io_uring operations by opcode and state (submitted, completed, failed).", "op", "state")
 	descUringBytes = subjectDesc("copyscope_io_uring_bytes_total", "Bytes io_uring operations moved (positive results), by opcode.", "op")
 
-	descInfo   = prometheus.NewDesc("copyscope_probe_info", "The probes behind the counters: mode (ebpf exact, proc estimates), estimate, grouping and cost level.", []string{"mode", "estimate", "grouping", "cost"}, nil)
+	descInfo   = prometheus.NewDesc("copyscope_probe_info", "The probes behind the counters: mode (ebpf exact, proc estimates), estimate, grouping and cost level (exact, low, or low/N: the low-cost mode sampled 1/N of the time, --duty N).", []string{"mode", "estimate", "grouping", "cost"}, nil)
 	descFolded = prometheus.NewDesc("copyscope_exporter_subjects_folded", "Subjects summed into subject=\"_other\" because of the subject limit.", nil, nil)
 
 	descProgRuns    = prometheus.NewDesc("copyscope_probe_program_runs_total", "Runs of each attached BPF program, any thread's (needs sysctl kernel.bpf_stats_enabled=1).", []string{"program"}, nil)
