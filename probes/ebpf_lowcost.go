@@ -19,7 +19,7 @@ const lowCostMeasured = metrics.FDelivered | metrics.FReceived | metrics.FCopied
 
 // lowCostNote says which low-cost figures are estimates and what is absent.
 const lowCostNote = "low-cost mode (--cost low): no syscall tracepoint is attached; bytes sent and received on sockets and how (copied, by reference, zerocopy) are exact; " +
-	"bytes copied to user from files are estimates (whole pages per read request), bytes received by splice are estimates (the first splice on a socket is not counted); " +
+	"bytes copied to user from files are estimates (whole pages per read request), bytes received by splice are estimates (a socket first seen counts from its connection's start; when sampled, from its next splice); " +
 	"syscall counts, page faults and copies into files are not measured"
 
 // lowCostPrograms are the low-cost mode's own programs.
