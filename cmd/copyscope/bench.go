@@ -19,7 +19,7 @@ import (
 // benchFlags are copyscope bench's options, as given.
 type benchFlags struct {
 	paths, variants, size, chunk, mode, rcvlowat, fetchMax, csvFile, data, tcpCC string
-	runs, fifo                                                                   int
+	runs, fifo, duty                                                             int
 	verify, asJSON, noPin, noCork, overhead, floor                               bool
 
 	sweep sweepFlags // bench_sweep.go
@@ -50,7 +50,7 @@ probed/unprobed ratios of throughput and data-thread CPU per GB follows
 (medians; use --runs 9 or more, this is a noisy measurement). With --json
 every record carries "overhead": "probed" or "unprobed". --floor adds
 four measurements per run: the low-cost probes (--cost low, "low"), the
-same sampled (--cost low --duty 10, "low/10"), only
+same sampled (--cost low --duty N, "low/N"; --duty, default 10), only
 an empty sys_exit program ("floor", /proc counters: the price of any
 syscall tracepoint on this kernel, below which no syscall-counting tool
 can go), and only empty programs on the low-cost mode's tracepoints
@@ -101,7 +101,8 @@ func (f *benchFlags) register(cmd *cobra.Command) {
 	fl.BoolVar(&f.noCork, "no-cork", false, "raw variant without TCP_CORK, as a bare syscall loop (needs --variants raw; the broker always corks)")
 	fl.StringVar(&f.tcpCC, "tcp-cc", "", "TCP congestion control of both variants' sending sockets (default "+bench.DefaultCongestion+", or the host's with a note when setting it needs CAP_NET_ADMIN; \""+bench.SystemCongestion+"\": the host's; bbr paces loopback and the broker's responses restart it from idle; compare other tools under the same one)")
 	fl.BoolVar(&f.overhead, "overhead", false, "measure the probes' cost: every run probed and unprobed, then a table of ratios (root)")
-	fl.BoolVar(&f.floor, "floor", false, "with --overhead: also measure each run with the low-cost probes (--cost low, \"low\"; --duty 10, \"low/10\"), with only an empty sys_exit program (\"floor\": the kernel's price for any syscall tracepoint) and with only empty programs on the low-cost tracepoints (\"low-floor\")")
+	fl.IntVar(&f.duty, "duty", 10, fmt.Sprintf("with --floor: the sampling of the sampled low-cost measurement (\"low/N\", as watch --cost low --duty N; 2 to %d)", probes.MaxDuty))
+	fl.BoolVar(&f.floor, "floor", false, "with --overhead: also measure each run with the low-cost probes (--cost low, \"low\"; sampled, --duty, \"low/N\"), with only an empty sys_exit program (\"floor\": the kernel's price for any syscall tracepoint) and with only empty programs on the low-cost tracepoints (\"low-floor\")")
 	fl.BoolVar(&f.noPin, "no-pin", false, "do not pin the data thread to CPU0 and the consumer to CPU1")
 }
 
@@ -189,6 +190,9 @@ func (f benchFlags) config() (bench.Config, error) {
 	if f.floor && !f.overhead {
 		return cfg, fmt.Errorf("--floor is a variant of --overhead: add --overhead")
 	}
+	if f.duty < 2 || f.duty > probes.MaxDuty {
+		return cfg, fmt.Errorf("--duty %d: use 2 to %d (the unsampled low-cost mode is measured as \"low\" anyway)", f.duty, probes.MaxDuty)
+	}
 	if f.overhead && f.mode != "auto" && f.mode != "ebpf" {
 		return cfg, fmt.Errorf("--overhead compares the eBPF probes with nothing attached: drop --mode %s", f.mode)
 	}
@@ -218,16 +222,12 @@ func (f benchFlags) counters(cfg *bench.Config, stderr io.Writer) (func(), error
 		return bench.ProbeCounters(p), p.Close, nil
 	}}}
 	if f.floor {
-		cfg.Overhead = append(cfg.Overhead, lowCostAttachment(1), lowCostAttachment(benchDuty))
+		cfg.Overhead = append(cfg.Overhead, lowCostAttachment(1), lowCostAttachment(f.duty))
 		cfg.Overhead = append(cfg.Overhead, floorAttachment("floor", probes.AttachFloor),
 			floorAttachment("low-floor", probes.AttachLowFloor))
 	}
 	return func() {}, nil
 }
-
-// benchDuty is the sampling bench --overhead --floor measures beside the
-// always-attached low-cost mode (records labelled "low/10").
-const benchDuty = 10
 
 // floorAttachment measures runs with only empty programs attached, their
 // counters from /proc.
