@@ -157,7 +157,7 @@ func watchTotal(t *testing.T, pid int, cost string, d time.Duration, attached ch
 // sampledCosts are the sampled low-cost variants the tests compare, by
 // the name they go by in them.
 var sampledCosts = map[string][]string{
-	"low/5": {"--cost", "low", "--duty", "5", "--duty-period", "50ms"},
+	"low/2": {"--cost", "low", "--duty", "2", "--duty-period", "100ms"},
 }
 
 func num(r map[string]any, k string) (float64, bool) {
@@ -170,9 +170,9 @@ func num(r map[string]any, k string) (float64, bool) {
 // the same time to the same workload, name the same transfer style with
 // the same copies per sent and received byte; the low-cost byte totals'
 // error against the exact ones is measured and bounded. So does the
-// sampled low-cost mode (--duty 5: attached 1/5 of the time, counts
-// weighted by 5), with a wider bound on its totals: its error is the
-// sampling error of 40 windows of a bursty load (8 MiB fetches of ~5 ms).
+// sampled low-cost mode (--duty 2: attached half the time, counts
+// weighted by 2, 100 ms periods), with a wider bound on its totals: its error is the
+// sampling error of 20 windows of a bursty load (8 MiB fetches of ~5 ms).
 func TestWatchLowCostClassifies(t *testing.T) {
 	ebpfOrSkip(t)
 	root := t.TempDir()
@@ -191,7 +191,7 @@ func TestWatchLowCostClassifies(t *testing.T) {
 			recs := map[string]map[string]any{}
 			var mu sync.Mutex
 			var ready []chan struct{}
-			for _, cost := range []string{"exact", "low", "low/5"} {
+			for _, cost := range []string{"exact", "low", "low/2"} {
 				wg.Add(1)
 				attached := make(chan struct{})
 				ready = append(ready, attached)
@@ -222,12 +222,12 @@ func TestWatchLowCostClassifies(t *testing.T) {
 				t.Fatalf("load: %v", err)
 			}
 			wg.Wait()
-			exact, low, sampled := recs["exact"], recs["low"], recs["low/5"]
+			exact, low, sampled := recs["exact"], recs["low"], recs["low/2"]
 			if exact == nil || low == nil || sampled == nil {
 				t.Fatal("a watch failed")
 			}
 			compareLowCost(t, exact, low, 0.05)
-			t.Log("sampled, --duty 5 --duty-period 50ms (40 windows of 10 ms in the 2 s of load):")
+			t.Log("sampled, --duty 2 --duty-period 100ms (20 windows of 50 ms in the 2 s of load):")
 			compareLowCost(t, exact, sampled, 0.15)
 		})
 	}
