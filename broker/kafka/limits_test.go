@@ -129,6 +129,8 @@ func probeLatency(addr string) (time.Duration, error) {
 // floodResult is what a connection flood saw.
 type floodResult struct {
 	open, refused int
+	timedOut      int           // of refused: never answered (floodConnectTimeout)
+	took          time.Duration // until every attempt was open or refused
 	peak          procSelf
 	maxProbe      time.Duration
 	probes        int
@@ -160,8 +162,10 @@ func kcatProbes(t *testing.T, addr string, stop <-chan struct{}) floodResult {
 }
 
 // floodChild, in a child process (the test binary run again), opens n
-// connections from 127.0.0.2 to addr at once and reports every 50 ms how
-// many are open and how many the broker closed; when stdin closes it
+// connections from 127.0.0.2 to addr at once, reporting its progress, then
+// reports every 50 ms how many are open and how many the broker refused
+// (closed, reset, or never answered within floodConnectTimeout: of those,
+// timedout); when stdin closes it
 // closes them all. The clients live in other processes so that this
 // process's /proc counts are the broker's alone, and so that 20,000
 // sockets fit under each process's RLIMIT_NOFILE.
@@ -171,7 +175,13 @@ func floodChild(addr string, n int) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
-	fds, failed := floodDial(&unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}, n)
+	var last time.Time
+	fds, dc := floodDial(&unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}, n, func(c dialCounts) {
+		if time.Since(last) > 200*time.Millisecond {
+			fmt.Printf("dialing connected=%d failed=%d timedout=%d\n", c.connected, c.failed, c.timedOut)
+			last = time.Now()
+		}
+	})
 	// A connection whose handshake the kernel completed while the accept
 	// queue was full may exist on this side only; one byte makes the
 	// broker's kernel answer it with a reset, so it counts as refused.
@@ -184,7 +194,7 @@ func floodChild(addr string, n int) {
 	for _, fd := range fds {
 		open[fd] = true
 	}
-	refused := failed
+	refused := dc.failed + dc.timedOut
 	var one [1]byte
 	for {
 		for fd := range open {
@@ -195,7 +205,7 @@ func floodChild(addr string, n int) {
 				refused++
 			}
 		}
-		fmt.Printf("open=%d refused=%d\n", len(open), refused)
+		fmt.Printf("open=%d refused=%d timedout=%d\n", len(open), refused, dc.timedOut)
 		select {
 		case <-quit:
 			for fd := range open {
@@ -207,33 +217,30 @@ func floodChild(addr string, n int) {
 	}
 }
 
+// floodConnectTimeout bounds each handshake: a SYN the broker's kernel
+// dropped (its accept queue full) is retried after 1, 2, 4... seconds, and
+// a connection still not made after this is counted as refused (timed
+// out), so a flood always ends.
+const floodConnectTimeout = 5 * time.Second
+
+// dialCounts is what floodDial has seen so far.
+type dialCounts struct{ connected, failed, timedOut int }
+
 // floodDial opens n non-blocking connections from 127.0.0.2 to sa, at
 // most 1000 handshakes in flight, with raw syscalls in one goroutine (so
-// the flood costs the same with -race), and returns the connected sockets
-// and the count that failed to connect.
-func floodDial(sa *unix.SockaddrInet4, n int) ([]int, int) {
+// the flood costs the same with -race), calling progress after each poll,
+// and returns the connected sockets and the counts.
+func floodDial(sa *unix.SockaddrInet4, n int, progress func(dialCounts)) ([]int, dialCounts) {
 	var done []int
-	failed := 0
-	pending := map[int]bool{}
+	var c dialCounts
+	pending := map[int]time.Time{} // fd -> when its connect began
 	for started := 0; started < n || len(pending) > 0; {
 		for ; started < n && len(pending) < 1000; started++ {
-			fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
-			if err == nil {
-				err = unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 2}})
+			if fd, err := floodConnect(sa); err != nil {
+				c.failed++
+			} else {
+				pending[fd] = time.Now()
 			}
-			if err == nil {
-				if err = unix.Connect(fd, sa); err == unix.EINPROGRESS {
-					err = nil
-				}
-			}
-			if err != nil {
-				if fd >= 0 {
-					unix.Close(fd)
-				}
-				failed++
-				continue
-			}
-			pending[fd] = true
 		}
 		pfds := make([]unix.PollFd, 0, len(pending))
 		for fd := range pending {
@@ -243,20 +250,52 @@ func floodDial(sa *unix.SockaddrInet4, n int) ([]int, int) {
 			break
 		}
 		for _, p := range pfds {
+			fd := int(p.Fd)
 			if p.Revents == 0 {
+				if time.Since(pending[fd]) > floodConnectTimeout {
+					delete(pending, fd)
+					unix.Close(fd)
+					c.timedOut++
+				}
 				continue
 			}
-			fd := int(p.Fd)
 			delete(pending, fd)
 			if e, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR); err != nil || e != 0 {
 				unix.Close(fd)
-				failed++
+				c.failed++
 				continue
 			}
 			done = append(done, fd)
 		}
+		c.connected = len(done)
+		progress(c)
 	}
-	return done, failed
+	return done, c
+}
+
+// floodConnect starts one non-blocking connect from 127.0.0.2.
+func floodConnect(sa *unix.SockaddrInet4) (int, error) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	// The port is chosen at connect (IP_BIND_ADDRESS_NO_PORT): bind with
+	// port 0 searches the port range for one no other socket holds, which
+	// with 20,000 sockets held made the kernel spend ~20 s of system time.
+	err = unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1)
+	if err == nil {
+		err = unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 2}})
+	}
+	if err == nil {
+		if err = unix.Connect(fd, sa); err == unix.EINPROGRESS {
+			err = nil
+		}
+	}
+	if err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	return fd, nil
 }
 
 // flood opens n connections at once from child processes and holds them
@@ -265,9 +304,10 @@ func floodDial(sa *unix.SockaddrInet4, n int) ([]int, int) {
 func flood(t *testing.T, addr string, n, limit int) floodResult {
 	t.Helper()
 	const perChild = 10000
-	type count struct{ open, refused int }
+	type count struct{ open, refused, timedOut int }
 	var mu sync.Mutex
 	counts := map[int]count{}
+	dialing := map[int]string{} // each child's last progress line
 	var stdins []io.Closer
 	var cmds []*exec.Cmd
 	for i := 0; i*perChild < n; i++ {
@@ -290,11 +330,14 @@ func flood(t *testing.T, addr string, n, limit int) floodResult {
 			sc := bufio.NewScanner(out)
 			for sc.Scan() {
 				var c count
-				if _, err := fmt.Sscanf(sc.Text(), "open=%d refused=%d", &c.open, &c.refused); err == nil {
-					mu.Lock()
+				line := sc.Text()
+				mu.Lock()
+				if _, err := fmt.Sscanf(line, "open=%d refused=%d timedout=%d", &c.open, &c.refused, &c.timedOut); err == nil {
 					counts[i] = c
-					mu.Unlock()
+				} else if strings.HasPrefix(line, "dialing") {
+					dialing[i] = line
 				}
+				mu.Unlock()
 			}
 		}()
 	}
@@ -302,10 +345,11 @@ func flood(t *testing.T, addr string, n, limit int) floodResult {
 		mu.Lock()
 		defer mu.Unlock()
 		for _, v := range counts {
-			c.open, c.refused = c.open+v.open, c.refused+v.refused
+			c.open, c.refused, c.timedOut = c.open+v.open, c.refused+v.refused, c.timedOut+v.timedOut
 		}
 		return c
 	}
+	began := time.Now()
 	stop := make(chan struct{})
 	probed := make(chan floodResult)
 	go func() {
@@ -329,18 +373,24 @@ func flood(t *testing.T, addr string, n, limit int) floodResult {
 	kcatDone := make(chan floodResult)
 	go func() { kcatDone <- kcatProbes(t, addr, stop) }()
 	var r floodResult
-	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+	settled := false
+	for deadline := time.Now().Add(60 * time.Second); !settled && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		p := readProcSelf(t)
 		r.peak = procSelf{threads: max(p.threads, r.peak.threads), fds: max(p.fds, r.peak.fds), rssKiB: max(p.rssKiB, r.peak.rssKiB)}
-		if c := total(); c.open+c.refused == n && c.open <= limit {
-			break
-		}
+		c := total()
+		settled = c.open+c.refused == n && c.open <= limit
+	}
+	r.took = time.Since(began)
+	if !settled {
+		mu.Lock()
+		t.Errorf("the flood had not settled after %v; the children's last progress: %v", r.took.Round(time.Millisecond), dialing)
+		mu.Unlock()
 	}
 	time.Sleep(200 * time.Millisecond) // keep probing at the peak
 	close(stop)
 	pr, kr := <-probed, <-kcatDone
 	c := total()
-	r.open, r.refused, r.maxProbe, r.probes = c.open, c.refused, pr.maxProbe, pr.probes
+	r.open, r.refused, r.timedOut, r.maxProbe, r.probes = c.open, c.refused, c.timedOut, pr.maxProbe, pr.probes
 	r.maxKcat, r.kcats = kr.maxKcat, kr.kcats
 	for i, in := range stdins {
 		in.Close()
@@ -354,7 +404,7 @@ func flood(t *testing.T, addr string, n, limit int) floodResult {
 // TestConnectionFlood: connections opened at once from one address beyond
 // the per-address limit are refused with a log line, the rest stay open,
 // a fresh client from another address is served within 100 ms
-// throughout, and threads return to the idle count after the flood
+// throughout (500 ms under the race detector), and threads return to the idle count after the flood
 // closes. Threads, RSS and fds are the broker's, from /proc/self; the
 // clients are child processes.
 func TestConnectionFlood(t *testing.T) {
@@ -376,26 +426,27 @@ func TestConnectionFlood(t *testing.T) {
 			}
 			idle, idleLoad := readProcSelf(t), loadAvg(t)
 			r := flood(t, b.addr, n, DefaultMaxConnectionsPerIP)
-			t.Logf("%d connection attempts: %d open, %d refused; broker peak threads %d (idle %d), RSS %d MiB (idle %d), fds %d (idle %d); fresh client max %v over %d probes, kcat -L max %v over %d",
-				n, r.open, r.refused, r.peak.threads, idle.threads, r.peak.rssKiB>>10, idle.rssKiB>>10, r.peak.fds, idle.fds, r.maxProbe.Round(time.Microsecond), r.probes, r.maxKcat.Round(time.Millisecond), r.kcats)
+			t.Logf("%d connection attempts in %v: %d open, %d refused (%d never answered); broker peak threads %d (idle %d), RSS %d MiB (idle %d), fds %d (idle %d); fresh client max %v over %d probes, kcat -L max %v over %d",
+				n, r.took.Round(time.Millisecond), r.open, r.refused, r.timedOut, r.peak.threads, idle.threads, r.peak.rssKiB>>10, idle.rssKiB>>10, r.peak.fds, idle.fds, r.maxProbe.Round(time.Microsecond), r.probes, r.maxKcat.Round(time.Millisecond), r.kcats)
 			if r.open != DefaultMaxConnectionsPerIP || r.refused != n-DefaultMaxConnectionsPerIP {
 				t.Errorf("%d open and %d refused, want %d open (the per-address limit) and the rest refused", r.open, r.refused, DefaultMaxConnectionsPerIP)
 			}
-			if slow := max(r.maxProbe, r.maxKcat); slow > 100*time.Millisecond {
+			if slow, bound := max(r.maxProbe, r.maxKcat), 100*time.Millisecond*raceSlowdown; slow > bound {
 				// Other work on the machine delays the broker's accept
 				// thread as much as the flood does: the bound holds only
 				// on a machine not already overloaded (/proc/loadavg).
 				if load := max(loadAvg(t), idleLoad); load > float64(runtime.NumCPU()) {
-					t.Logf("a fresh client waited up to %v during the flood; not checked against 100ms: load average %.1f on %d CPUs", slow, load, runtime.NumCPU())
+					t.Logf("a fresh client waited up to %v during the flood; not checked against %v: load average %.1f on %d CPUs", slow, bound, load, runtime.NumCPU())
 				} else {
-					t.Errorf("a fresh client (ApiVersions+Metadata, or kcat -L) waited up to %v during the flood, want under 100ms (load average %.1f)", slow, load)
+					t.Errorf("a fresh client (ApiVersions+Metadata, or kcat -L) waited up to %v during the flood, want under %v (100 ms, x%d under the race detector; load average %.1f)", slow, bound, raceSlowdown, load)
 				}
 			}
 			if logs.count("refused connection from 127.0.0.2", "--max-connections-per-ip 200") == 0 {
 				t.Errorf("no log line says why connections were refused: %q", logs.lines[:min(len(logs.lines), 5)])
 			}
-			if l := logs.count("refused connection"); l > 60 {
-				t.Errorf("%d log lines for refused connections: the log is flooded too", l)
+			// One line a second at most, however long the flood lasts.
+			if l, most := logs.count("refused connection"), int(r.took.Seconds())+2; l > most {
+				t.Errorf("%d log lines for refused connections in a %v flood: the log is flooded too", l, r.took.Round(time.Millisecond))
 			}
 			if r.peak.threads > idle.threads+DefaultMaxConnectionsPerIP+32 || r.peak.fds > idle.fds+DefaultMaxConnectionsPerIP+1100 {
 				t.Errorf("broker peak threads %d, fds %d: want at most idle (%d, %d) + one per open connection (%d) + slack", r.peak.threads, r.peak.fds, idle.threads, idle.fds, DefaultMaxConnectionsPerIP)
