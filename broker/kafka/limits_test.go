@@ -165,8 +165,7 @@ func kcatProbes(t *testing.T, addr string, stop <-chan struct{}) floodResult {
 // connections from 127.0.0.2 to addr at once, reporting its progress, then
 // reports every 50 ms how many are open and how many the broker refused
 // (closed, reset, or never answered within floodConnectTimeout: of those,
-// timedout); when stdin closes it
-// closes them all. The clients live in other processes so that this
+// timedout); when stdin closes it closes them all. The clients live in other processes so that this
 // process's /proc counts are the broker's alone, and so that 20,000
 // sockets fit under each process's RLIMIT_NOFILE.
 func floodChild(addr string, n int) {
@@ -404,8 +403,8 @@ func flood(t *testing.T, addr string, n, limit int) floodResult {
 // TestConnectionFlood: connections opened at once from one address beyond
 // the per-address limit are refused with a log line, the rest stay open,
 // a fresh client from another address is served within 100 ms
-// throughout (500 ms under the race detector), and threads return to the idle count after the flood
-// closes. Threads, RSS and fds are the broker's, from /proc/self; the
+// throughout (500 ms under the race detector), and threads return to the
+// idle count after the flood closes. Threads, RSS and fds are the broker's, from /proc/self; the
 // clients are child processes.
 func TestConnectionFlood(t *testing.T) {
 	if addr := os.Getenv("COPYSCOPE_FLOOD_ADDR"); addr != "" {
